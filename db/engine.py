@@ -1,0 +1,114 @@
+"""Engine and session set-up.
+
+SQLite runs in WAL mode with a busy timeout, so the app and a retrain process can
+use one database file at the same time. Write sessions begin with ``BEGIN
+IMMEDIATE``: a writer waits for the lock up front instead of failing half-way
+when another process committed first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shoelabel.settings import get_settings
+
+BUSY_TIMEOUT_S = 30.0
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+class DatabaseBusyError(RuntimeError):
+    """Another process held the database lock for longer than the busy timeout."""
+
+
+def _is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_db_engine(url: str) -> Engine:
+    """A new engine for ``url``; SQLite files get WAL, a busy timeout and explicit BEGINs."""
+    if not _is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True)
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (default: the configured database), migrated to head."""
+    from db.migrate import upgrade
+
+    url = url or get_settings().db_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = create_db_engine(url)
+            upgrade(engine)
+            _engines[url] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine (tests and forked processes)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None, *, write: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    ``write=True`` takes the write lock at BEGIN (SQLite), so concurrent writers
+    queue up behind the busy timeout rather than failing with a stale snapshot.
+    A lock held by another process for longer than the timeout becomes a
+    :class:`DatabaseBusyError` naming the database; nothing is half-written.
+    """
+    engine = engine or get_engine()
+    bind = engine.execution_options(sqlite_immediate=True) if write else engine
+    session = sessionmaker(bind=bind, expire_on_commit=False)()
+    try:
+        yield session
+        session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+            raise DatabaseBusyError(
+                f"The database {engine.url.render_as_string(hide_password=True)} is locked by "
+                f"another process (waited {BUSY_TIMEOUT_S:.0f}s). Nothing was written; "
+                "try again once the other process (a retrain round or another app) is done."
+            ) from exc
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,64 @@
+"""Schema migrations (Alembic), applied automatically when a database is opened.
+
+``python -m db.migrate [URL]`` applies them explicitly and prints the revision.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision``; a no-op when it is there already.
+
+    Runs under the write lock, so two processes opening a new database at once
+    migrate it once.
+    """
+    if revision == "head" and current_revision(engine) == head_revision():
+        return
+    config = alembic_config()
+    with engine.execution_options(sqlite_immediate=True).begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from db.engine import create_db_engine
+    from shoelabel.settings import get_settings
+
+    args = sys.argv[1:] if argv is None else argv
+    url = args[0] if args else get_settings().db_url
+    engine = create_db_engine(url)
+    upgrade(engine)
+    print(f"{engine.url.render_as_string(hide_password=True)} is at revision {current_revision(engine)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""The schema: SQLAlchemy 2.0 typed models.
+
+Nothing here is deleted by normal use. A correction adds a review; an undo marks a
+review as undone; the effective label of an image is derived from its reviews
+(see :mod:`feedback.labels`).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Naive UTC: SQLite keeps no time zone, so every timestamp is UTC without one."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime()}
+
+
+class Split(enum.StrEnum):
+    POOL = "pool"  # arrived without a brand: waits for reviewers
+    TRAIN = "train"  # arrived with a brand (folder name or manifest)
+    HOLDOUT = "holdout"  # frozen evaluation set, never trained on
+
+
+class ReviewAction(enum.StrEnum):
+    CONFIRM = "confirm"
+    CORRECT = "correct"
+    SKIP = "skip"
+    NOT_A_SHOE = "not_a_shoe"
+    UNSURE = "unsure"
+
+
+class ModelStatus(enum.StrEnum):
+    CANDIDATE = "candidate"
+    CURRENT = "current"
+    REJECTED = "rejected"
+    RETIRED = "retired"  # was current, replaced by a better one
+
+
+class RoundStatus(enum.StrEnum):
+    RUNNING = "running"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class PredictionKind(enum.StrEnum):
+    MODEL = "model"  # the model applied to the image
+    OUT_OF_FOLD = "out_of_fold"  # cross-validated: the image was not in the fold's training set
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Brand(Base):
+    """A class name. The brand set is data: any names work."""
+
+    __tablename__ = "brands"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Image(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    file_size: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    split: Mapped[Split] = mapped_column(_enum(Split, "split"), index=True)
+    source_brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id"), index=True)
+    source: Mapped[str] = mapped_column(String(255), default="")
+
+    source_brand: Mapped[Brand | None] = relationship()
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_image_created", "image_id", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    reviewer: Mapped[str] = mapped_column(String(120), index=True)
+    action: Mapped[ReviewAction] = mapped_column(_enum(ReviewAction, "review_action"))
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id"))
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    probabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    resolves_conflict: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    undone_at: Mapped[datetime | None] = mapped_column()
+
+    brand: Mapped[Brand | None] = relationship()
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    arch: Mapped[str] = mapped_column(String(32), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "model_status"), index=True)
+    class_names: Mapped[list[str]] = mapped_column(JSON)
+    input_size: Mapped[int] = mapped_column(Integer)
+    base_weights: Mapped[str] = mapped_column(String(255), default="")
+    training: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("image_id", "model_version_id", "kind", name="uq_prediction"),
+        Index("ix_predictions_model_kind", "model_version_id", "kind"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    kind: Mapped[PredictionKind] = mapped_column(_enum(PredictionKind, "prediction_kind"), default=PredictionKind.MODEL)
+    probabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id"))
+    confidence: Mapped[float] = mapped_column(Float)
+    margin: Mapped[float] = mapped_column(Float)
+    entropy: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    brand: Mapped[Brand] = relationship()
+
+
+class Round(Base):
+    """One training or fine-tuning round; also the job record the app polls."""
+
+    __tablename__ = "rounds"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    arch: Mapped[str] = mapped_column(String(32), index=True)
+    trigger: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(32), default="finetune")
+    status: Mapped[RoundStatus] = mapped_column(_enum(RoundStatus, "round_status"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    parent_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    candidate_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    confusion: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    message: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    progress_text: Mapped[str] = mapped_column(Text, default="")
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255), default="")
+
+
+class ImageClaim(Base):
+    """An image a reviewer has on screen, so that another reviewer gets a different one."""
+
+    __tablename__ = "image_claims"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(120))
+    session_id: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

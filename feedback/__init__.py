@@ -1,0 +1,1 @@
+"""Feedback: ingest, reviews and labels, review queues and active-learning strategies."""

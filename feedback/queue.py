@@ -1,0 +1,234 @@
+"""Review queues: what a reviewer sees next.
+
+Answered from stored predictions alone (no model runs on the request path). A
+queue never shows an image the reviewer already handled, skips images judged
+not to be shoes, and claims what it hands out for a few minutes, so two
+reviewers working at once never get the same image at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, and_, delete, exists, select
+from sqlalchemy.orm import Session
+
+from db import get_engine, session_scope
+from db.models import Brand, Image, ImageClaim, ModelVersion, Prediction, PredictionKind, Review, Split, utcnow
+from feedback.labels import DECISIVE, EffectiveLabel, effective_labels
+from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
+from modeling.registry import current_versions
+
+CLAIM_MINUTES = 10
+SCOPES = ("unlabelled", "unreviewed", "labelled")
+DEFAULT_STRATEGY = "least_confidence"
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """One model's prediction for an image, as the reviewer is shown it."""
+
+    model_version_id: int
+    arch: str
+    probabilities: dict[str, float]
+
+    @property
+    def brand(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.brand]
+
+
+@dataclass
+class QueueItem:
+    image_id: int
+    path: str
+    sha256: str
+    width: int
+    height: int
+    label: EffectiveLabel
+    predictions: dict[str, ModelView] = field(default_factory=dict)  # by architecture
+
+    def shown(self) -> tuple[int | None, dict[str, float] | None]:
+        """The model version and probabilities to keep with a review (InceptionV3 first)."""
+        for arch in ("inception", "cnn"):
+            if arch in self.predictions:
+                view = self.predictions[arch]
+                return view.model_version_id, view.probabilities
+        return None, None
+
+
+def default_scope(strategy: str) -> str:
+    return "labelled" if strategy not in UNLABELLED_STRATEGIES else "unlabelled"
+
+
+def _candidate_query(session: Session, reviewer: str, session_id: str, scope: str):
+    now = utcnow()
+    decided = exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.action.in_(DECISIVE))
+    handled = exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.reviewer == reviewer)
+    claimed = exists().where(
+        ImageClaim.image_id == Image.id, ImageClaim.session_id != session_id, ImageClaim.expires_at > now
+    )
+    query = select(Image.id).where(~handled, ~claimed)
+    if scope == "unlabelled":
+        query = query.where(Image.source_brand_id.is_(None), ~decided)
+    elif scope == "unreviewed":
+        query = query.where(~decided)
+    elif scope == "labelled":
+        query = query.where(and_(Image.source_brand_id.is_not(None)) | decided)
+    else:
+        raise ValueError(f"Unknown queue scope {scope!r}; choose one of: {', '.join(SCOPES)}.")
+    return query.order_by(Image.id)
+
+
+def _probabilities(
+    session: Session, versions: dict[str, ModelVersion], ids: list[int], kind: PredictionKind
+) -> tuple[list[str], dict[str, np.ndarray], dict[int, dict[str, ModelView]]]:
+    names = sorted({n for v in versions.values() for n in v.class_names}) or list(
+        session.scalars(select(Brand.name).order_by(Brand.name))
+    )
+    column = {n: j for j, n in enumerate(names)}
+    row_of = {image_id: i for i, image_id in enumerate(ids)}
+    probs = {arch: np.full((len(ids), len(names)), np.nan) for arch in versions}
+    views: dict[int, dict[str, ModelView]] = {}
+    if not versions or not ids:
+        return names, probs, views
+    arch_of = {v.id: arch for arch, v in versions.items()}
+    rows = (
+        row
+        for chunk in _chunks(ids)
+        for row in session.execute(
+            select(Prediction.image_id, Prediction.model_version_id, Prediction.probabilities).where(
+                Prediction.model_version_id.in_(list(arch_of)), Prediction.kind == kind, Prediction.image_id.in_(chunk)
+            )
+        )
+    )
+    for image_id, version_id, p in rows:
+        arch = arch_of[version_id]
+        target = probs[arch][row_of[image_id]]
+        target[:] = 0.0
+        for name, value in p.items():
+            target[column[name]] = value
+        views.setdefault(image_id, {})[arch] = ModelView(version_id, arch, {k: float(v) for k, v in p.items()})
+    return names, probs, views
+
+
+def build_candidates(
+    session: Session, image_ids: list[int], *, with_labels: bool = False
+) -> tuple[Candidates, dict[int, dict[str, ModelView]]]:
+    """The :class:`Candidates` a strategy ranks, from stored predictions and cached features."""
+    versions = current_versions(session)
+    names, probs, views = _probabilities(session, versions, image_ids, PredictionKind.MODEL)
+    candidates = Candidates(np.array(image_ids, dtype=int), names, probs)
+    if "inception" in versions:
+        candidates.features = _feature_loader(session, versions["inception"], image_ids)
+    if with_labels:
+        labels = effective_labels(session, image_ids)
+        column = {n: j for j, n in enumerate(names)}
+        candidates.given = np.array([column.get(labels[i].brand or "", -1) for i in image_ids])
+        if "inception" in versions:
+            _, oof, _ = _probabilities(
+                session, {"inception": versions["inception"]}, image_ids, PredictionKind.OUT_OF_FOLD
+            )
+            if not np.isnan(oof["inception"]).all():
+                candidates.out_of_fold = oof["inception"]
+    return candidates, views
+
+
+def _feature_loader(session: Session, version: ModelVersion, image_ids: list[int]):
+    from modeling.predict import inception_cache
+
+    cache = inception_cache(version.base_weights, version.input_size)
+    shas: dict[int, str] = {}
+    for chunk in _chunks(image_ids):
+        shas.update(session.execute(select(Image.id, Image.sha256).where(Image.id.in_(chunk))).tuples())
+    ordered = [shas[i] for i in image_ids]
+
+    def load(positions: np.ndarray) -> np.ndarray:
+        """Pooled features; KeyError when an image has none cached yet."""
+        return cache.pooled([ordered[p] for p in positions])
+
+    return load
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def _rng(session_id: str) -> np.random.Generator:
+    return np.random.default_rng(int(hashlib.sha256(session_id.encode()).hexdigest()[:12], 16))
+
+
+def next_items(
+    reviewer: str,
+    session_id: str,
+    *,
+    strategy: str = DEFAULT_STRATEGY,
+    scope: str | None = None,
+    k: int = 2,
+    engine: Engine | None = None,
+    claim: bool = True,
+) -> list[QueueItem]:
+    """The next ``k`` images for ``reviewer`` (the first is shown, the rest preloaded), claimed
+    for this session so that no other reviewer gets them meanwhile."""
+    from feedback.reviews import clean_reviewer
+
+    reviewer = clean_reviewer(reviewer)
+    rank = get_strategy(strategy)
+    scope = scope or default_scope(strategy)
+    engine = engine or get_engine()
+    with session_scope(engine, write=claim) as session:
+        ids = list(session.scalars(_candidate_query(session, reviewer, session_id, scope)))
+        if not ids:
+            return []
+        candidates, views = build_candidates(session, ids, with_labels=scope == "labelled")
+        picked = [int(ids[p]) for p in rank(candidates, k, _rng(session_id + strategy))]
+        if claim:
+            _claim(session, picked, reviewer, session_id)
+        images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(picked)))}
+        labels = effective_labels(session, picked)
+        return [
+            QueueItem(
+                i, images[i].path, images[i].sha256, images[i].width, images[i].height, labels[i], views.get(i, {})
+            )
+            for i in picked
+        ]
+
+
+def _claim(session: Session, image_ids: list[int], reviewer: str, session_id: str) -> None:
+    now = utcnow()
+    session.execute(delete(ImageClaim).where((ImageClaim.expires_at <= now) | (ImageClaim.session_id == session_id)))
+    expires = now + timedelta(minutes=CLAIM_MINUTES)
+    for image_id in image_ids:
+        session.merge(ImageClaim(image_id=image_id, reviewer=reviewer, session_id=session_id, expires_at=expires))
+
+
+def pending_count(
+    reviewer: str, session_id: str = "", *, scope: str = "unlabelled", engine: Engine | None = None
+) -> int:
+    """How many images are waiting for this reviewer in ``scope``."""
+    from sqlalchemy import func
+
+    with session_scope(engine or get_engine()) as session:
+        query = _candidate_query(session, reviewer, session_id, scope).order_by(None)
+        return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def release_claims(session_id: str, *, engine: Engine | None = None) -> None:
+    with session_scope(engine or get_engine(), write=True) as session:
+        session.execute(delete(ImageClaim).where(ImageClaim.session_id == session_id))
+
+
+def queue_summary(engine: Engine | None = None) -> dict[str, Any]:
+    """Counts for the app's header: images per split, unlabelled and unreviewed."""
+    from sqlalchemy import func
+
+    with session_scope(engine or get_engine()) as session:
+        per_split = dict(session.execute(select(Image.split, func.count()).group_by(Image.split)).all())
+        return {"images": sum(per_split.values()), **{str(Split(k)): v for k, v in per_split.items()}}

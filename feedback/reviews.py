@@ -1,0 +1,127 @@
+"""Recording reviewers' decisions. Every decision is a new row; undo marks, never deletes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, delete, select
+
+from db import get_engine, session_scope
+from db.catalog import require_brand
+from db.models import Image, ImageClaim, Review, ReviewAction, utcnow
+
+MAX_REVIEWER_LENGTH = 120
+
+
+class ReviewError(ValueError):
+    """A review that cannot be recorded as asked (nothing was written)."""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the reviewer saw: the model version and its probabilities, kept with the review."""
+
+    model_version_id: int | None
+    probabilities: dict[str, float] | None
+
+    @property
+    def top_brand(self) -> str | None:
+        if not self.probabilities:
+            return None
+        return max(self.probabilities, key=lambda b: self.probabilities[b])  # type: ignore[index]
+
+
+def clean_reviewer(name: str) -> str:
+    cleaned = " ".join(str(name or "").split())
+    if not cleaned:
+        raise ReviewError("A reviewer name is needed before reviewing.")
+    if len(cleaned) > MAX_REVIEWER_LENGTH:
+        raise ReviewError(f"Reviewer name is longer than {MAX_REVIEWER_LENGTH} characters.")
+    return cleaned
+
+
+def record_review(
+    image_id: int,
+    reviewer: str,
+    action: ReviewAction | str,
+    *,
+    brand: str | None = None,
+    shown: Shown | None = None,
+    resolves_conflict: bool = False,
+    engine: Engine | None = None,
+) -> int:
+    """Store one decision and release the reviewer's claim on the image; returns the review id.
+
+    ``confirm`` without a brand confirms the top brand that was shown. ``correct``
+    needs a brand from the brand set. The row is committed before this returns.
+    """
+    reviewer = clean_reviewer(reviewer)
+    try:
+        action = ReviewAction(action)
+    except ValueError as exc:
+        choices = ", ".join(a.value for a in ReviewAction)
+        raise ReviewError(f"Unknown review action {action!r}; use one of: {choices}.") from exc
+    if action == ReviewAction.CONFIRM and brand is None:
+        brand = shown.top_brand if shown else None
+        if brand is None:
+            raise ReviewError("Nothing to confirm: no prediction was shown. Pick the brand instead.")
+    if action == ReviewAction.CORRECT and brand is None:
+        raise ReviewError("A correction needs the brand the image really shows.")
+    if action not in (ReviewAction.CONFIRM, ReviewAction.CORRECT):
+        brand = None
+    with session_scope(engine or get_engine(), write=True) as session:
+        if session.get(Image, image_id) is None:
+            raise ReviewError(f"No image with id {image_id}.")
+        brand_row = require_brand(session, brand) if brand is not None else None
+        review = Review(
+            image_id=image_id,
+            reviewer=reviewer,
+            action=action,
+            brand_id=brand_row.id if brand_row else None,
+            model_version_id=shown.model_version_id if shown else None,
+            probabilities=dict(shown.probabilities) if shown and shown.probabilities else None,
+            resolves_conflict=resolves_conflict,
+        )
+        session.add(review)
+        session.execute(delete(ImageClaim).where(ImageClaim.image_id == image_id, ImageClaim.reviewer == reviewer))
+        session.flush()
+        return review.id
+
+
+def undo_last(reviewer: str, *, engine: Engine | None = None) -> Review | None:
+    """Mark the reviewer's latest live review as undone; returns it (or None if there is none)."""
+    reviewer = clean_reviewer(reviewer)
+    with session_scope(engine or get_engine(), write=True) as session:
+        review = session.scalar(
+            select(Review)
+            .where(Review.reviewer == reviewer, Review.undone_at.is_(None))
+            .order_by(Review.created_at.desc(), Review.id.desc())
+            .limit(1)
+        )
+        if review is None:
+            return None
+        review.undone_at = utcnow()
+        return review
+
+
+def review_history(image_id: int, *, engine: Engine | None = None) -> list[dict[str, Any]]:
+    """Every review of an image, undone ones included, oldest first."""
+    with session_scope(engine or get_engine()) as session:
+        reviews = session.scalars(
+            select(Review).where(Review.image_id == image_id).order_by(Review.created_at, Review.id)
+        )
+        return [
+            {
+                "id": r.id,
+                "at": r.created_at,
+                "reviewer": r.reviewer,
+                "action": r.action.value,
+                "brand": r.brand.name if r.brand else None,
+                "model_version_id": r.model_version_id,
+                "probabilities": r.probabilities,
+                "resolves_conflict": r.resolves_conflict,
+                "undone_at": r.undone_at,
+            }
+            for r in reviews
+        ]

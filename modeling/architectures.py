@@ -1,0 +1,184 @@
+"""The two architectures. Both take raw RGB pixels (0-255) and end in the same head:
+``pool`` (global average) -> ``dropout`` -> ``brand`` (softmax over the brand set),
+so a round can swap the head when brands are added.
+
+* ``cnn``: a compact residual CNN trained from scratch, sized for CPU training.
+* ``inception``: InceptionV3 with ImageNet weights, a new head over the pooled
+  ``mixed8`` and ``mixed10`` blocks, and fine-tuning of the top blocks
+  (``mixed9``, ``mixed10``). Everything up to ``mixed8`` stays frozen, which is
+  what lets training run from cached activations (:mod:`modeling.feature_cache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+
+import keras
+from keras import layers
+
+import modeling  # noqa: F401  (selects the JAX backend)
+from shoelabel.settings import IMAGENET
+
+CNN_INPUT_SIZE = 160
+INCEPTION_INPUT_SIZE = 299
+INCEPTION_CUT = "mixed8"  # frozen below, fine-tuned above
+INCEPTION_TOP = "mixed10"
+
+
+class WeightsError(RuntimeError):
+    """The InceptionV3 ImageNet weights cannot be loaded."""
+
+
+def augmentation(seed: int | None = None) -> keras.Sequential:
+    """Photometric and geometric augmentation, active only while training."""
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(0.06, fill_mode="nearest", seed=seed),
+            layers.RandomZoom((-0.25, 0.1), fill_mode="nearest", seed=seed),
+            layers.RandomTranslation(0.08, 0.08, fill_mode="nearest", seed=seed),
+            layers.RandomBrightness(0.2, value_range=(0.0, 1.0), seed=seed),
+            layers.RandomContrast(0.25, seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def _head(x: keras.KerasTensor, n_classes: int, dropout: float) -> keras.KerasTensor:
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return layers.Dense(n_classes, activation="softmax", name="brand")(x)
+
+
+def _conv_bn(x: keras.KerasTensor, filters: int, stride: int = 1, name: str = "") -> keras.KerasTensor:
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _residual_stage(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    """Two 3x3 convolutions with a projected shortcut, then 2x downsampling."""
+    shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(x)
+    shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    x = _conv_bn(x, filters, name=f"{name}_a")
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_b_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, shortcut]))
+    return layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+
+
+def build_cnn(
+    n_classes: int,
+    input_size: int = CNN_INPUT_SIZE,
+    widths: tuple[int, ...] = (32, 64, 128, 256),
+    dropout: float = 0.4,
+    seed: int | None = None,
+) -> keras.Model:
+    inputs = keras.Input((input_size, input_size, 3), name="pixels")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = augmentation(seed)(x)
+    x = _conv_bn(x, widths[0], stride=2, name="stem")
+    for i, width in enumerate(widths[1:], start=1):
+        x = _residual_stage(x, width, name=f"stage{i}")
+    x = _conv_bn(x, widths[-1] * 2, name="final")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, _head(x, n_classes, dropout), name="cnn")
+
+
+@cache
+def weights_id(source: str) -> str:
+    """A short, stable name for a weights source, used to key cached activations."""
+    if source == IMAGENET:
+        return IMAGENET
+    digest = hashlib.md5()
+    with open(source, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"md5-{digest.hexdigest()[:12]}"
+
+
+def inception_base(weights: str | None, input_size: int = INCEPTION_INPUT_SIZE, input_tensor=None) -> keras.Model:
+    """InceptionV3 without its classifier. ``weights``: ``"imagenet"``, an ``.h5`` path, or None."""
+    try:
+        return keras.applications.InceptionV3(
+            include_top=False,
+            weights=weights,
+            input_shape=(input_size, input_size, 3),
+            input_tensor=input_tensor,
+        )
+    except Exception as exc:
+        if weights == IMAGENET:
+            raise WeightsError(
+                "Could not get the InceptionV3 ImageNet weights (Keras downloads them once and "
+                f"needs network access for that): {exc}. On a machine without network access, set "
+                "SHOELABEL_INCEPTION_WEIGHTS to the path of inception_v3_imagenet_notop.h5."
+            ) from exc
+        if weights is not None:
+            raise WeightsError(
+                f"Could not load InceptionV3 weights from {weights}: {exc}. The file must be the "
+                "Keras 'notop' InceptionV3 weights (.h5); check SHOELABEL_INCEPTION_WEIGHTS."
+            ) from exc
+        raise
+
+
+def build_inception(
+    n_classes: int,
+    weights: str | None,
+    input_size: int = INCEPTION_INPUT_SIZE,
+    dropout: float = 0.3,
+) -> keras.Model:
+    """InceptionV3 with a new head over the pooled ``mixed8`` and ``mixed10`` outputs."""
+    if isinstance(weights, str) and weights != IMAGENET and not Path(weights).is_file():
+        raise WeightsError(
+            f"InceptionV3 weights file not found: {weights}. Set SHOELABEL_INCEPTION_WEIGHTS to the "
+            "path of inception_v3_imagenet_notop.h5, or to 'imagenet'."
+        )
+    inputs = keras.Input((input_size, input_size, 3), name="pixels")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    base = inception_base(weights, input_size, input_tensor=x)
+    cut = base.get_layer(INCEPTION_CUT).output
+    top = base.get_layer(INCEPTION_TOP).output
+    pooled = layers.Concatenate(name="pool")(
+        [layers.GlobalAveragePooling2D(name="pool_cut")(cut), layers.GlobalAveragePooling2D(name="pool_top")(top)]
+    )
+    return keras.Model(inputs, _head(pooled, n_classes, dropout), name="inception")
+
+
+def split_inception(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(lower, upper): pixels -> ``mixed8`` activations, and those activations -> probabilities."""
+    cut = model.get_layer(INCEPTION_CUT).output
+    lower = keras.Model(model.input, cut, name="inception_lower")
+    upper = keras.Model(cut, model.output, name="inception_upper")
+    return lower, upper
+
+
+def pooled_features(model: keras.Model) -> keras.Model:
+    """The part of a model before its head: input -> pooled features (``pool`` layer)."""
+    return keras.Model(model.input, model.get_layer("pool").output)
+
+
+def set_frozen_below_cut(model: keras.Model) -> None:
+    """Freeze the lower network; in the top blocks train convolutions, keep batch norm statistics."""
+    names = [layer.name for layer in model.layers]
+    cut_index = names.index(INCEPTION_CUT)
+    for index, layer in enumerate(model.layers):
+        if index <= cut_index:
+            layer.trainable = False
+        else:
+            layer.trainable = not isinstance(layer, layers.BatchNormalization)
+
+
+def replace_head(model: keras.Model, class_names: list[str], old_class_names: list[str]) -> keras.Model:
+    """The same network with a head for ``class_names``; rows of known brands keep their weights."""
+    pooled = model.get_layer("pool").output
+    dropout = model.get_layer("dropout").rate
+    new_model = keras.Model(model.input, _head(pooled, len(class_names), dropout), name=model.name)
+    old_kernel, old_bias = model.get_layer("brand").get_weights()
+    kernel, bias = new_model.get_layer("brand").get_weights()
+    for j, name in enumerate(class_names):
+        if name in old_class_names:
+            i = old_class_names.index(name)
+            kernel[:, j], bias[j] = old_kernel[:, i], old_bias[i]
+    new_model.get_layer("brand").set_weights([kernel, bias])
+    return new_model

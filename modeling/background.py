@@ -1,0 +1,114 @@
+"""Starting rounds and prediction refreshes in a background process (for the app).
+
+The app takes the job lock, records the round, and hands the lock to the child
+process it starts, so a second click (from any tab) is refused at once and the
+round goes on if the page is reloaded or closed. Progress lives in the
+``rounds`` table; the child's output goes to a log file under the home folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from db import get_engine, session_scope
+from db.models import Round, RoundStatus
+from modeling.jobs import LOCK_FD_ENV, JobLock, job_running
+from modeling.registry import ARCHITECTURES
+from shoelabel.settings import get_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    round_id: int | None
+    pid: int
+    log: Path
+
+
+def _spawn(args: list[str], lock: JobLock, log_name: str) -> tuple[int, Path]:
+    logs = get_settings().home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / log_name
+    env = {**os.environ, LOCK_FD_ENV: str(lock.fd), "PYTHONUNBUFFERED": "1"}
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(lock.fd,),
+            start_new_session=True,
+        )
+    return process.pid, log
+
+
+def start_round(
+    arch: str = "both", mode: str = "finetune", *, trigger: str = "app", engine: Engine | None = None
+) -> StartedJob:
+    """Start ``python -m modeling.retrain`` in the background; raises JobBusyError if a job runs."""
+    from modeling.rounds import mark_abandoned_rounds, open_round
+
+    if arch not in (*ARCHITECTURES, "both"):
+        raise ValueError(f"Unknown architecture {arch!r}.")
+    engine = engine or get_engine()
+    lock = JobLock.acquire()
+    try:
+        mark_abandoned_rounds(engine)
+        first = "inception" if arch in ("both", "inception") else "cnn"
+        round_id = open_round(engine, first, trigger, mode if first == "inception" else "train")
+        pid, log = _spawn(
+            [
+                "-m",
+                "modeling.retrain",
+                "--arch",
+                arch,
+                "--mode",
+                mode,
+                "--trigger",
+                trigger,
+                "--round-id",
+                str(round_id),
+            ],
+            lock,
+            f"round-{round_id}.log",
+        )
+    except BaseException:
+        lock.release()
+        raise
+    lock.close_without_release()
+    return StartedJob(round_id, pid, log)
+
+
+def start_refresh(*, all_images: bool = False) -> StartedJob:
+    """Predict catalogue images the current models have not seen, in the background."""
+    lock = JobLock.acquire()
+    try:
+        args = ["-m", "modeling.predict", "--refresh"] + (["--all"] if all_images else [])
+        pid, log = _spawn(args, lock, "refresh.log")
+    except BaseException:
+        lock.release()
+        raise
+    lock.close_without_release()
+    return StartedJob(None, pid, log)
+
+
+@dataclass(frozen=True)
+class JobState:
+    running: bool  # a process holds the job lock
+    round: Round | None  # the round in progress, if the job is a round that has reported
+
+
+def job_state(engine: Engine | None = None) -> JobState:
+    running = job_running()
+    with session_scope(engine or get_engine()) as session:
+        row = session.scalar(select(Round).where(Round.status == RoundStatus.RUNNING).order_by(Round.id.desc()))
+    return JobState(running, row if running else None)

@@ -1,0 +1,65 @@
+"""On-disk cache of what the frozen part of InceptionV3 computes for each image.
+
+The lower InceptionV3 blocks (up to ``mixed8``) never change, so their output is
+computed once per image and weights file: one ``.npy`` per image, holding the
+activation map of the photo and of its mirror image (float16). Head training,
+fine-tuning of the top blocks, evaluation and pool refreshes all start from
+here; only new images cost a forward pass through the lower network.
+
+This module needs numpy only, so queues can read features without loading Keras.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+VIEWS = 2  # the photo and its horizontal mirror
+
+
+class FeatureCache:
+    def __init__(self, root: Path, key: str) -> None:
+        self.root = Path(root) / key
+        self.key = key
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.npy"
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def missing(self, shas: Iterable[str]) -> list[str]:
+        return [sha for sha in shas if not self.has(sha)]
+
+    def put(self, sha256: str, activations: np.ndarray) -> None:
+        """Store atomically, so concurrent processes never read half a file."""
+        target = self.path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.save(handle, activations.astype(np.float16, copy=False))
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, sha256: str) -> np.ndarray:
+        try:
+            return np.load(self.path(sha256))
+        except (OSError, ValueError) as exc:
+            raise KeyError(f"no cached features for image {sha256[:12]} under {self.root}") from exc
+
+    def load(self, shas: list[str], views: int | None = None) -> np.ndarray:
+        """``(n, VIEWS, h, w, c)`` float16, or ``(n, h, w, c)`` for a single view index."""
+        arrays = [self.get(sha) for sha in shas]
+        stacked = np.stack(arrays) if arrays else np.zeros((0, VIEWS, 1, 1, 1), np.float16)
+        return stacked if views is None else stacked[:, views]
+
+    def pooled(self, shas: list[str]) -> np.ndarray:
+        """Spatially averaged activations of the photo itself: ``(n, c)`` float32."""
+        return np.stack([self.get(sha)[0].astype(np.float32).mean(axis=(0, 1)) for sha in shas])

@@ -1,0 +1,310 @@
+"""Prediction: for files on disk (``python -m modeling.predict PATH...``) and for the catalogue.
+
+Images are decoded in background threads while the model runs, in batches. For
+catalogue images, InceptionV3 starts from cached ``mixed8`` activations, so
+refreshing the predictions after a round costs only the top blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, delete, select
+
+from db import get_engine, session_scope
+from db.catalog import get_or_create_brand
+from db.models import Image, ModelVersion, Prediction, PredictionKind
+from modeling.feature_cache import FeatureCache
+from modeling.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
+from modeling.progress import Progress, TerminalProgress, silent
+from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
+from shoelabel.settings import get_settings
+
+EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """What prediction needs to know of a registered model version (no session attached)."""
+
+    id: int
+    arch: str
+    path: str
+    class_names: tuple[str, ...]
+    input_size: int
+    base_weights: str
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> ModelHandle:
+        return cls(
+            version.id, version.arch, version.path, tuple(version.class_names), version.input_size, version.base_weights
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch} v{self.id}"
+
+    def model(self):
+        return load_keras(self.path)
+
+    def feature_cache(self) -> FeatureCache:
+        return inception_cache(self.base_weights, self.input_size)
+
+
+def inception_cache(weights_id: str, input_size: int) -> FeatureCache:
+    from modeling.architectures import INCEPTION_CUT
+
+    return FeatureCache(
+        get_settings().cache_dir / "activations", f"inception-{weights_id}-{input_size}-{INCEPTION_CUT}"
+    )
+
+
+def uncertainty(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(confidence, margin between the top two, entropy) for each row."""
+    ordered = -np.sort(-probs, axis=1)
+    confidence = ordered[:, 0]
+    margin = ordered[:, 0] - (ordered[:, 1] if probs.shape[1] > 1 else 0.0)
+    entropy = -np.sum(probs * np.log(np.clip(probs, EPS, 1.0)), axis=1)
+    return confidence, margin, entropy
+
+
+def predict_sources(
+    handle: ModelHandle, sources: Sequence[Source], batch_size: int = 32, progress: Progress = silent
+) -> tuple[dict[int, np.ndarray], dict[int, ImageError]]:
+    """Probabilities for each decodable source (by position), and the errors of the others."""
+    model = handle.model()
+    probabilities: dict[int, np.ndarray] = {}
+    errors: dict[int, ImageError] = {}
+    done = 0
+    for batch in iter_batches(list(sources), handle.input_size, batch_size):
+        errors.update(dict(batch.errors))
+        if len(batch.indices):
+            probs = np.asarray(model.predict_on_batch(batch.pixels.astype("float32")))
+            probabilities.update(zip(batch.indices, probs, strict=True))
+        done += len(batch.indices) + len(batch.errors)
+        progress(done / len(sources), f"predicting with {handle.label}: {done}/{len(sources)}")
+    return probabilities, errors
+
+
+def predict_catalog(
+    handle: ModelHandle, images: Sequence[tuple[int, str, str]], batch_size: int = 32, progress: Progress = silent
+) -> tuple[dict[int, np.ndarray], dict[int, ImageError]]:
+    """Probabilities for catalogue images ``(id, sha256, path)``, keyed by image id."""
+    if handle.arch != "inception":
+        probs, errors = predict_sources(handle, [path for _, _, path in images], batch_size, progress)
+        return ({images[i][0]: p for i, p in probs.items()}, {images[i][0]: e for i, e in errors.items()})
+    from modeling.architectures import split_inception
+    from modeling.training import ensure_activations
+
+    model = handle.model()
+    lower, upper = split_inception(model)
+    cache = handle.feature_cache()
+    errors: dict[int, ImageError] = {}
+    usable = []
+    for image_id, sha, path in images:
+        if cache.has(sha):
+            usable.append((image_id, sha))
+            continue
+        try:
+            ensure_activations(lower, cache, [sha], [path], handle.input_size)
+            usable.append((image_id, sha))
+        except ImageError as exc:
+            errors[image_id] = exc
+        progress(
+            0.8 * (len(usable) + len(errors)) / max(len(images), 1),
+            f"InceptionV3 features {len(usable) + len(errors)}/{len(images)}",
+        )
+    probabilities: dict[int, np.ndarray] = {}
+    for start in range(0, len(usable), batch_size * 2):
+        chunk = usable[start : start + batch_size * 2]
+        activations = cache.load([sha for _, sha in chunk], views=0).astype("float32")
+        probs = np.asarray(upper.predict_on_batch(activations))
+        probabilities.update(zip([image_id for image_id, _ in chunk], probs, strict=True))
+        progress(0.8 + 0.2 * min(start + len(chunk), len(usable)) / len(usable), f"predicting with {handle.label}")
+    return probabilities, errors
+
+
+def store_predictions(
+    engine: Engine,
+    handle: ModelHandle,
+    probabilities: dict[int, np.ndarray],
+    kind: PredictionKind = PredictionKind.MODEL,
+    chunk: int = 500,
+) -> int:
+    """Replace the stored predictions of ``handle`` for these images, in short transactions."""
+    items = list(probabilities.items())
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        probs = np.stack([p for _, p in part])
+        confidence, margin, entropy = uncertainty(probs)
+        with session_scope(engine, write=True) as session:
+            brand_ids = {name: get_or_create_brand(session, name).id for name in handle.class_names}
+            session.execute(
+                delete(Prediction).where(
+                    Prediction.model_version_id == handle.id,
+                    Prediction.kind == kind,
+                    Prediction.image_id.in_([image_id for image_id, _ in part]),
+                )
+            )
+            session.add_all(
+                Prediction(
+                    image_id=image_id,
+                    model_version_id=handle.id,
+                    kind=kind,
+                    probabilities={name: round(float(v), 6) for name, v in zip(handle.class_names, p, strict=True)},
+                    brand_id=brand_ids[handle.class_names[int(np.argmax(p))]],
+                    confidence=float(confidence[i]),
+                    margin=float(margin[i]),
+                    entropy=float(entropy[i]),
+                )
+                for i, (image_id, p) in enumerate(part)
+            )
+    return len(items)
+
+
+def refresh_predictions(
+    engine: Engine | None = None,
+    *,
+    only_missing: bool = True,
+    archs: Sequence[str] = ARCHITECTURES,
+    progress: Progress = silent,
+) -> dict[str, int]:
+    """Predict catalogue images with each current model (by default only those it has not predicted)."""
+    engine = engine or get_engine()
+    with session_scope(engine) as session:
+        handles = [ModelHandle.of(v) for arch, v in sorted(current_versions(session).items()) if arch in archs]
+        todo: dict[int, list[tuple[int, str, str]]] = {}
+        for handle in handles:
+            query = select(Image.id, Image.sha256, Image.path).order_by(Image.id)
+            if only_missing:
+                predicted = select(Prediction.image_id).where(
+                    Prediction.model_version_id == handle.id, Prediction.kind == PredictionKind.MODEL
+                )
+                query = query.where(Image.id.not_in(predicted))
+            todo[handle.id] = [tuple(row) for row in session.execute(query)]
+    stored: dict[str, int] = {}
+    for n, handle in enumerate(handles):
+        images = todo[handle.id]
+        share = (n / len(handles), (n + 1) / len(handles))
+        report = lambda f, t, s=share: progress(s[0] + (s[1] - s[0]) * f, t)  # noqa: E731
+        probabilities, _errors = predict_catalog(handle, images, progress=report) if images else ({}, {})
+        stored[handle.arch] = store_predictions(engine, handle, probabilities)
+    return stored
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to the image files under them."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            files += [p for p in list_images(path) if p.suffix.lower() in IMAGE_SUFFIXES] or list_images(path)
+        else:
+            files.append(path)
+    return files
+
+
+def _handles(engine: Engine, model: str) -> list[ModelHandle]:
+    with session_scope(engine) as session:
+        versions = current_versions(session)
+    wanted = list(ARCHITECTURES) if model == "both" else [model]
+    handles = [ModelHandle.of(versions[a]) for a in wanted if a in versions]
+    if not handles:
+        raise ModelNotFoundError(
+            f"No current {model if model != 'both' else 'model'} yet. Train one first: python -m modeling.train --arch inception"
+        )
+    return handles
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modeling.predict", description="Predict the brand of photos.")
+    parser.add_argument("paths", nargs="*", help="image files or folders")
+    parser.add_argument(
+        "--model", choices=[*ARCHITECTURES, "both"], default="both", help="which current model(s) to use"
+    )
+    parser.add_argument("--csv", action="store_true", help="print CSV (one row per image and model)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--refresh", action="store_true", help="predict catalogue images the current models have not predicted yet"
+    )
+    parser.add_argument("--all", action="store_true", help="with --refresh: predict every catalogue image again")
+    args = parser.parse_args(argv)
+    engine = get_engine()
+    if args.refresh:
+        from modeling.jobs import JobBusyError, JobLock
+
+        archs = ARCHITECTURES if args.model == "both" else (args.model,)
+        try:
+            lock = JobLock.acquire()
+        except JobBusyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        bar = TerminalProgress("refreshing predictions")
+        try:
+            stored = refresh_predictions(engine, only_missing=not args.all, archs=archs, progress=bar)
+        finally:
+            bar.close()
+            lock.release()
+        print("stored predictions: " + (", ".join(f"{a} {n}" for a, n in stored.items()) or "none (no current model)"))
+        return 0
+    if not args.paths:
+        parser.error("give image files or folders, or --refresh")
+    files = expand_paths(args.paths)
+    if not files:
+        print(f"error: no files under {', '.join(args.paths)}", file=sys.stderr)
+        return 2
+    try:
+        handles = _handles(engine, args.model)
+    except ModelNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows: list[dict[str, object]] = []
+    failed: dict[int, ImageError] = {}
+    for handle in handles:
+        bar = TerminalProgress(f"predicting with {handle.label}")
+        try:
+            probabilities, errors = predict_sources(handle, files, args.batch_size, bar)
+        finally:
+            bar.close()
+        failed.update(errors)
+        for i, probs in sorted(probabilities.items()):
+            top = int(np.argmax(probs))
+            rows.append(
+                {
+                    "path": str(files[i]),
+                    "model": handle.label,
+                    "brand": handle.class_names[top],
+                    "confidence": round(float(probs[top]), 4),
+                    **{f"p_{name}": round(float(v), 4) for name, v in zip(handle.class_names, probs, strict=True)},
+                }
+            )
+    _print_rows(rows, args)
+    for i, exc in sorted(failed.items()):
+        print(f"skipped {files[i]}: {exc.reason}", file=sys.stderr)
+    return 0 if rows else 1
+
+
+def _print_rows(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif args.csv:
+        fields = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            probs = "  ".join(f"{k[2:]} {v:.3f}" for k, v in row.items() if k.startswith("p_"))
+            print(f"{row['path']}\t{row['model']}\t{row['brand']} ({row['confidence']:.1%})\t{probs}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

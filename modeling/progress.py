@@ -1,0 +1,62 @@
+"""Progress reporting shared by the terminal (tqdm) and the app (a callback into the database)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
+
+
+def silent(_fraction: float, _text: str) -> None:
+    return None
+
+
+class Stage:
+    """Maps a stage's own 0..1 progress onto its slice ``[start, end]`` of the whole job."""
+
+    def __init__(self, progress: Progress, start: float, end: float) -> None:
+        self.progress, self.start, self.end = progress, start, end
+
+    def __call__(self, fraction: float, text: str) -> None:
+        self.progress(self.start + (self.end - self.start) * min(max(fraction, 0.0), 1.0), text)
+
+
+class Throttled:
+    """Passes at most one update per ``interval`` seconds on (plus the final one)."""
+
+    def __init__(self, progress: Progress, interval: float = 0.5) -> None:
+        self.progress, self.interval, self._last = progress, interval, 0.0
+
+    def __call__(self, fraction: float, text: str) -> None:
+        now = time.monotonic()
+        if fraction >= 1.0 or now - self._last >= self.interval:
+            self._last = now
+            self.progress(fraction, text)
+
+
+class TerminalProgress:
+    """A single tqdm bar that follows the fraction and shows the current step."""
+
+    def __init__(self, description: str = "") -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, desc=description, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def __call__(self, fraction: float, text: str) -> None:
+        target = round(min(max(fraction, 0.0), 1.0) * 1000)
+        if target > self.bar.n:
+            self.bar.update(target - self.bar.n)
+        self.bar.set_postfix_str(text[:80], refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def fan_out(*targets: Progress) -> Progress:
+    def report(fraction: float, text: str) -> None:
+        for target in targets:
+            target(fraction, text)
+
+    return report

@@ -1,0 +1,134 @@
+"""The model registry: every trained model is a ``.keras`` file and a ``model_versions`` row.
+
+At most one version per architecture is *current*; a round's candidate replaces
+it only when it is not worse on the held-out set (see :mod:`modeling.rounds`).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import ModelStatus, ModelVersion, utcnow
+from shoelabel.settings import get_settings
+
+if TYPE_CHECKING:
+    import keras
+
+ARCHITECTURES = ("cnn", "inception")
+
+_loaded: dict[str, Any] = {}
+_load_lock = threading.Lock()
+
+
+class ModelNotFoundError(LookupError):
+    """No model of the asked kind exists yet, or its file is gone."""
+
+
+def check_arch(arch: str) -> str:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}.")
+    return arch
+
+
+def current(session: Session, arch: str) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion).where(ModelVersion.arch == check_arch(arch), ModelVersion.status == ModelStatus.CURRENT)
+    )
+
+
+def current_versions(session: Session) -> dict[str, ModelVersion]:
+    """The current version of each architecture that has one."""
+    rows = session.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.CURRENT))
+    return {row.arch: row for row in rows}
+
+
+def require_current(session: Session, arch: str) -> ModelVersion:
+    version = current(session, arch)
+    if version is None:
+        raise ModelNotFoundError(
+            f"No current {arch} model yet. Train one with `python -m modeling.train --arch {arch}` "
+            "(or the Retrain button in the app) after ingesting labelled photos."
+        )
+    return version
+
+
+def new_model_path(arch: str, when: datetime | None = None) -> Path:
+    stamp = (when or utcnow()).strftime("%Y%m%d-%H%M%S-%f")
+    folder = get_settings().models_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{arch}-{stamp}.keras"
+
+
+def register(
+    session: Session,
+    *,
+    arch: str,
+    path: Path,
+    class_names: list[str],
+    input_size: int,
+    parent: ModelVersion | None,
+    base_weights: str = "",
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> ModelVersion:
+    version = ModelVersion(
+        arch=check_arch(arch),
+        path=str(path),
+        parent_id=parent.id if parent else None,
+        status=ModelStatus.CANDIDATE,
+        class_names=list(class_names),
+        input_size=input_size,
+        base_weights=base_weights,
+        training=training or {},
+        metrics=metrics or {},
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def promote(session: Session, version: ModelVersion) -> None:
+    """Make ``version`` the current one of its architecture; the previous one retires."""
+    for other in session.scalars(
+        select(ModelVersion).where(
+            ModelVersion.arch == version.arch, ModelVersion.status == ModelStatus.CURRENT, ModelVersion.id != version.id
+        )
+    ):
+        other.status = ModelStatus.RETIRED
+    version.status = ModelStatus.CURRENT
+
+
+def reject(version: ModelVersion) -> None:
+    version.status = ModelStatus.REJECTED
+
+
+def load_keras(path: str | Path) -> keras.Model:
+    """Load a ``.keras`` file once per process (models are read-only once saved)."""
+    key = str(Path(path).resolve())
+    with _load_lock:
+        if key not in _loaded:
+            _loaded[key] = load_fresh(key)
+        return _loaded[key]
+
+
+def load_fresh(path: str | Path) -> keras.Model:
+    """A private copy of a saved model, for training (the shared copy stays untouched)."""
+    import keras
+
+    import modeling  # noqa: F401  (selects the JAX backend)
+
+    if not Path(path).is_file():
+        raise ModelNotFoundError(f"Model file missing: {path}. It may have been moved or deleted.")
+    return keras.saving.load_model(path, compile=False)
+
+
+def remember(path: str | Path, model: keras.Model) -> None:
+    """Keep a just-saved model as the loaded copy of its file (saves reading it back)."""
+    with _load_lock:
+        _loaded[str(Path(path).resolve())] = model

@@ -1,0 +1,43 @@
+"""A fine-tuning round: ``python -m modeling.retrain [--arch inception|cnn|both] [--mode finetune|head] [--force]``.
+
+Takes the current model and every label derived from reviews (corrections
+override imported labels), trains a candidate, evaluates it on the frozen
+held-out set, and promotes it only if its macro F1 is not worse than the current
+model's. Without a current model it trains the first one.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from modeling.cli import run_rounds
+from modeling.registry import ARCHITECTURES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modeling.retrain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", choices=[*ARCHITECTURES, "both"], default="both")
+    parser.add_argument(
+        "--mode",
+        choices=["finetune", "head"],
+        default="finetune",
+        help="inception only: 'head' retrains the classification head on cached features (seconds)",
+    )
+    parser.add_argument("--force", action="store_true", help="promote the candidate even if it is worse")
+    parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)
+    parser.add_argument("--round-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
+    args = parser.parse_args(argv)
+    archs = ["inception", "cnn"] if args.arch == "both" else [args.arch]
+    return run_rounds(
+        archs,
+        lambda arch: {
+            "trigger": args.trigger,
+            "force": args.force,
+            "mode": args.mode if arch == "inception" else "train",
+        },
+        round_id=args.round_id,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,403 @@
+"""Training and fine-tuning rounds: train a candidate, evaluate it on the frozen held-out
+set next to the current model, and promote it only if it is not worse (macro F1).
+
+A round is recorded in the ``rounds`` table from start to finish (what it used,
+progress, metrics, confusion matrix, duration), which is also what the app shows.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+
+from db import get_engine, session_scope
+from db.models import Review, Round, RoundStatus, utcnow
+from feedback.labels import LabelledImage, LabelledSet, labelled_set
+from modeling.evaluation import Metrics, compare_table, compute_metrics, plot_confusion
+from modeling.progress import Progress, Stage, Throttled, fan_out, silent
+from modeling.registry import check_arch, current, new_model_path, promote, register, reject
+from shoelabel.settings import get_settings
+
+TOLERANCE = 1e-9
+
+
+class RoundError(RuntimeError):
+    """A round could not run (too little data, no weights, ...); the message says what to do."""
+
+
+@dataclass
+class RoundResult:
+    round_id: int
+    arch: str
+    status: RoundStatus
+    message: str
+    candidate: Metrics | None
+    current: Metrics | None
+    duration_s: float
+    candidate_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    confusion_png: str | None = None
+
+    def table(self) -> str:
+        if self.candidate is None:
+            return self.message
+        return compare_table(self.current, self.candidate)
+
+
+# --------------------------------------------------------------------------- round records
+
+
+def open_round(engine: Engine, arch: str, trigger: str, mode: str) -> int:
+    with session_scope(engine, write=True) as session:
+        row = Round(
+            arch=arch,
+            trigger=trigger,
+            mode=mode,
+            status=RoundStatus.RUNNING,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            progress_text="starting",
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def adopt_round(engine: Engine, round_id: int) -> None:
+    """Take over a round row the app created before starting this process."""
+    with session_scope(engine, write=True) as session:
+        row = session.get(Round, round_id)
+        if row is None:
+            raise RoundError(f"No round with id {round_id}.")
+        row.pid, row.host = os.getpid(), socket.gethostname()
+
+
+def progress_writer(engine: Engine, round_id: int) -> Progress:
+    """A throttled progress callback that writes into the round's row."""
+
+    def write(fraction: float, text: str) -> None:
+        try:
+            with session_scope(engine, write=True) as session:
+                row = session.get(Round, round_id)
+                if row is not None:
+                    row.progress, row.progress_text = float(fraction), text[:500]
+        except Exception:
+            pass
+
+    return Throttled(write, interval=1.0)
+
+
+def finish_round(engine: Engine, round_id: int, **values: Any) -> None:
+    with session_scope(engine, write=True) as session:
+        row = session.get(Round, round_id)
+        assert row is not None
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.finished_at = utcnow()
+        row.duration_s = (row.finished_at - row.started_at).total_seconds()
+
+
+def mark_abandoned_rounds(engine: Engine) -> int:
+    """Rounds left 'running' by a process that is gone become 'failed'. Call only while
+    holding the job lock (then no round can really be running)."""
+    with session_scope(engine, write=True) as session:
+        rows = list(session.scalars(select(Round).where(Round.status == RoundStatus.RUNNING)))
+        for row in rows:
+            row.status = RoundStatus.FAILED
+            row.message = (
+                row.message + "\n" if row.message else ""
+            ) + "The process running this round ended before it finished."
+            row.finished_at = utcnow()
+        return len(rows)
+
+
+def data_summary(session, labelled: LabelledSet) -> dict[str, Any]:
+    last = session.scalar(select(func.max(Round.started_at)).where(Round.status != RoundStatus.RUNNING))
+    reviews = select(func.count(Review.id)).where(Review.undone_at.is_(None))
+    return {
+        "train_counts": labelled.counts("train"),
+        "holdout_counts": labelled.counts("holdout"),
+        "n_train": len(labelled.train),
+        "n_holdout": len(labelled.holdout),
+        "excluded_conflicts": labelled.excluded_conflicts,
+        "not_a_shoe": labelled.not_a_shoe,
+        "reviews_total": session.scalar(reviews) or 0,
+        "reviews_since_last_round": session.scalar(reviews.where(Review.created_at > last) if last else reviews) or 0,
+    }
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_handle(handle, items: list[LabelledImage], class_names: list[str], progress: Progress = silent) -> Metrics:
+    """Metrics of a registered model on labelled catalogue images, in ``class_names`` space."""
+    from modeling.predict import predict_catalog
+
+    probs, errors = predict_catalog(handle, [(i.image_id, i.sha256, i.path) for i in items], progress=progress)
+    if errors:
+        first = next(iter(errors.values()))
+        raise RoundError(f"{len(errors)} held-out image(s) could not be read, e.g. {first}")
+    index = {name: j for j, name in enumerate(class_names)}
+    y_true = np.array([index[i.brand] for i in items])
+    y_pred = np.array([index[handle.class_names[int(np.argmax(probs[i.image_id]))]] for i in items])
+    return compute_metrics(y_true, y_pred, class_names)
+
+
+# --------------------------------------------------------------------------- the round
+
+
+def run_round(
+    arch: str,
+    *,
+    trigger: str = "cli",
+    mode: str | None = None,
+    force: bool = False,
+    from_scratch: bool = False,
+    engine: Engine | None = None,
+    progress: Progress = silent,
+    round_id: int | None = None,
+    cnn_config: Any = None,
+    inception_config: Any = None,
+) -> RoundResult:
+    """Run one round for ``arch``; the caller holds the job lock (:class:`modeling.jobs.JobLock`)."""
+    check_arch(arch)
+    engine = engine or get_engine()
+    mode = mode or ("finetune" if arch == "inception" else "train")
+    if round_id is None:
+        round_id = open_round(engine, arch, trigger, mode)
+    else:
+        adopt_round(engine, round_id)
+    report = fan_out(progress, progress_writer(engine, round_id))
+    started = time.monotonic()
+    try:
+        result = _run(engine, round_id, arch, mode, force, from_scratch, report, cnn_config, inception_config)
+    except Exception as exc:
+        finish_round(
+            engine,
+            round_id,
+            status=RoundStatus.FAILED,
+            message=str(exc),
+            progress=1.0,
+            progress_text="failed",
+            data={"traceback": traceback.format_exc(limit=8)},
+        )
+        raise
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def _run(engine, round_id, arch, mode, force, from_scratch, report, cnn_config, inception_config) -> RoundResult:
+    from modeling.predict import ModelHandle, refresh_predictions
+    from modeling.registry import remember
+
+    report(0.0, "collecting labels")
+    with session_scope(engine) as session:
+        labelled = labelled_set(session)
+        data = data_summary(session, labelled)
+        parent_row = None if from_scratch else current(session, arch)
+        parent = ModelHandle.of(parent_row) if parent_row else None
+        baseline_row = current(session, arch)
+        baseline = ModelHandle.of(baseline_row) if baseline_row else None
+    if not labelled.train:
+        raise RoundError(
+            "No labelled photos to train on. Ingest a folder with one subfolder per brand, or review photos first."
+        )
+
+    train_stage = Stage(report, 0.02, 0.80)
+    if arch == "inception":
+        outcome, weights = _train_inception(labelled, parent, mode, inception_config, train_stage)
+    else:
+        outcome, weights = _train_cnn(labelled, parent, cnn_config, train_stage)
+
+    report(0.80, "saving the candidate")
+    path = new_model_path(arch)
+    outcome.model.save(path)
+    remember(path, outcome.model)
+    with session_scope(engine, write=True) as session:
+        candidate_row = register(
+            session,
+            arch=arch,
+            path=path,
+            class_names=outcome.class_names,
+            input_size=outcome.input_size,
+            parent=parent_row,
+            base_weights=weights,
+            training={**outcome.details, **data},
+        )
+        candidate = ModelHandle.of(candidate_row)
+
+    class_names = sorted(set(outcome.class_names) | (set(baseline.class_names) if baseline else set()))
+    holdout = labelled.holdout
+    cand_metrics = base_metrics = None
+    if holdout:
+        report(0.82, "evaluating the candidate on the held-out set")
+        cand_metrics = evaluate_handle(candidate, holdout, class_names, Stage(report, 0.82, 0.88))
+        if baseline is not None:
+            report(0.88, "evaluating the current model on the held-out set")
+            base_metrics = evaluate_handle(baseline, holdout, class_names, Stage(report, 0.88, 0.92))
+
+    accepted, message = decide(cand_metrics, base_metrics, baseline is not None, force)
+    png = None
+    if cand_metrics is not None:
+        png = str(
+            plot_confusion(
+                cand_metrics,
+                get_settings().reports_dir / f"round-{round_id}-{arch}-confusion.png",
+                title=f"Round {round_id}: {arch} candidate v{candidate.id}",
+            )
+        )
+    with session_scope(engine, write=True) as session:
+        from db.models import ModelVersion
+
+        row = session.get(ModelVersion, candidate.id)
+        row.metrics = cand_metrics.to_dict() if cand_metrics else {}
+        if accepted:
+            promote(session, row)
+        else:
+            reject(row)
+    if accepted:
+        refresh_predictions(engine, only_missing=False, archs=(arch,), progress=Stage(report, 0.92, 0.98))
+        if arch == "inception":
+            store_out_of_fold(engine, candidate, labelled, Stage(report, 0.98, 1.0))
+    status = RoundStatus.ACCEPTED if accepted else RoundStatus.REJECTED
+    metrics = {
+        "candidate": cand_metrics.to_dict() if cand_metrics else None,
+        "current": base_metrics.to_dict() if base_metrics else None,
+    }
+    finish_round(
+        engine,
+        round_id,
+        status=status,
+        message=message,
+        progress=1.0,
+        progress_text="done",
+        parent_model_id=parent.id if parent else None,
+        candidate_model_id=candidate.id,
+        data={**data, "training": outcome.details, "confusion_png": png},
+        metrics=metrics,
+        confusion={"class_names": class_names, "matrix": cand_metrics.confusion if cand_metrics else []},
+    )
+    return RoundResult(round_id, arch, status, message, cand_metrics, base_metrics, 0.0, candidate.id, data, png)
+
+
+def decide(
+    candidate: Metrics | None, current_metrics: Metrics | None, has_current: bool, force: bool
+) -> tuple[bool, str]:
+    """Promote when not worse on held-out macro F1 (or forced, or first model)."""
+    if candidate is None:
+        return True, "Promoted without evaluation: there are no held-out images (ingest a labelled folder to get some)."
+    if not has_current or current_metrics is None:
+        return True, f"First model: promoted (held-out macro F1 {candidate.macro_f1:.3f})."
+    delta = candidate.macro_f1 - current_metrics.macro_f1
+    if delta >= -TOLERANCE:
+        return (
+            True,
+            f"Promoted: held-out macro F1 {candidate.macro_f1:.3f} vs {current_metrics.macro_f1:.3f} ({delta:+.3f}).",
+        )
+    if force:
+        return (
+            True,
+            f"Promoted by --force although held-out macro F1 dropped {current_metrics.macro_f1:.3f} -> {candidate.macro_f1:.3f}.",
+        )
+    return False, (
+        f"Rejected: held-out macro F1 {candidate.macro_f1:.3f} is worse than the current model's "
+        f"{current_metrics.macro_f1:.3f} ({delta:+.3f}); the current model stays. Use --force to promote anyway."
+    )
+
+
+def _train_inception(labelled: LabelledSet, parent, mode: str, config, progress: Progress):
+    from modeling.architectures import split_inception, weights_id
+    from modeling.predict import inception_cache
+    from modeling.registry import load_fresh
+    from modeling.training import InceptionConfig, ensure_activations, train_inception
+
+    config = config or InceptionConfig()
+    if parent is not None:
+        weights = parent.base_weights
+        model = load_fresh(parent.path)
+        parent_arg = (model, list(parent.class_names))
+    else:
+        source = get_settings().inception_weights_source()
+        weights = weights_id(source)
+        model, parent_arg = None, None
+    cache = inception_cache(weights, config.input_size)
+    train = labelled.train
+    outcome = train_inception(
+        [i.sha256 for i in train],
+        [i.path for i in train],
+        [i.brand for i in train],
+        cache=cache,
+        weights=None if parent is not None else get_settings().inception_weights_source(),
+        parent=parent_arg,
+        mode=mode,
+        config=config,
+        progress=Stage(progress, 0.0, 0.93),
+    )
+    lower, _ = split_inception(outcome.model)
+    holdout = labelled.holdout
+    ensure_activations(
+        lower,
+        cache,
+        [i.sha256 for i in holdout],
+        [i.path for i in holdout],
+        outcome.input_size,
+        progress=Stage(progress, 0.93, 1.0),
+    )
+    return outcome, weights
+
+
+def _train_cnn(labelled: LabelledSet, parent, config, progress: Progress):
+    from modeling.registry import load_fresh
+    from modeling.training import train_cnn
+
+    train = labelled.train
+    parent_arg = (load_fresh(parent.path), list(parent.class_names)) if parent is not None else None
+    outcome = train_cnn(
+        [i.path for i in train], [i.brand for i in train], parent=parent_arg, config=config, progress=progress
+    )
+    return outcome, ""
+
+
+def store_out_of_fold(engine: Engine, handle, labelled: LabelledSet, progress: Progress = silent) -> int:
+    """Out-of-fold probabilities of every labelled image, for the ``likely_mislabelled`` queue."""
+    import keras
+
+    from db.models import PredictionKind
+    from feedback.mislabelled import out_of_fold_probabilities
+    from modeling.architectures import split_inception
+    from modeling.predict import store_predictions
+
+    items = [i for i in labelled.train + labelled.holdout if i.brand in handle.class_names]
+    if len(items) < 4:
+        return 0
+    progress(0.0, "out-of-fold predictions for label checking")
+    cache = handle.feature_cache()
+    _, upper = split_inception(handle.model())
+    pooled = keras.Model(upper.input, upper.get_layer("pool").output)
+    feats = np.concatenate(
+        [
+            np.asarray(
+                pooled.predict_on_batch(cache.load([i.sha256 for i in items[s : s + 128]], views=0).astype("float32"))
+            )
+            for s in range(0, len(items), 128)
+        ]
+    )
+    labels = np.array([handle.class_names.index(i.brand) for i in items])
+    probs = out_of_fold_probabilities(feats, labels, len(handle.class_names))
+    stored = store_predictions(
+        engine, handle, {i.image_id: p for i, p in zip(items, probs, strict=True)}, kind=PredictionKind.OUT_OF_FOLD
+    )
+    progress(1.0, "out-of-fold predictions stored")
+    return stored
+
+
+def latest_rounds(engine: Engine | None = None, limit: int = 200) -> list[Round]:
+    with session_scope(engine or get_engine()) as session:
+        return list(session.scalars(select(Round).order_by(Round.id.desc()).limit(limit)))

@@ -1,0 +1,64 @@
+"""Runtime settings, read from environment variables.
+
+| variable                      | default                              |
+|-------------------------------|--------------------------------------|
+| ``SHOELABEL_HOME``            | ``./.shoelabel``                     |
+| ``SHOELABEL_DB``              | ``sqlite:///<home>/shoelabel.db``    |
+| ``SHOELABEL_INCEPTION_WEIGHTS``| ``imagenet`` (or a path to an .h5)  |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGENET = "imagenet"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot work."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db_url: str
+    inception_weights: str
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
+
+    def inception_weights_source(self) -> str:
+        """``"imagenet"`` or an existing weights path; a clear error otherwise."""
+        if self.inception_weights == IMAGENET:
+            return IMAGENET
+        path = Path(self.inception_weights).expanduser()
+        if not path.is_file():
+            raise SettingsError(
+                f"InceptionV3 weights file not found: {path}. Set SHOELABEL_INCEPTION_WEIGHTS "
+                "to the path of inception_v3_imagenet_notop.h5, or to 'imagenet' to let Keras "
+                "download the ImageNet weights (needs network access once)."
+            )
+        return str(path.resolve())
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (cheap; call it where needed)."""
+    home = Path(os.environ.get("SHOELABEL_HOME", ".shoelabel")).expanduser().resolve()
+    db_url = os.environ.get("SHOELABEL_DB") or f"sqlite:///{home / 'shoelabel.db'}"
+    weights = os.environ.get("SHOELABEL_INCEPTION_WEIGHTS", IMAGENET).strip() or IMAGENET
+    return Settings(home=home, db_url=db_url, inception_weights=weights)

@@ -1,0 +1,112 @@
+"""Shared fixtures: an isolated home folder and database per test, synthetic photos,
+and the real photos and weights in ``../shared`` (tests that need them skip clearly
+when they are absent)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("SHOELABEL_SHARED", REPO.parent / "shared")).resolve()
+
+
+def shared_photos() -> Path:
+    return shared_dir() / "data" / "shoes-train"
+
+
+def shared_weights() -> Path:
+    return shared_dir() / "weights" / "inception_v3_imagenet_notop.h5"
+
+
+@pytest.fixture
+def photos_dir() -> Path:
+    path = shared_photos()
+    if not path.is_dir():
+        pytest.skip(f"real shoe photos not found at {path}; set SHOELABEL_SHARED to the shared folder")
+    return path
+
+
+@pytest.fixture
+def weights_path() -> Path:
+    path = shared_weights()
+    if not path.is_file():
+        pytest.skip(f"InceptionV3 weights not found at {path}; set SHOELABEL_SHARED to the shared folder")
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh SHOELABEL_HOME (database, models, caches) for one test."""
+    from db import dispose_engines
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SHOELABEL_HOME", str(home))
+    monkeypatch.delenv("SHOELABEL_DB", raising=False)
+    if shared_weights().is_file():
+        monkeypatch.setenv("SHOELABEL_INCEPTION_WEIGHTS", str(shared_weights()))
+    dispose_engines()
+    yield home
+    dispose_engines()
+
+
+@pytest.fixture
+def engine(home: Path):
+    from db import get_engine
+
+    return get_engine()
+
+
+def make_photo(
+    path: Path, size: tuple[int, int] = (96, 96), seed: int = 0, fmt: str | None = None, mode: str = "RGB"
+) -> Path:
+    """A small synthetic photo with some structure (distinct per seed)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=3)
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
+    pixels = np.stack([(base[c] + (x * (c + 1) + y * (3 - c)) * (seed % 7 + 1)) % 256 for c in range(3)], axis=-1)
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt)
+    return path
+
+
+def make_brand_photo(path: Path, brand_index: int, seed: int, size: int = 64) -> Path:
+    """A synthetic photo whose brand is learnable: each brand has its own colour and stripe."""
+    rng = np.random.default_rng(seed)
+    palette = np.array([[220, 40, 40], [40, 200, 60], [40, 60, 220], [200, 200, 40], [160, 40, 200]])
+    pixels = np.clip(palette[brand_index % len(palette)] + rng.normal(0, 25, (size, size, 3)), 0, 255)
+    stripe = slice(brand_index * 8 % size, brand_index * 8 % size + 8)
+    pixels[stripe, :, :] = 255 - pixels[stripe, :, :]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, format="JPEG", quality=90)
+    return path
+
+
+@pytest.fixture
+def brand_folder(tmp_path: Path) -> Path:
+    """A labelled folder: three brands, 12 synthetic photos each."""
+    root = tmp_path / "brands"
+    for b, brand in enumerate(["acme", "bolt", "crest"]):
+        for i in range(12):
+            make_brand_photo(root / brand / f"{brand}_{i}.jpg", b, seed=100 * b + i)
+    return root
+
+
+@pytest.fixture
+def pool_folder(tmp_path: Path) -> Path:
+    """An unlabelled flat folder of 8 synthetic photos."""
+    root = tmp_path / "pool"
+    for i in range(8):
+        make_brand_photo(root / f"new_{i}.jpg", i % 3, seed=10_000 + i)
+    return root
