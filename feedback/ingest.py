@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from db import get_engine, session_scope
@@ -33,6 +34,7 @@ DEFAULT_HOLDOUT_FRACTION = 0.15
 COMMIT_EVERY = 200
 
 ProgressCallback = Callable[[int, int], None]
+LAYOUTS = {True: "labelled, one subfolder per brand", False: "unlabelled, to the review pool"}
 
 
 class IngestError(ValueError):
@@ -64,7 +66,7 @@ class IngestReport:
 
     def summary(self) -> str:
         lines = [
-            f"Folder: {self.folder} ({'labelled, one subfolder per brand' if self.labelled else 'unlabelled, to the review pool'})",
+            f"Folder: {self.folder} ({LAYOUTS[self.labelled]})",
             f"Images added: {self.added}",
             f"Already stored (same content): {self.already_stored}",
             f"Duplicates within the folder: {len(self.duplicates_in_folder)}",
@@ -173,7 +175,9 @@ def ingest_folder(
     return report
 
 
-def _store(session, report: IngestReport, path: Path, relative: str, info: ImageInfo, brand: Brand | None) -> None:
+def _store(
+    session: Session, report: IngestReport, path: Path, relative: str, info: ImageInfo, brand: Brand | None
+) -> None:
     existing = image_by_hash(session, info.sha256)
     if existing is None:
         session.add(
@@ -205,7 +209,7 @@ def _store(session, report: IngestReport, path: Path, relative: str, info: Image
         report.already_stored += 1
 
 
-def draw_holdout(session, fraction: float, seed: int) -> dict[str, int]:
+def draw_holdout(session: Session, fraction: float, seed: int) -> dict[str, int]:
     """Draw held-out images for each brand that has none yet; existing ones never move.
 
     Only images that arrived labelled are eligible: reviewed pool images were
@@ -234,9 +238,7 @@ def draw_holdout(session, fraction: float, seed: int) -> dict[str, int]:
     return drawn
 
 
-def split_counts(session) -> dict[str, dict[str, int]]:
-    from sqlalchemy import func
-
+def split_counts(session: Session) -> dict[str, dict[str, int]]:
     rows = session.execute(
         select(Brand.name, Image.split, func.count(Image.id))
         .join(Image, Image.source_brand_id == Brand.id)

@@ -9,12 +9,13 @@ reviewers working at once never get the same image at the same time.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, delete, exists, select
+from sqlalchemy import Engine, Select, and_, delete, exists, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
@@ -23,7 +24,7 @@ from feedback.labels import DECISIVE, EffectiveLabel, effective_labels
 from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
 from modeling.registry import current_versions
 
-CLAIM_MINUTES = 10
+CLAIM_MINUTES = 3  # renewed on every answer; a closed tab frees its images soon
 SCOPES = ("unlabelled", "unreviewed", "labelled")
 DEFAULT_STRATEGY = "least_confidence"
 
@@ -68,7 +69,7 @@ def default_scope(strategy: str) -> str:
     return "labelled" if strategy not in UNLABELLED_STRATEGIES else "unlabelled"
 
 
-def _candidate_query(session: Session, reviewer: str, session_id: str, scope: str):
+def _candidate_query(reviewer: str, session_id: str, scope: str) -> Select[tuple[int]]:
     now = utcnow()
     decided = exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.action.in_(DECISIVE))
     handled = exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.reviewer == reviewer)
@@ -141,13 +142,15 @@ def build_candidates(
     return candidates, views
 
 
-def _feature_loader(session: Session, version: ModelVersion, image_ids: list[int]):
-    from modeling.predict import inception_cache
+def _feature_loader(
+    session: Session, version: ModelVersion, image_ids: list[int]
+) -> Callable[[np.ndarray], np.ndarray]:
+    from modeling.feature_cache import inception_activation_cache
 
-    cache = inception_cache(version.base_weights, version.input_size)
+    cache = inception_activation_cache(version.base_weights, version.input_size)
     shas: dict[int, str] = {}
     for chunk in _chunks(image_ids):
-        shas.update(session.execute(select(Image.id, Image.sha256).where(Image.id.in_(chunk))).tuples())
+        shas.update((i, s) for i, s in session.execute(select(Image.id, Image.sha256).where(Image.id.in_(chunk))))
     ordered = [shas[i] for i in image_ids]
 
     def load(positions: np.ndarray) -> np.ndarray:
@@ -174,9 +177,14 @@ def next_items(
     k: int = 2,
     engine: Engine | None = None,
     claim: bool = True,
+    first: int | None = None,
 ) -> list[QueueItem]:
     """The next ``k`` images for ``reviewer`` (the first is shown, the rest preloaded), claimed
-    for this session so that no other reviewer gets them meanwhile."""
+    for this session so that no other reviewer gets them meanwhile.
+
+    ``first`` keeps an image at the front while it is still in the queue: the one
+    preloaded after the last answer, or the one an undo brought back.
+    """
     from feedback.reviews import clean_reviewer
 
     reviewer = clean_reviewer(reviewer)
@@ -184,11 +192,17 @@ def next_items(
     scope = scope or default_scope(strategy)
     engine = engine or get_engine()
     with session_scope(engine, write=claim) as session:
-        ids = list(session.scalars(_candidate_query(session, reviewer, session_id, scope)))
+        ids = list(session.scalars(_candidate_query(reviewer, session_id, scope)))
         if not ids:
             return []
         candidates, views = build_candidates(session, ids, with_labels=scope == "labelled")
-        picked = [int(ids[p]) for p in rank(candidates, k, _rng(session_id + strategy))]
+        if candidates.class_names:
+            picked = [int(ids[p]) for p in rank(candidates, k + 1, _rng(session_id + strategy))]
+        else:  # no brands yet, so no predictions either: oldest first
+            picked = ids[: k + 1]
+        if first is not None and first in ids:
+            picked = [first, *(i for i in picked if i != first)]
+        picked = picked[:k]
         if claim:
             _claim(session, picked, reviewer, session_id)
         images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(picked)))}
@@ -216,7 +230,7 @@ def pending_count(
     from sqlalchemy import func
 
     with session_scope(engine or get_engine()) as session:
-        query = _candidate_query(session, reviewer, session_id, scope).order_by(None)
+        query = _candidate_query(reviewer, session_id, scope).order_by(None)
         return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 

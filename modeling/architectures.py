@@ -19,11 +19,12 @@ import keras
 from keras import layers
 
 import modeling  # noqa: F401  (selects the JAX backend)
+from modeling.feature_cache import INCEPTION_CUT
+from modeling.layers import RandomAffine
 from shoelabel.settings import IMAGENET
 
-CNN_INPUT_SIZE = 160
+CNN_INPUT_SIZE = 128
 INCEPTION_INPUT_SIZE = 299
-INCEPTION_CUT = "mixed8"  # frozen below, fine-tuned above
 INCEPTION_TOP = "mixed10"
 
 
@@ -32,15 +33,13 @@ class WeightsError(RuntimeError):
 
 
 def augmentation(seed: int | None = None) -> keras.Sequential:
-    """Photometric and geometric augmentation, active only while training."""
+    """Geometric (flip, rotation, zoom, shift: one resampling) and photometric augmentation,
+    active only while training. Inputs are scaled to [0, 1]."""
     return keras.Sequential(
         [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.06, fill_mode="nearest", seed=seed),
-            layers.RandomZoom((-0.25, 0.1), fill_mode="nearest", seed=seed),
-            layers.RandomTranslation(0.08, 0.08, fill_mode="nearest", seed=seed),
+            RandomAffine(rotation=0.06, zoom=(0.8, 1.2), translation=0.08, seed=seed),
             layers.RandomBrightness(0.2, value_range=(0.0, 1.0), seed=seed),
-            layers.RandomContrast(0.25, seed=seed),
+            layers.RandomContrast(0.25, value_range=(0.0, 1.0), seed=seed),
         ],
         name="augment",
     )
@@ -79,6 +78,7 @@ def build_cnn(
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     x = augmentation(seed)(x)
     x = _conv_bn(x, widths[0], stride=2, name="stem")
+    x = layers.MaxPooling2D(2, name="stem_pool")(x)  # 4x smaller maps early: CPU-sized compute
     for i, width in enumerate(widths[1:], start=1):
         x = _residual_stage(x, width, name=f"stage{i}")
     x = _conv_bn(x, widths[-1] * 2, name="final")
@@ -98,7 +98,9 @@ def weights_id(source: str) -> str:
     return f"md5-{digest.hexdigest()[:12]}"
 
 
-def inception_base(weights: str | None, input_size: int = INCEPTION_INPUT_SIZE, input_tensor=None) -> keras.Model:
+def inception_base(
+    weights: str | None, input_size: int = INCEPTION_INPUT_SIZE, input_tensor: keras.KerasTensor | None = None
+) -> keras.Model:
     """InceptionV3 without its classifier. ``weights``: ``"imagenet"``, an ``.h5`` path, or None."""
     try:
         return keras.applications.InceptionV3(
@@ -153,9 +155,9 @@ def split_inception(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return lower, upper
 
 
-def pooled_features(model: keras.Model) -> keras.Model:
-    """The part of a model before its head: input -> pooled features (``pool`` layer)."""
-    return keras.Model(model.input, model.get_layer("pool").output)
+def inception_pooled(model: keras.Model) -> keras.Model:
+    """``mixed8`` activations -> the pooled features the head sees (``pool`` layer)."""
+    return keras.Model(model.get_layer(INCEPTION_CUT).output, model.get_layer("pool").output)
 
 
 def set_frozen_below_cut(model: keras.Model) -> None:

@@ -20,7 +20,7 @@ from modeling.cli import expected_errors
 from modeling.evaluation import Metrics, compute_metrics, format_report, plot_confusion
 from modeling.images import list_images
 from modeling.predict import ModelHandle, predict_sources
-from modeling.progress import TerminalProgress
+from modeling.progress import Progress, TerminalProgress
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions
 from shoelabel.settings import get_settings
 
@@ -44,7 +44,7 @@ def read_labelled_folder(folder: Path) -> tuple[list[Path], list[str]]:
     return files, brands
 
 
-def evaluate_folder(handle: ModelHandle, folder: Path, progress=None) -> tuple[Metrics, list[str]]:
+def evaluate_folder(handle: ModelHandle, folder: Path, progress: Progress | None = None) -> tuple[Metrics, list[str]]:
     """Metrics of ``handle`` on ``folder``; unreadable files are listed, not counted."""
     files, brands = read_labelled_folder(folder)
     known = {name.lower(): name for name in handle.class_names}
@@ -64,7 +64,7 @@ def evaluate_folder(handle: ModelHandle, folder: Path, progress=None) -> tuple[M
     return compute_metrics(y_true, y_pred, list(handle.class_names)), skipped
 
 
-def evaluate_holdout(handle: ModelHandle, progress=None) -> Metrics:
+def evaluate_holdout(handle: ModelHandle, progress: Progress | None = None) -> Metrics:
     from feedback.labels import labelled_set
     from modeling.rounds import evaluate_handle
 

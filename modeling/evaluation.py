@@ -63,7 +63,8 @@ def format_report(metrics: Metrics, title: str = "") -> str:
             f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}"
         )
     lines.append(
-        f"{'macro avg':<{width}}  {metrics.macro_precision:9.3f}  {metrics.macro_recall:6.3f}  {metrics.macro_f1:5.3f}  {metrics.n:7d}"
+        f"{'macro avg':<{width}}  {metrics.macro_precision:9.3f}  {metrics.macro_recall:6.3f}  "
+        f"{metrics.macro_f1:5.3f}  {metrics.n:7d}"
     )
     lines.append("confusion matrix (rows: true, columns: predicted)")
     lines.append(" " * (width + 2) + " ".join(f"{n[:7]:>7}" for n in metrics.class_names))

@@ -2,7 +2,8 @@
 
 The lower InceptionV3 blocks (up to ``mixed8``) never change, so their output is
 computed once per image and weights file: one ``.npy`` per image, holding the
-activation map of the photo and of its mirror image (float16). Head training,
+activation maps (float16) of the photo, its mirror image, and augmented views
+(random flip, rotation, zoom, shift, brightness, contrast). Head training,
 fine-tuning of the top blocks, evaluation and pool refreshes all start from
 here; only new images cost a forward pass through the lower network.
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-VIEWS = 2  # the photo and its horizontal mirror
+VIEWS = 4  # the photo, its mirror image, and two augmented views
+INCEPTION_CUT = "mixed8"  # InceptionV3 is frozen up to this block, fine-tuned above it
 
 
 class FeatureCache:
@@ -55,7 +57,7 @@ class FeatureCache:
             raise KeyError(f"no cached features for image {sha256[:12]} under {self.root}") from exc
 
     def load(self, shas: list[str], views: int | None = None) -> np.ndarray:
-        """``(n, VIEWS, h, w, c)`` float16, or ``(n, h, w, c)`` for a single view index."""
+        """``(n, VIEWS, h, w, c)`` float16, or ``(n, h, w, c)`` for a single view index (0: the photo)."""
         arrays = [self.get(sha) for sha in shas]
         stacked = np.stack(arrays) if arrays else np.zeros((0, VIEWS, 1, 1, 1), np.float16)
         return stacked if views is None else stacked[:, views]
@@ -63,3 +65,12 @@ class FeatureCache:
     def pooled(self, shas: list[str]) -> np.ndarray:
         """Spatially averaged activations of the photo itself: ``(n, c)`` float32."""
         return np.stack([self.get(sha)[0].astype(np.float32).mean(axis=(0, 1)) for sha in shas])
+
+
+def inception_activation_cache(weights_id: str, input_size: int, root: Path | None = None) -> FeatureCache:
+    """The cache of ``mixed8`` activations for one weights file and input size."""
+    if root is None:
+        from shoelabel.settings import get_settings
+
+        root = get_settings().cache_dir / "activations"
+    return FeatureCache(root, f"inception-{weights_id}-{input_size}-{INCEPTION_CUT}-v{VIEWS}")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ MIN_SIDE = 32
 BACKGROUND = (255, 255, 255)
 
 Source = str | Path | bytes
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 
 class ImageError(ValueError):
@@ -68,24 +70,29 @@ def _open(data: bytes, name: str) -> Image.Image:
         raise ImageError(name, "not an image (content is not JPEG, PNG, WebP or BMP)") from exc
     except Image.DecompressionBombError as exc:
         raise ImageError(name, f"image too large to decode safely ({exc})") from exc
+    except DECODE_ERRORS as exc:
+        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
     if image.format not in SUPPORTED_FORMATS:
         raise ImageError(name, f"unsupported format {image.format}; convert it to JPEG, PNG, WebP or BMP")
     return image
 
 
-def _oriented_size(image: Image.Image) -> tuple[int, int]:
-    orientation = image.getexif().get(0x0112, 1)
+def _oriented_size(image: Image.Image, name: str) -> tuple[int, int]:
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except DECODE_ERRORS as exc:
+        raise ImageError(name, f"corrupt image metadata ({exc})") from exc
     width, height = image.size
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _decode(image: Image.Image, name: str, draft_side: int | None) -> Image.Image:
     """Fully decode (detects truncation), downscaling JPEGs while decoding when asked."""
-    if draft_side and image.format in ("JPEG", "MPO"):
-        image.draft("RGB", (draft_side, draft_side))
     try:
+        if draft_side and image.format in ("JPEG", "MPO"):
+            image.draft("RGB", (draft_side, draft_side))
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
+    except DECODE_ERRORS as exc:
         raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
     return image
 
@@ -109,7 +116,7 @@ def inspect(source: Source) -> ImageInfo:
     name = _name(source)
     data = _read_bytes(source)
     image = _open(data, name)
-    width, height = _oriented_size(image)
+    width, height = _oriented_size(image, name)
     _decode(image, name, draft_side=256)
     if min(width, height) < MIN_SIDE:
         raise ImageError(name, f"image too small to classify ({width}x{height}; needs at least {MIN_SIDE} px a side)")
@@ -126,7 +133,10 @@ def open_rgb(source: Source, max_side: int | None = None) -> Image.Image:
     """Decode to an RGB image, at most ``max_side`` pixels on its longer side."""
     name = _name(source)
     image = _decode(_open(_read_bytes(source), name), name, draft_side=max_side)
-    image = to_rgb(image)
+    try:
+        image = to_rgb(image)
+    except DECODE_ERRORS as exc:
+        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
     if max_side and max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
@@ -191,7 +201,7 @@ def iter_batches(sources: list[Source], size: int, batch_size: int, workers: int
         return
     with ThreadPoolExecutor(max_workers=workers) as decoders, ThreadPoolExecutor(1) as prefetcher:
 
-        def submit(start: int):
+        def submit(start: int) -> Future[Batch]:
             chunk = sources[start : start + batch_size]
             return prefetcher.submit(_decode_batch, chunk, start, size, decoders)
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Engine, delete, select
@@ -21,11 +22,13 @@ from sqlalchemy import Engine, delete, select
 from db import get_engine, session_scope
 from db.catalog import get_or_create_brand
 from db.models import Image, ModelVersion, Prediction, PredictionKind
-from modeling.feature_cache import FeatureCache
+from modeling.feature_cache import FeatureCache, inception_activation_cache
 from modeling.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
 from modeling.progress import Progress, TerminalProgress, silent
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
-from shoelabel.settings import get_settings
+
+if TYPE_CHECKING:
+    import keras
 
 EPS = 1e-12
 
@@ -51,19 +54,11 @@ class ModelHandle:
     def label(self) -> str:
         return f"{self.arch} v{self.id}"
 
-    def model(self):
+    def model(self) -> keras.Model:
         return load_keras(self.path)
 
     def feature_cache(self) -> FeatureCache:
-        return inception_cache(self.base_weights, self.input_size)
-
-
-def inception_cache(weights_id: str, input_size: int) -> FeatureCache:
-    from modeling.architectures import INCEPTION_CUT
-
-    return FeatureCache(
-        get_settings().cache_dir / "activations", f"inception-{weights_id}-{input_size}-{INCEPTION_CUT}"
-    )
+        return inception_activation_cache(self.base_weights, self.input_size)
 
 
 def uncertainty(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -218,7 +213,8 @@ def _handles(engine: Engine, model: str) -> list[ModelHandle]:
     handles = [ModelHandle.of(versions[a]) for a in wanted if a in versions]
     if not handles:
         raise ModelNotFoundError(
-            f"No current {model if model != 'both' else 'model'} yet. Train one first: python -m modeling.train --arch inception"
+            f"No current {model if model != 'both' else 'model'} yet. "
+            "Train one first: python -m modeling.train --arch inception"
         )
     return handles
 

@@ -12,10 +12,11 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
 from db.models import Review, Round, RoundStatus, utcnow
@@ -24,6 +25,10 @@ from modeling.evaluation import Metrics, compare_table, compute_metrics, plot_co
 from modeling.progress import Progress, Stage, Throttled, fan_out, silent
 from modeling.registry import check_arch, current, new_model_path, promote, register, reject
 from shoelabel.settings import get_settings
+
+if TYPE_CHECKING:
+    from modeling.predict import ModelHandle
+    from modeling.training import CnnConfig, InceptionConfig, TrainOutcome
 
 TOLERANCE = 1e-9
 
@@ -118,7 +123,7 @@ def mark_abandoned_rounds(engine: Engine) -> int:
         return len(rows)
 
 
-def data_summary(session, labelled: LabelledSet) -> dict[str, Any]:
+def data_summary(session: Session, labelled: LabelledSet) -> dict[str, Any]:
     last = session.scalar(select(func.max(Round.started_at)).where(Round.status != RoundStatus.RUNNING))
     reviews = select(func.count(Review.id)).where(Review.undone_at.is_(None))
     return {
@@ -136,7 +141,9 @@ def data_summary(session, labelled: LabelledSet) -> dict[str, Any]:
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate_handle(handle, items: list[LabelledImage], class_names: list[str], progress: Progress = silent) -> Metrics:
+def evaluate_handle(
+    handle: ModelHandle, items: list[LabelledImage], class_names: list[str], progress: Progress = silent
+) -> Metrics:
     """Metrics of a registered model on labelled catalogue images, in ``class_names`` space."""
     from modeling.predict import predict_catalog
 
@@ -163,8 +170,8 @@ def run_round(
     engine: Engine | None = None,
     progress: Progress = silent,
     round_id: int | None = None,
-    cnn_config: Any = None,
-    inception_config: Any = None,
+    cnn_config: CnnConfig | None = None,
+    inception_config: InceptionConfig | None = None,
 ) -> RoundResult:
     """Run one round for ``arch``; the caller holds the job lock (:class:`modeling.jobs.JobLock`)."""
     check_arch(arch)
@@ -193,7 +200,17 @@ def run_round(
     return result
 
 
-def _run(engine, round_id, arch, mode, force, from_scratch, report, cnn_config, inception_config) -> RoundResult:
+def _run(
+    engine: Engine,
+    round_id: int,
+    arch: str,
+    mode: str,
+    force: bool,
+    from_scratch: bool,
+    report: Progress,
+    cnn_config: CnnConfig | None,
+    inception_config: InceptionConfig | None,
+) -> RoundResult:
     from modeling.predict import ModelHandle, refresh_predictions
     from modeling.registry import remember
 
@@ -304,7 +321,8 @@ def decide(
     if force:
         return (
             True,
-            f"Promoted by --force although held-out macro F1 dropped {current_metrics.macro_f1:.3f} -> {candidate.macro_f1:.3f}.",
+            f"Promoted by --force although held-out macro F1 dropped "
+            f"{current_metrics.macro_f1:.3f} -> {candidate.macro_f1:.3f}.",
         )
     return False, (
         f"Rejected: held-out macro F1 {candidate.macro_f1:.3f} is worse than the current model's "
@@ -312,9 +330,15 @@ def decide(
     )
 
 
-def _train_inception(labelled: LabelledSet, parent, mode: str, config, progress: Progress):
+def _train_inception(
+    labelled: LabelledSet,
+    parent: ModelHandle | None,
+    mode: str,
+    config: InceptionConfig | None,
+    progress: Progress,
+) -> tuple[TrainOutcome, str]:
     from modeling.architectures import split_inception, weights_id
-    from modeling.predict import inception_cache
+    from modeling.feature_cache import inception_activation_cache
     from modeling.registry import load_fresh
     from modeling.training import InceptionConfig, ensure_activations, train_inception
 
@@ -327,7 +351,7 @@ def _train_inception(labelled: LabelledSet, parent, mode: str, config, progress:
         source = get_settings().inception_weights_source()
         weights = weights_id(source)
         model, parent_arg = None, None
-    cache = inception_cache(weights, config.input_size)
+    cache = inception_activation_cache(weights, parent.input_size if parent is not None else config.input_size)
     train = labelled.train
     outcome = train_inception(
         [i.sha256 for i in train],
@@ -353,7 +377,9 @@ def _train_inception(labelled: LabelledSet, parent, mode: str, config, progress:
     return outcome, weights
 
 
-def _train_cnn(labelled: LabelledSet, parent, config, progress: Progress):
+def _train_cnn(
+    labelled: LabelledSet, parent: ModelHandle | None, config: CnnConfig | None, progress: Progress
+) -> tuple[TrainOutcome, str]:
     from modeling.registry import load_fresh
     from modeling.training import train_cnn
 
@@ -365,13 +391,11 @@ def _train_cnn(labelled: LabelledSet, parent, config, progress: Progress):
     return outcome, ""
 
 
-def store_out_of_fold(engine: Engine, handle, labelled: LabelledSet, progress: Progress = silent) -> int:
+def store_out_of_fold(engine: Engine, handle: ModelHandle, labelled: LabelledSet, progress: Progress = silent) -> int:
     """Out-of-fold probabilities of every labelled image, for the ``likely_mislabelled`` queue."""
-    import keras
-
     from db.models import PredictionKind
     from feedback.mislabelled import out_of_fold_probabilities
-    from modeling.architectures import split_inception
+    from modeling.architectures import inception_pooled
     from modeling.predict import store_predictions
 
     items = [i for i in labelled.train + labelled.holdout if i.brand in handle.class_names]
@@ -379,8 +403,7 @@ def store_out_of_fold(engine: Engine, handle, labelled: LabelledSet, progress: P
         return 0
     progress(0.0, "out-of-fold predictions for label checking")
     cache = handle.feature_cache()
-    _, upper = split_inception(handle.model())
-    pooled = keras.Model(upper.input, upper.get_layer("pool").output)
+    pooled = inception_pooled(handle.model())
     feats = np.concatenate(
         [
             np.asarray(

@@ -1,9 +1,9 @@
 """Training both architectures.
 
 The custom CNN trains on decoded pixels with augmentation. InceptionV3 trains
-from cached ``mixed8`` activations (photo and mirror image): the head first, then
-the top blocks at a low learning rate, so a round over images it has already
-seen never runs the lower network again.
+from cached ``mixed8`` activations (the photo, its mirror image and augmented
+views): the head first, then the top blocks at a low learning rate, so a round
+over images it has already seen never runs the lower network again.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import modeling  # noqa: F401  (selects the JAX backend)
 from modeling.architectures import (
     CNN_INPUT_SIZE,
     INCEPTION_INPUT_SIZE,
+    augmentation,
     build_cnn,
     build_inception,
+    inception_pooled,
     replace_head,
     set_frozen_below_cut,
     split_inception,
@@ -38,12 +40,12 @@ class TrainingError(ValueError):
 @dataclass
 class CnnConfig:
     input_size: int = CNN_INPUT_SIZE
-    epochs: int = 60  # from scratch
+    epochs: int = 100  # from scratch
     round_epochs: int = 15  # continuing from the current model
     batch_size: int = 32
     learning_rate: float = 2e-3
     round_learning_rate: float = 5e-4
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.05
     label_smoothing: float = 0.1
     seed: int = 0
 
@@ -147,18 +149,15 @@ def train_cnn(
     config = config or CnnConfig()
     class_names = check_trainable(brands)
     keras.utils.set_random_seed(config.seed)
-    pixels = load_pixels(paths, config.input_size, Stage(progress, 0.0, 0.1))
-    targets = _one_hot(brands, class_names)
     if parent is None:
-        model, epochs, lr, new_head = (
-            build_cnn(len(class_names), config.input_size, seed=config.seed),
-            config.epochs,
-            config.learning_rate,
-            True,
-        )
+        model, new_head = build_cnn(len(class_names), config.input_size, seed=config.seed), True
+        epochs, lr = config.epochs, config.learning_rate
     else:
         model, new_head = _adapt(parent[0], parent[1], class_names)
         epochs, lr = config.round_epochs, config.round_learning_rate
+    input_size = int(model.input.shape[1])  # a parent keeps the size it was trained at
+    pixels = load_pixels(paths, input_size, Stage(progress, 0.0, 0.1))
+    targets = _one_hot(brands, class_names)
     steps = math.ceil(len(pixels) / config.batch_size) * epochs
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1), warmup_target=None)
     model.compile(
@@ -178,7 +177,7 @@ def train_cnn(
     return TrainOutcome(
         model,
         class_names,
-        config.input_size,
+        input_size,
         {
             "epochs": epochs,
             "learning_rate": lr,
@@ -213,21 +212,23 @@ def ensure_activations(
         return 0
     if lower is None:
         lower = make_lower()
+    augment = augmentation(seed=0)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         pixels = load_batch([p for _, p in chunk], input_size).astype("float32")
-        both = np.concatenate([pixels, pixels[:, :, ::-1]])
-        activations = np.asarray(lower.predict_on_batch(both))
-        n = len(chunk)
+        views = [pixels, pixels[:, :, ::-1]]
+        views += [np.asarray(augment(pixels / 255.0, training=True)) * 255.0 for _ in range(VIEWS - 2)]
+        activations = np.asarray(lower.predict_on_batch(np.concatenate(views)))
+        activations = activations.reshape(VIEWS, len(chunk), *activations.shape[1:])
         for i, (sha, _) in enumerate(chunk):
-            cache.put(sha, np.stack([activations[i], activations[n + i]]))
+            cache.put(sha, activations[:, i])
         done = min(start + batch_size, len(todo))
         progress(done / len(todo), f"InceptionV3 features of new photos {done}/{len(todo)}")
     return len(todo)
 
 
 class CachedActivations(keras.utils.PyDataset):
-    """Batches of cached activations (both views) with one-hot targets, reshuffled every epoch."""
+    """Batches of cached activations (every view) with one-hot targets, reshuffled every epoch."""
 
     def __init__(
         self, cache: FeatureCache, shas: Sequence[str], targets: np.ndarray, batch_size: int, seed: int
@@ -250,9 +251,9 @@ class CachedActivations(keras.utils.PyDataset):
         self.order = self.rng.permutation(len(self.items))
 
 
-def upper_pooled(upper: keras.Model, cache: FeatureCache, shas: Sequence[str], batch_size: int = 64) -> np.ndarray:
+def upper_pooled(model: keras.Model, cache: FeatureCache, shas: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Pooled features ``(n, VIEWS, d)`` that the head sees, from cached activations."""
-    pooled = keras.Model(upper.input, upper.get_layer("pool").output)
+    pooled = inception_pooled(model)
     out = []
     for start in range(0, len(shas), batch_size):
         acts = cache.load(list(shas[start : start + batch_size]))  # (b, V, h, w, c)
@@ -272,7 +273,7 @@ def train_head(
     seed: int,
     progress: Progress,
 ) -> dict[str, float]:
-    """Train only the ``brand`` layer on pooled features (both views), then write it back."""
+    """Train only the ``brand`` layer on pooled features (every view), then write it back."""
     brand = model.get_layer("brand")
     inputs = keras.Input((features.shape[-1],))
     x = keras.layers.Dropout(model.get_layer("dropout").rate)(inputs)
@@ -343,7 +344,7 @@ def train_inception(
     head_end = 0.55 if mode == "finetune" else 1.0
     if new_head or mode == "head":
         progress(0.45, "pooling cached features")
-        features = upper_pooled(upper, cache, shas)
+        features = upper_pooled(model, cache, shas)
         epochs = config.head_epochs
         lr = config.head_learning_rate if new_head else config.head_learning_rate / 2
         details.update(

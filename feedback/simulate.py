@@ -1,0 +1,302 @@
+"""Label-efficiency simulation: how many labels does each query strategy need?
+
+    python -m feedback.simulate --data FOLDER --strategy NAME|all [--seed-per-class 2]
+        [--batch 10] [--rounds 30] [--seeds 3] [--json] [--plot PATH]
+
+An oracle replays the true labels of a labelled folder. A stratified held-out
+split (15%) is set aside; the rest is the pool. Starting from a few labels per
+brand, each round the strategy picks ``--batch`` images, the oracle labels them,
+and the InceptionV3 head (a softmax layer, fitted as multinomial logistic
+regression) is retrained on cached features; held-out accuracy and macro F1 are
+recorded after every round. ``disagreement`` uses a committee of two heads, one
+on ``mixed8`` and one on ``mixed10`` features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
+from modeling.progress import Progress
+
+MIXED8_DIM = 1280  # the first columns of the pooled features; the rest are mixed10
+
+
+@dataclass
+class Curve:
+    strategy: str
+    seed: int
+    labels: list[int] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    macro_f1: list[float] = field(default_factory=list)
+
+
+class Head:
+    """The classification head on standardised pooled features."""
+
+    def __init__(self, columns: slice = slice(None), c: float = 0.05) -> None:
+        self.columns, self.c = columns, c
+
+    def fit(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> Head:
+        self.n_classes = n_classes
+        self.scaler = StandardScaler().fit(x[:, self.columns])
+        self.model = LogisticRegression(C=self.c, max_iter=3000)
+        self.model.fit(self.scaler.transform(x[:, self.columns]), y)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), self.n_classes))
+        out[:, self.model.classes_] = self.model.predict_proba(self.scaler.transform(x[:, self.columns]))
+        return out
+
+
+def simulate(
+    features: np.ndarray,
+    labels: np.ndarray,
+    strategy: str,
+    *,
+    seed: int = 0,
+    seed_per_class: int = 2,
+    batch: int = 10,
+    rounds: int = 30,
+    holdout_fraction: float = 0.15,
+    split_seed: int = 0,
+) -> Curve:
+    """One learning curve: held-out metrics after each round of ``batch`` oracle labels."""
+    n_classes = int(labels.max()) + 1
+    indices = np.arange(len(labels))
+    pool, holdout = train_test_split(indices, test_size=holdout_fraction, stratify=labels, random_state=split_seed)
+    rng = np.random.default_rng(seed)
+    labelled = np.concatenate(
+        [rng.choice(pool[labels[pool] == c], seed_per_class, replace=False) for c in range(n_classes)]
+    )
+    rank = get_strategy(strategy)
+    curve = Curve(strategy, seed)
+    for round_index in range(rounds + 1):
+        head = Head().fit(features[labelled], labels[labelled], n_classes)
+        predicted = head.predict_proba(features[holdout]).argmax(axis=1)
+        curve.labels.append(len(labelled))
+        curve.accuracy.append(float(np.mean(predicted == labels[holdout])))
+        curve.macro_f1.append(float(f1_score(labels[holdout], predicted, average="macro")))
+        unlabelled = np.setdiff1d(pool, labelled)
+        if round_index == rounds or len(unlabelled) == 0:
+            break
+        probabilities = {"inception": head.predict_proba(features[unlabelled])}
+        if strategy == "disagreement":
+            committee = {
+                "mixed8": Head(slice(0, MIXED8_DIM)).fit(features[labelled], labels[labelled], n_classes),
+                "mixed10": Head(slice(MIXED8_DIM, None)).fit(features[labelled], labels[labelled], n_classes),
+            }
+            probabilities = {name: h.predict_proba(features[unlabelled]) for name, h in committee.items()}
+        candidates = Candidates(
+            unlabelled,
+            [str(c) for c in range(n_classes)],
+            probabilities,
+            features=lambda positions, u=unlabelled: features[u[positions]],
+        )
+        picked = unlabelled[rank(candidates, min(batch, len(unlabelled)), rng)]
+        labelled = np.concatenate([labelled, picked])
+    return curve
+
+
+def full_data_accuracy(
+    features: np.ndarray, labels: np.ndarray, holdout_fraction: float = 0.15, split_seed: int = 0
+) -> float:
+    indices = np.arange(len(labels))
+    pool, holdout = train_test_split(indices, test_size=holdout_fraction, stratify=labels, random_state=split_seed)
+    head = Head().fit(features[pool], labels[pool], int(labels.max()) + 1)
+    return float(np.mean(head.predict_proba(features[holdout]).argmax(axis=1) == labels[holdout]))
+
+
+def summarise(curves: list[Curve], full_accuracy: float, pool_size: int) -> dict[str, dict[str, float | None]]:
+    """Per strategy: labels to reach 98% of full-data accuracy, accuracy at 10/20/40% of the pool,
+    normalised area under the accuracy curve, all averaged over seeds."""
+    table: dict[str, dict[str, float | None]] = {}
+    for strategy in dict.fromkeys(c.strategy for c in curves):
+        mine = [c for c in curves if c.strategy == strategy]
+        row: dict[str, float | None] = {}
+        reach = []
+        for c in mine:
+            hits = [n for n, a in zip(c.labels, c.accuracy, strict=True) if a >= 0.98 * full_accuracy]
+            reach.append(hits[0] if hits else np.nan)
+        row["labels_to_98pct"] = None if np.all(np.isnan(reach)) else float(np.nanmean(reach))
+        row["reached_runs"] = int(np.sum(~np.isnan(reach)))
+        for share in (0.1, 0.2, 0.4):
+            budget = share * pool_size
+            row[f"accuracy_at_{int(share * 100)}pct"] = float(
+                np.mean([np.interp(budget, c.labels, c.accuracy) for c in mine])
+            )
+        row["auc"] = float(np.mean([np.trapezoid(c.accuracy, c.labels) / (c.labels[-1] - c.labels[0]) for c in mine]))
+        row["final_accuracy"] = float(np.mean([c.accuracy[-1] for c in mine]))
+        table[strategy] = row
+    return table
+
+
+def plot_curves(curves: list[Curve], full_accuracy: float, path: Path, pool_size: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for strategy in dict.fromkeys(c.strategy for c in curves):
+        mine = [c for c in curves if c.strategy == strategy]
+        length = min(len(c.labels) for c in mine)
+        x = np.array(mine[0].labels[:length])
+        acc = np.array([c.accuracy[:length] for c in mine])
+        style = {"linestyle": "--", "color": "black"} if strategy == "random" else {}
+        ax.plot(x, acc.mean(axis=0), label=strategy, **style)
+        ax.fill_between(
+            x, acc.min(axis=0), acc.max(axis=0), alpha=0.12, **({"color": "black"} if strategy == "random" else {})
+        )
+    ax.axhline(full_accuracy, color="grey", linewidth=0.8)
+    ax.text(ax.get_xlim()[0], full_accuracy, " all labels", va="bottom", color="grey")
+    ax.axhline(0.98 * full_accuracy, color="grey", linewidth=0.8, linestyle=":")
+    for share in (0.1, 0.2, 0.4):
+        ax.axvline(share * pool_size, color="lightgrey", linewidth=0.8)
+    ax.set_xlabel("labelled images")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title("Label efficiency of query strategies (mean over seeds, band: min-max)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def folder_features(
+    folder: Path, input_size: int = 299, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Pooled InceptionV3 features (ImageNet weights, no fine-tuning) of a labelled folder,
+    through the product's activation cache. Unreadable files are reported and left out."""
+    from modeling.architectures import build_inception, split_inception, weights_id
+    from modeling.evaluate import read_labelled_folder
+    from modeling.feature_cache import inception_activation_cache
+    from modeling.images import ImageError, inspect
+    from modeling.training import ensure_activations, upper_pooled
+    from shoelabel.settings import get_settings
+
+    listed, listed_brands = read_labelled_folder(folder)
+    files, brands, shas = [], [], []
+    for path, brand in zip(listed, listed_brands, strict=True):
+        try:
+            shas.append(inspect(path).sha256)
+        except ImageError as exc:
+            print(f"skipped {exc}", file=sys.stderr)
+            continue
+        files.append(path)
+        brands.append(brand)
+    names = sorted(set(brands))
+    source = get_settings().inception_weights_source()
+    model = build_inception(len(names), source, input_size)
+    cache = inception_activation_cache(weights_id(source), input_size)
+    lower, _ = split_inception(model)
+    ensure_activations(
+        lower, cache, shas, [str(f) for f in files], input_size, progress=progress or (lambda f, t: None)
+    )
+    features = upper_pooled(model, cache, shas)[:, 0]
+    return features, np.array([names.index(b) for b in brands]), names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m feedback.simulate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="labelled folder (one subfolder per brand)")
+    parser.add_argument("--strategy", default="all", help=f"one of {', '.join(UNLABELLED_STRATEGIES)}, or 'all'")
+    parser.add_argument("--seed-per-class", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=3, help="repeat with this many seeds")
+    parser.add_argument("--json", action="store_true", help="print the curves and summary as JSON")
+    parser.add_argument("--plot", type=Path, default=None, help="save the learning curves as a PNG")
+    parser.add_argument("--input-size", type=int, default=299, help="InceptionV3 input size in pixels")
+    args = parser.parse_args(argv)
+    strategies = UNLABELLED_STRATEGIES if args.strategy == "all" else [args.strategy]
+    for name in strategies:
+        if name not in UNLABELLED_STRATEGIES:
+            parser.error(f"unknown strategy {name!r}; choose from {', '.join(UNLABELLED_STRATEGIES)} or 'all'")
+    from modeling.cli import expected_errors
+    from modeling.evaluate import EvaluationError
+    from modeling.progress import TerminalProgress
+
+    bar = TerminalProgress("InceptionV3 features")
+    try:
+        features, labels, names = folder_features(args.data, args.input_size, bar)
+    except (*expected_errors(), EvaluationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    full = full_data_accuracy(features, labels)
+    pool_size = len(labels) - int(np.ceil(0.15 * len(labels)))
+    curves = []
+    for strategy in strategies:
+        for seed in range(args.seeds):
+            curves.append(
+                simulate(
+                    features,
+                    labels,
+                    strategy,
+                    seed=seed,
+                    seed_per_class=args.seed_per_class,
+                    batch=args.batch,
+                    rounds=args.rounds,
+                )
+            )
+            print(
+                f"{strategy:<17} seed {seed}: final accuracy {curves[-1].accuracy[-1]:.3f} "
+                f"with {curves[-1].labels[-1]} labels",
+                file=sys.stderr,
+            )
+    table = summarise(curves, full, pool_size)
+    if args.plot:
+        plot_curves(curves, full, args.plot, pool_size)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "brands": names,
+                    "pool_size": pool_size,
+                    "full_data_accuracy": full,
+                    "summary": table,
+                    "curves": [c.__dict__ for c in curves],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"full-data accuracy (all {pool_size} pool labels): {full:.3f}")
+        print(format_table(table, pool_size))
+    return 0
+
+
+def format_table(table: dict[str, dict[str, float | None]], pool_size: int) -> str:
+    lines = [
+        "| strategy | labels to 98% of full-data acc. | acc. @10% pool | @20% | @40% | AUC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in table.items():
+        reach = (
+            f"{row['labels_to_98pct']:.0f} ({row['labels_to_98pct'] / pool_size:.0%})"
+            if row["labels_to_98pct"]
+            else "not reached"
+        )
+        lines.append(
+            f"| {name} | {reach} | {row['accuracy_at_10pct']:.3f} | {row['accuracy_at_20pct']:.3f} | "
+            f"{row['accuracy_at_40pct']:.3f} | {row['auc']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

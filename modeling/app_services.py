@@ -1,0 +1,224 @@
+"""What the app asks of the models: predictions for uploaded photos, and tables of rounds and
+metrics ready to chart. Nothing here imports Keras until a model is actually needed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from db import get_engine, session_scope
+from db.models import Round, RoundStatus
+from modeling.images import ImageError
+from modeling.predict import ModelHandle, predict_sources, store_predictions
+from modeling.registry import ARCHITECTURES, current_versions, load_keras
+
+# --------------------------------------------------------------------------- predictions for uploads
+
+
+@dataclass(frozen=True)
+class Opinion:
+    """One model's answer for one photo."""
+
+    arch: str
+    version_id: int
+    label: str  # e.g. "inception v7"
+    probabilities: dict[str, float]
+
+    @property
+    def brand(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.brand]
+
+
+@dataclass
+class UploadPrediction:
+    name: str
+    opinions: dict[str, Opinion] = field(default_factory=dict)  # by architecture
+    error: str | None = None  # why the photo could not be used
+
+
+def current_handles(engine: Engine | None = None) -> dict[str, ModelHandle]:
+    """The current model of each architecture that has one, InceptionV3 first."""
+    with session_scope(engine or get_engine()) as session:
+        versions = current_versions(session)
+    return {arch: ModelHandle.of(versions[arch]) for arch in ("inception", "cnn") if arch in versions}
+
+
+def load_model(handle: ModelHandle) -> Any:
+    """The Keras model of ``handle``, read from disk once per process."""
+    return load_keras(handle.path)
+
+
+def predict_uploads(files: Sequence[tuple[str, bytes]], handles: Mapping[str, ModelHandle]) -> list[UploadPrediction]:
+    """Each current model's probabilities for each uploaded photo; unusable files get an error, not a raise."""
+    from feedback.uploads import check_upload
+
+    results = [UploadPrediction(name) for name, _ in files]
+    usable: list[int] = []
+    for i, (name, data) in enumerate(files):
+        try:
+            check_upload(name, data)
+            usable.append(i)
+        except ImageError as exc:
+            results[i].error = str(exc)
+    for arch, handle in handles.items():
+        probabilities, errors = predict_sources(handle, [bytes(files[i][1]) for i in usable])
+        for position, probs in probabilities.items():
+            i = usable[position]
+            results[i].opinions[arch] = Opinion(
+                arch,
+                handle.id,
+                handle.label,
+                {name: float(p) for name, p in zip(handle.class_names, probs, strict=True)},
+            )
+        for position, exc in errors.items():
+            results[usable[position]].error = f"{files[usable[position]][0]}: {exc.reason}"
+    return results
+
+
+def store_upload_predictions(
+    handles: Mapping[str, ModelHandle], opinions: Mapping[int, Mapping[str, Opinion]], *, engine: Engine | None = None
+) -> int:
+    """Keep the predictions made for uploaded photos that joined the catalogue (image id -> opinions),
+    so they enter the review queues ranked without waiting for a refresh."""
+    engine = engine or get_engine()
+    stored = 0
+    for arch, handle in handles.items():
+        probabilities = {
+            image_id: np.array([by_arch[arch].probabilities[name] for name in handle.class_names])
+            for image_id, by_arch in opinions.items()
+            if arch in by_arch and by_arch[arch].version_id == handle.id
+        }
+        if probabilities:
+            stored += store_predictions(engine, handle, probabilities)
+    return stored
+
+
+# --------------------------------------------------------------------------- rounds and metrics
+
+
+def _metric(metrics: Mapping[str, Any] | None, key: str) -> float | None:
+    if not metrics or metrics.get(key) is None:
+        return None
+    return float(metrics[key])
+
+
+def round_table(rounds: Sequence[Round]) -> pd.DataFrame:
+    """One row per round, newest first, with the held-out scores of the candidate and the model it challenged."""
+    records = []
+    for r in rounds:
+        metrics = r.metrics or {}
+        data = r.data or {}
+        records.append(
+            {
+                "round": r.id,
+                "started": r.started_at,
+                "arch": r.arch,
+                "trigger": r.trigger,
+                "mode": r.mode,
+                "status": str(r.status),
+                "train images": data.get("n_train"),
+                "reviews since last round": data.get("reviews_since_last_round"),
+                "candidate accuracy": _metric(metrics.get("candidate"), "accuracy"),
+                "candidate macro F1": _metric(metrics.get("candidate"), "macro_f1"),
+                "current accuracy": _metric(metrics.get("current"), "accuracy"),
+                "current macro F1": _metric(metrics.get("current"), "macro_f1"),
+                "duration (s)": r.duration_s,
+                "message": r.message,
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def metric_history(rounds: Sequence[Round]) -> pd.DataFrame:
+    """Long table (round, arch, metric, value, status) of each round's held-out candidate scores, oldest first."""
+    records = []
+    for r in sorted(rounds, key=lambda r: r.id):
+        candidate = (r.metrics or {}).get("candidate")
+        for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro F1")):
+            value = _metric(candidate, key)
+            if value is not None:
+                records.append({"round": r.id, "arch": r.arch, "metric": name, "value": value, "status": str(r.status)})
+    return pd.DataFrame.from_records(records, columns=["round", "arch", "metric", "value", "status"])
+
+
+def latest_results(rounds: Sequence[Round]) -> list[Round]:
+    """The most recent finished round of each architecture, newest first."""
+    latest: dict[str, Round] = {}
+    for r in sorted(rounds, key=lambda r: r.id, reverse=True):
+        if r.status != RoundStatus.RUNNING and r.arch not in latest:
+            latest[r.arch] = r
+    return sorted(latest.values(), key=lambda r: r.id, reverse=True)
+
+
+def comparison_frame(r: Round) -> pd.DataFrame | None:
+    """The before/after held-out scores of a finished round (metric, current, candidate, change), or None."""
+    metrics = r.metrics or {}
+    candidate, before = metrics.get("candidate"), metrics.get("current")
+    if not candidate:
+        return None
+    rows = [
+        ("accuracy", "accuracy"),
+        ("macro F1", "macro_f1"),
+        ("macro precision", "macro_precision"),
+        ("macro recall", "macro_recall"),
+    ]
+    records = [(label, _metric(before, key), _metric(candidate, key)) for label, key in rows]
+    for brand, values in (candidate.get("per_class") or {}).items():
+        previous = ((before or {}).get("per_class") or {}).get(brand, {}).get("f1")
+        records.append((f"F1 {brand}", previous, values.get("f1")))
+    frame = pd.DataFrame.from_records(records, columns=["held-out metric", "current", "candidate"])
+    frame["change"] = frame["candidate"] - frame["current"]
+    return frame
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    arch: str
+    version_id: int
+    created_at: datetime
+    metrics: dict[str, Any] | None  # held-out Metrics dict; None when promoted without evaluation
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch} v{self.version_id}"
+
+
+def current_models(engine: Engine | None = None) -> list[ModelReport]:
+    with session_scope(engine or get_engine()) as session:
+        versions = current_versions(session)
+        return [
+            ModelReport(arch, v.id, v.created_at, dict(v.metrics) if v.metrics else None)
+            for arch in ARCHITECTURES
+            if (v := versions.get(arch)) is not None
+        ]
+
+
+def confusion_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Long table (true, predicted, count, share of the true brand's row) of a Metrics dict."""
+    names = list(metrics.get("class_names") or [])
+    matrix = np.array(metrics.get("confusion") or np.zeros((len(names), len(names))), dtype=float)
+    if matrix.size == 0:
+        return pd.DataFrame(columns=["true", "predicted", "count", "share"])
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    return pd.DataFrame.from_records(
+        [
+            {"true": t, "predicted": p, "count": int(matrix[i, j]), "share": float(shares[i, j])}
+            for i, t in enumerate(names)
+            for j, p in enumerate(names)
+        ]
+    )
+
+
+def per_class_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    rows = [{"brand": brand, **values} for brand, values in (metrics.get("per_class") or {}).items()]
+    return pd.DataFrame.from_records(rows, columns=["brand", "precision", "recall", "f1", "support"])

@@ -1,0 +1,92 @@
+"""Helpers shared by the app tests: a catalogue with fake current models and their predictions.
+
+No Keras model is built or loaded: the model versions are registry rows whose files do
+not exist, which is all the review queue and the app's pages need to show predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from db import session_scope
+from db.models import Image, Split
+from feedback.ingest import ingest_folder
+from modeling.predict import ModelHandle, store_predictions
+from modeling.registry import promote, register
+
+BRANDS = ["acme", "bolt", "crest"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fake_metrics(accuracy: float, class_names: list[str] = BRANDS) -> dict:
+    n = len(class_names)
+    confusion = [[8 if i == j else 1 for j in range(n)] for i in range(n)]
+    return {
+        "class_names": class_names,
+        "accuracy": accuracy,
+        "macro_precision": accuracy,
+        "macro_recall": accuracy,
+        "macro_f1": accuracy - 0.02,
+        "per_class": {b: {"precision": 0.8, "recall": 0.8, "f1": 0.8, "support": 10} for b in class_names},
+        "confusion": confusion,
+        "n": 10 * n,
+    }
+
+
+def pool_probabilities(position: int, arch: str, n_classes: int = 3) -> np.ndarray:
+    """Distinct, deterministic probabilities: the first pool photo is the least confident, and
+    the models always put the second brand (``bolt``) on top, so Confirm means ``bolt``."""
+    top = 0.40 + 0.05 * position + (0.02 if arch == "cnn" else 0.0)
+    rest = np.linspace(1.2, 0.8, n_classes - 1)
+    rest = rest / rest.sum() * (1.0 - top)
+    return np.insert(rest, 1, top)
+
+
+Probabilities = Callable[[int, str, int], np.ndarray]  # (pool position, arch, number of brands)
+
+
+def fake_models(
+    engine: Engine, home: Path, class_names: list[str] = BRANDS, pool: Probabilities = pool_probabilities
+) -> dict[str, ModelHandle]:
+    """Register and promote one fake model per architecture and store predictions for every photo."""
+    handles: dict[str, ModelHandle] = {}
+    with session_scope(engine, write=True) as session:
+        for arch, size, accuracy in (("inception", 299, 0.85), ("cnn", 160, 0.7)):
+            version = register(
+                session,
+                arch=arch,
+                path=home / "models" / f"{arch}-fake.keras",
+                class_names=class_names,
+                input_size=size,
+                parent=None,
+                metrics=fake_metrics(accuracy, class_names),
+            )
+            promote(session, version)
+            session.flush()
+            handles[arch] = ModelHandle.of(version)
+        pooled = list(session.scalars(select(Image.id).where(Image.split == Split.POOL).order_by(Image.id)))
+        labelled = list(session.scalars(select(Image.id).where(Image.split != Split.POOL).order_by(Image.id)))
+    n = len(class_names)
+    for arch, handle in handles.items():
+        probabilities = {image_id: pool(i, arch, n) for i, image_id in enumerate(pooled)}
+        sure = np.full(n, 0.2 / (n - 1))
+        sure[0] = 0.8
+        probabilities.update({image_id: sure for image_id in labelled})
+        store_predictions(engine, handle, probabilities)
+    return handles
+
+
+def seed_catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> dict[str, ModelHandle]:
+    """Ingest the labelled and the pool fixtures, then add fake current models with predictions."""
+    ingest_folder(brand_folder, engine=engine)
+    ingest_folder(pool_folder, engine=engine)
+    return fake_models(engine, home)
+
+
+def pool_ids(engine: Engine) -> list[int]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(Image.id).where(Image.split == Split.POOL).order_by(Image.id)))

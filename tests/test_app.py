@@ -1,0 +1,309 @@
+"""The Streamlit app, driven with AppTest: every action is checked in the database, not just on screen."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import Engine, func, select
+from streamlit.testing.v1 import AppTest
+
+from db import session_scope
+from db.models import Image, Review, ReviewAction, Round, RoundStatus
+from feedback.labels import conflicts
+from feedback.reviews import record_review
+from modeling.jobs import JobLock
+from tests.app_support import REPO, pool_ids, seed_catalogue
+
+TIMEOUT = 60
+
+
+@pytest.fixture(autouse=True)
+def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app imports its ``ui`` package from the repository root, as ``streamlit run`` allows."""
+    monkeypatch.syspath_prepend(str(REPO))
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=TIMEOUT)
+
+
+def assert_clean(at: AppTest) -> None:
+    """No stack trace on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def reviews(engine: Engine) -> list[Review]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(Review).order_by(Review.id)))
+
+
+def shown_image(at: AppTest) -> int:
+    return at.session_state["review_queue"][0].image_id
+
+
+@pytest.fixture
+def catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> Engine:
+    seed_catalogue(engine, home, brand_folder, pool_folder)
+    return engine
+
+
+@pytest.fixture
+def reviewing(catalogue: Engine) -> AppTest:
+    """The Review page with reviewer "ann" signed in."""
+    at = new_app().run()
+    at.text_input(key="reviewer_name").input("ann")
+    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
+    assert_clean(at)
+    return at
+
+
+def test_empty_database_says_how_to_ingest_and_ingests_from_the_app(engine: Engine, brand_folder: Path) -> None:
+    at = new_app().run()
+    assert_clean(at)
+    assert any("python -m feedback.ingest PATH" in i.value for i in at.info)
+
+    at.text_input(key="ingest_path_empty").input(str(brand_folder / "missing"))
+    at.button(key="FormSubmitter:ingest_empty-Ingest").click().run()
+    assert_clean(at)
+    assert any("Folder not found" in e.value for e in at.error)
+
+    at.text_input(key="ingest_path_empty").input(str(brand_folder))
+    at.button(key="FormSubmitter:ingest_empty-Ingest").click().run()
+    assert_clean(at)
+    assert any("Images added: 36" in c.value for c in at.code)
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count(Image.id))) == 36
+
+
+def test_reviewer_name_is_asked_once_and_kept(catalogue: Engine) -> None:
+    at = new_app().run()
+    assert not [b for b in at.button if b.key.startswith("confirm_")]
+    at.text_input(key="reviewer_name").input("   ")
+    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
+    assert any("reviewer name is needed" in e.value for e in at.error)
+
+    at.text_input(key="reviewer_name").input("  Ann  Lee ")
+    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
+    assert_clean(at)
+    assert at.session_state["reviewer"] == "Ann Lee"
+    at.run()
+    assert not [t for t in at.text_input if t.key == "reviewer_name"]
+    assert at.button(key=f"confirm_{shown_image(at)}").label == "Confirm bolt"
+    assert reviews(catalogue) == []  # signing in writes nothing
+
+
+def test_confirm_records_the_shown_prediction_and_moves_on(reviewing: AppTest, catalogue: Engine) -> None:
+    pool = pool_ids(catalogue)
+    first = shown_image(reviewing)
+    assert first == pool[0]  # least confident first
+    reviewing.button(key=f"confirm_{first}").click().run()
+    assert_clean(reviewing)
+    [review] = reviews(catalogue)
+    assert (review.image_id, review.reviewer, review.action, review.undone_at) == (
+        first,
+        "ann",
+        ReviewAction.CONFIRM,
+        None,
+    )
+    with session_scope(catalogue) as session:
+        assert session.get(Review, review.id).brand.name == "bolt"
+    assert review.model_version_id is not None and review.probabilities["bolt"] == pytest.approx(0.40)
+    assert shown_image(reviewing) == pool[1]  # the preloaded photo comes next
+    assert any("Reviewed this session: **1**" in m.value for m in reviewing.markdown)
+
+
+@pytest.mark.parametrize(
+    ("button", "action", "brand"),
+    [
+        ("brand_{id}_3", ReviewAction.CORRECT, "crest"),
+        ("brand_{id}_1", ReviewAction.CORRECT, "acme"),
+        ("skip_{id}", ReviewAction.SKIP, None),
+        ("notshoe_{id}", ReviewAction.NOT_A_SHOE, None),
+        ("unsure_{id}", ReviewAction.UNSURE, None),
+    ],
+)
+def test_each_answer_is_recorded(
+    reviewing: AppTest, catalogue: Engine, button: str, action: ReviewAction, brand: str | None
+) -> None:
+    image_id = shown_image(reviewing)
+    reviewing.button(key=button.format(id=image_id)).click().run()
+    assert_clean(reviewing)
+    [review] = reviews(catalogue)
+    with session_scope(catalogue) as session:
+        stored = session.get(Review, review.id)
+        assert (stored.image_id, stored.reviewer, stored.action) == (image_id, "ann", action)
+        assert (stored.brand.name if stored.brand else None) == brand
+    assert shown_image(reviewing) != image_id
+
+
+def test_brand_buttons_are_numbered_in_sorted_order_with_keys(reviewing: AppTest) -> None:
+    image_id = shown_image(reviewing)
+    labels = [reviewing.button(key=f"brand_{image_id}_{n}").label for n in (1, 2, 3)]
+    assert labels == ["1 · acme", "2 · bolt", "3 · crest"]
+
+
+def test_undo_marks_the_review_undone_and_shows_the_photo_again(reviewing: AppTest, catalogue: Engine) -> None:
+    first = shown_image(reviewing)
+    reviewing.button(key=f"brand_{first}_1").click().run()
+    second = shown_image(reviewing)
+    reviewing.button(key=f"undo_{second}").click().run()
+    assert_clean(reviewing)
+    [review] = reviews(catalogue)
+    assert review.image_id == first and review.undone_at is not None
+    assert shown_image(reviewing) == first
+    assert any("Reviewed this session: **0**" in m.value for m in reviewing.markdown)
+
+
+def test_empty_queue_suggests_other_queues(reviewing: AppTest, catalogue: Engine) -> None:
+    for _ in pool_ids(catalogue):
+        reviewing.button(key=f"skip_{shown_image(reviewing)}").click().run()
+    assert_clean(reviewing)
+    assert reviewing.session_state["review_queue"] == []
+    assert any("unreviewed" in s.value and "likely_mislabelled" in s.value for s in reviewing.success)
+
+
+def test_likely_mislabelled_reviews_labelled_photos(reviewing: AppTest, catalogue: Engine) -> None:
+    reviewing.selectbox(key="strategy").set_value("likely_mislabelled").run()
+    assert_clean(reviewing)
+    [scope] = reviewing.selectbox(key="scope_likely_mislabelled").options
+    assert scope.startswith("labelled:")
+    image_id = shown_image(reviewing)
+    assert image_id not in pool_ids(catalogue)
+    assert reviewing.session_state["review_queue"][0].label.origin == "import"
+    reviewing.button(key=f"brand_{image_id}_2").click().run()
+    [review] = reviews(catalogue)
+    assert (review.image_id, review.action) == (image_id, ReviewAction.CORRECT)
+
+
+def test_unreviewed_scope_includes_imported_photos(reviewing: AppTest, catalogue: Engine) -> None:
+    reviewing.selectbox(key="scope_least_confidence").set_value("unreviewed").run()
+    assert_clean(reviewing)
+    assert any("waiting in the **unreviewed** queue: **44**" in m.value for m in reviewing.markdown)
+
+
+def test_review_page_without_brands_says_what_to_do(engine: Engine, pool_folder: Path) -> None:
+    from feedback.ingest import ingest_folder
+
+    ingest_folder(pool_folder, engine=engine)
+    at = new_app().run()
+    at.text_input(key="reviewer_name").input("ann")
+    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
+    assert_clean(at)
+    assert any("There are no brands yet" in i.value for i in at.info)
+
+
+def test_retrain_is_refused_while_a_job_runs(catalogue: Engine) -> None:
+    at = new_app().run()
+    at.switch_page("ui/pages/rounds.py").run()
+    assert_clean(at)
+    with JobLock.acquire():
+        at.button(key="retrain").click().run()
+        assert_clean(at)
+        assert any("Another training round or prediction refresh is running" in e.value for e in at.error)
+        with session_scope(catalogue) as session:
+            assert session.scalar(select(func.count(Round.id))) == 0
+        assert any("is running" in i.value for i in at.info)
+
+
+def test_rounds_page_shows_history_current_models_and_results(catalogue: Engine) -> None:
+    from tests.app_support import fake_metrics
+
+    with session_scope(catalogue, write=True) as session:
+        for n, arch in enumerate(["inception", "cnn", "inception"]):
+            session.add(
+                Round(
+                    arch=arch,
+                    trigger="app",
+                    mode="finetune",
+                    status=RoundStatus.ACCEPTED,
+                    data={"n_train": 30, "reviews_since_last_round": n},
+                    metrics={"candidate": fake_metrics(0.7 + 0.05 * n), "current": fake_metrics(0.7) if n else None},
+                    message="Promoted.",
+                    duration_s=12.0,
+                )
+            )
+    at = new_app().run()
+    at.switch_page("ui/pages/rounds.py").run()
+    assert_clean(at)
+    assert not at.error
+    tables = [d.value for d in at.dataframe]
+    before_after = [t for t in tables if "held-out metric" in t.columns]
+    assert len(before_after) == 2  # the latest round of each model
+    macro_f1 = before_after[0].set_index("held-out metric").loc["macro F1"]
+    assert (macro_f1["current"], macro_f1["candidate"]) == pytest.approx((0.68, 0.78))
+    assert sum("precision" in t.columns for t in tables) == 2  # per-brand table of each current model
+    assert [list(t["round"]) for t in tables if "round" in t.columns] == [[3, 2, 1]]
+
+
+def test_conflicts_are_listed_and_settled_on_the_browse_page(catalogue: Engine) -> None:
+    image_id = pool_ids(catalogue)[0]
+    record_review(image_id, "ann", "correct", brand="acme", engine=catalogue)
+    record_review(image_id, "bob", "correct", brand="crest", engine=catalogue)
+    at = new_app().run()
+    at.switch_page("ui/pages/browse.py").run()
+    assert_clean(at)
+    assert any("have reviewers who disagree" in m.value for m in at.markdown)
+    at.text_input(key="reviewer_name").input("carol")
+    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
+    at.selectbox(key=f"resolve_choice_{image_id}").set_value("bolt")
+    at.button(key=f"resolve_{image_id}").click().run()
+    assert_clean(at)
+    with session_scope(catalogue) as session:
+        assert conflicts(session) == []
+        settled = session.scalar(select(Review).where(Review.reviewer == "carol"))
+        assert settled.resolves_conflict and settled.brand.name == "bolt"
+
+
+def test_browse_filters_show_matching_photos(catalogue: Engine) -> None:
+    at = new_app().run()
+    at.switch_page("ui/pages/browse.py").run()
+    assert_clean(at)
+    assert any("**44** photo(s) match" in m.value for m in at.markdown)
+    at.selectbox(key="f_imported").set_value("(none)").run()
+    assert any("**8** photo(s) match" in m.value for m in at.markdown)
+    at.slider(key="f_confidence").set_value((0.0, 0.51)).run()
+    assert_clean(at)
+    assert any("**3** photo(s) match" in m.value for m in at.markdown)  # InceptionV3 is 0.40, 0.45, 0.50 sure
+    at.selectbox(key="f_model").set_value("cnn").run()
+    assert any("**2** photo(s) match" in m.value for m in at.markdown)  # the CNN is 0.42, 0.47 sure
+
+
+def jpeg_bytes(seed: int) -> bytes:
+    image = PILImage.new("RGB", (64, 64), (seed * 40 % 256, 90, 160))
+    out = io.BytesIO()
+    image.save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_predict_page_adds_uploads_to_the_pool_and_rejects_bad_files(engine: Engine, brand_folder: Path) -> None:
+    from feedback.ingest import ingest_folder
+
+    ingest_folder(brand_folder, engine=engine)
+    at = new_app().run()
+    at.switch_page("ui/pages/predict.py").run()
+    assert_clean(at)
+    assert any("No trained model yet" in i.value for i in at.info)
+    at.file_uploader(key="predict_files").set_value(
+        [("good.jpg", jpeg_bytes(1), "image/jpeg"), ("notes.jpg", b"not a photo", "image/jpeg")]
+    )
+    at.run()
+    assert_clean(at)
+    assert any("notes.jpg" in e.value and "not an image" in e.value for e in at.error)
+    at.button(key="add_to_pool").click().run()
+    assert_clean(at)
+    with session_scope(engine) as session:
+        uploaded = list(session.scalars(select(Image).where(Image.source.like("upload:%"))))
+    assert [i.source for i in uploaded] == ["upload:good.jpg"]
+    assert Path(uploaded[0].path).is_file()
+
+
+def test_predict_page_reports_a_missing_model_file_without_a_stack_trace(catalogue: Engine) -> None:
+    at = new_app().run()
+    at.switch_page("ui/pages/predict.py").run()
+    at.file_uploader(key="predict_files").set_value(("good.jpg", jpeg_bytes(2), "image/jpeg"))
+    at.run()
+    assert_clean(at)
+    assert any("Model file missing" in e.value for e in at.error)

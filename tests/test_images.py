@@ -1,0 +1,138 @@
+"""Decoding real-world photos: by content, EXIF orientation, transparency, odd modes, bad files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modeling.images import ImageError, inspect, iter_batches, load_array, open_rgb, square
+from tests.conftest import make_photo
+
+
+def test_png_named_jpg_is_decoded_by_content(tmp_path: Path) -> None:
+    path = make_photo(tmp_path / "actually_png.jpg", fmt="PNG")
+    info = inspect(path)
+    assert info.format == "png"
+    assert load_array(path, 32).shape == (32, 32, 3)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    image = Image.new("RGB", (120, 60), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 60, 60))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "phone.jpg"
+    image.save(path, exif=exif.tobytes())
+    info = inspect(path)
+    assert (info.width, info.height) == (60, 120)
+    rgb = np.asarray(open_rgb(path))
+    assert rgb.shape[:2] == (120, 60)
+    assert rgb[5, 30, 2] > 200 and rgb[5, 30, 0] < 60  # the blue half is now on top
+
+
+def test_transparent_png_is_composited_on_white(tmp_path: Path) -> None:
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    image.paste((10, 20, 30, 255), (16, 16, 48, 48))
+    path = tmp_path / "cutout.png"
+    image.save(path)
+    rgb = np.asarray(open_rgb(path))
+    assert tuple(rgb[0, 0]) == (255, 255, 255)
+    assert tuple(rgb[32, 32]) == (10, 20, 30)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "P", "I;16"])
+def test_unusual_modes_become_rgb(tmp_path: Path, mode: str) -> None:
+    fmt = {"CMYK": "JPEG", "I;16": "PNG"}.get(mode, "PNG")
+    path = make_photo(tmp_path / f"photo_{mode.replace(';', '')}.img", mode=mode, fmt=fmt)
+    array = load_array(path, 48)
+    assert array.shape == (48, 48, 3) and array.dtype == np.uint8
+    assert array.std() > 0
+
+
+def test_webp_and_bmp(tmp_path: Path) -> None:
+    for fmt in ("WEBP", "BMP"):
+        path = make_photo(tmp_path / f"photo.{fmt.lower()}", fmt=fmt)
+        assert inspect(path).format == fmt.lower()
+
+
+def test_large_jpeg_is_downscaled_while_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (4000, 3000), (120, 80, 40)).save(path, quality=80)
+    image = open_rgb(path, max_side=299)
+    assert max(image.size) == 299
+    assert image.size == (299, 224)
+
+
+def test_square_pads_with_border_colour_and_keeps_aspect() -> None:
+    image = Image.new("RGB", (200, 100), (250, 250, 250))
+    image.paste((0, 0, 0), (90, 40, 110, 60))
+    out = np.asarray(square(image, 100))
+    assert out.shape == (100, 100, 3)
+    assert tuple(out[5, 50]) == (250, 250, 250)  # padding takes the border colour
+    assert out[50, 50].max() < 30  # the content stays centred
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file"),
+        (b"this is a text file, not a photo", "not an image"),
+    ],
+)
+def test_bad_files_are_named_with_a_reason(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as err:
+        inspect(path)
+    assert reason in err.value.reason
+    assert "bad.jpg" in str(err.value)
+
+
+def test_truncated_jpeg_is_rejected(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        inspect(path)
+
+
+def test_too_small_image_is_rejected(tmp_path: Path) -> None:
+    path = make_photo(tmp_path / "icon.png", size=(16, 16), fmt="PNG")
+    with pytest.raises(ImageError, match="too small"):
+        inspect(path)
+
+
+def test_unsupported_format_says_what_to_do(tmp_path: Path) -> None:
+    path = make_photo(tmp_path / "anim.gif", fmt="GIF")
+    with pytest.raises(ImageError, match="convert it to JPEG"):
+        inspect(path)
+
+
+def test_iter_batches_reports_bad_files_and_keeps_order(tmp_path: Path) -> None:
+    good = [make_photo(tmp_path / f"g{i}.png", seed=i, fmt="PNG") for i in range(5)]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    sources = [good[0], good[1], bad, good[2], good[3], good[4]]
+    batches = list(iter_batches(sources, 32, batch_size=4))
+    indices = [i for b in batches for i in b.indices]
+    errors = [i for b in batches for i, _ in b.errors]
+    assert indices == [0, 1, 3, 4, 5]
+    assert errors == [2]
+    first = batches[0].pixels[0]
+    assert np.array_equal(first, load_array(good[0], 32))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])
+def test_files_cut_short_anywhere_are_image_errors(fmt: str) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(buffer, format=fmt)
+    data = buffer.getvalue()
+    for cut in range(1, len(data), max(1, len(data) // 40)):
+        with pytest.raises(ImageError):
+            load_array(data[:cut], 32)

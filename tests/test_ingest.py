@@ -1,0 +1,126 @@
+"""Ingest: labelled and flat folders, dedupe, bad files, frozen stratified held-out split."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from db import session_scope
+from db.models import Brand, Image, Split
+from feedback.ingest import IngestError, ingest_folder, main
+from tests.conftest import make_brand_photo, make_photo
+
+
+def _counts(engine) -> dict[str, int]:
+    with session_scope(engine) as session:
+        return {str(split): n for split, n in session.execute(select(Image.split, func.count()).group_by(Image.split))}
+
+
+def test_labelled_folder_gets_brands_and_a_stratified_holdout(engine, brand_folder: Path) -> None:
+    report = ingest_folder(brand_folder, holdout_fraction=0.25, seed=1)
+    assert report.labelled and report.added == 36 and not report.skipped
+    assert report.holdout_drawn == {"acme": 3, "bolt": 3, "crest": 3}
+    with session_scope(engine) as session:
+        assert sorted(session.scalars(select(Brand.name))) == ["acme", "bolt", "crest"]
+        rows = session.execute(select(Brand.name, Image.split).join(Image, Image.source_brand_id == Brand.id)).all()
+    per_brand = {b: sum(1 for name, s in rows if name == b and s == Split.HOLDOUT) for b in ("acme", "bolt", "crest")}
+    assert per_brand == {"acme": 3, "bolt": 3, "crest": 3}
+
+
+def test_second_run_adds_nothing_and_holdout_stays_frozen(engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.25)
+    with session_scope(engine) as session:
+        holdout_before = set(session.scalars(select(Image.sha256).where(Image.split == Split.HOLDOUT)))
+    for i in range(12, 24):  # more data arrives later
+        make_brand_photo(brand_folder / "acme" / f"late_{i}.jpg", 0, seed=5000 + i)
+    again = ingest_folder(brand_folder, holdout_fraction=0.25)
+    assert again.added == 12 and again.already_stored == 36 and again.holdout_drawn == {}
+    with session_scope(engine) as session:
+        holdout_after = set(session.scalars(select(Image.sha256).where(Image.split == Split.HOLDOUT)))
+    assert holdout_after == holdout_before
+    third = ingest_folder(brand_folder, holdout_fraction=0.25)
+    assert third.added == 0 and third.already_stored == 48 and third.ok
+
+
+def test_holdout_is_drawn_for_a_brand_that_arrives_later(engine, brand_folder: Path, tmp_path: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.25)
+    extra = tmp_path / "more"
+    for i in range(8):
+        make_brand_photo(extra / "delta" / f"d{i}.jpg", 3, seed=9000 + i)
+    report = ingest_folder(extra, holdout_fraction=0.25)
+    assert report.holdout_drawn == {"delta": 2}
+    assert report.totals_per_brand["acme"] == {"train": 9, "holdout": 3}
+
+
+def test_bad_files_are_reported_by_name_and_the_rest_ingested(engine, brand_folder: Path) -> None:
+    nike = brand_folder / "acme"
+    good = (nike / "acme_0.jpg").read_bytes()
+    (nike / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (nike / "notes.jpg").write_text("not a photo at all")
+    (nike / "empty.jpg").write_bytes(b"")
+    make_photo(nike / "tiny.png", size=(10, 10), fmt="PNG")
+    report = ingest_folder(brand_folder)
+    skipped = dict(report.skipped)
+    assert set(skipped) == {"acme/truncated.jpg", "acme/notes.jpg", "acme/empty.jpg", "acme/tiny.png"}
+    assert "truncated" in skipped["acme/truncated.jpg"]
+    assert "not an image" in skipped["acme/notes.jpg"]
+    assert "empty" in skipped["acme/empty.jpg"]
+    assert "too small" in skipped["acme/tiny.png"]
+    assert report.added == 36
+    assert "acme/notes.jpg: not an image" in report.summary()
+
+
+def test_same_photo_twice_is_one_image(engine, tmp_path: Path) -> None:
+    folder = tmp_path / "flat"
+    make_photo(folder / "a.jpg", seed=1, fmt="JPEG")
+    shutil.copy(folder / "a.jpg", folder / "a_copy.jpg")
+    make_photo(folder / "b.png", seed=2, fmt="PNG")
+    report = ingest_folder(folder)
+    assert not report.labelled and report.added == 2
+    assert report.duplicates_in_folder == [("a_copy.jpg", "a.jpg")]
+    assert _counts(engine) == {"pool": 2}
+
+
+def test_unlabelled_image_gets_its_brand_when_a_labelled_folder_has_it(
+    engine, brand_folder: Path, tmp_path: Path
+) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy(brand_folder / "bolt" / "bolt_3.jpg", flat / "mystery.jpg")
+    ingest_folder(flat)
+    report = ingest_folder(brand_folder, holdout_fraction=0.0)
+    assert report.newly_labelled == 1 and report.added == 35
+    with session_scope(engine) as session:
+        image = session.scalar(select(Image).where(Image.path.like("%mystery.jpg")))
+        assert image.split == Split.TRAIN and image.source_brand.name == "bolt"
+
+
+def test_empty_and_missing_folders_are_clear_errors(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IngestError, match="No files in"):
+        ingest_folder(tmp_path / "empty")
+    with pytest.raises(IngestError, match="Folder not found"):
+        ingest_folder(tmp_path / "missing")
+
+
+def test_cli_exit_status_is_nonzero_only_when_nothing_could_be_ingested(home: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_text("text")
+    assert main([str(bad)]) == 1
+    assert "x.jpg: not an image" in capsys.readouterr().out
+    good = tmp_path / "good"
+    make_photo(good / "p.jpg", fmt="JPEG")
+    assert main([str(good)]) == 0
+    assert main([str(good)]) == 0  # everything already stored is not a failure
+    assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_real_photos_ingest_into_three_brands_with_holdout(engine, photos_dir: Path) -> None:
+    report = ingest_folder(photos_dir)
+    assert report.added == 711 and not report.skipped
+    assert report.totals_per_brand == {b: {"train": 201, "holdout": 36} for b in ("adidas", "converse", "nike")}
+    assert ingest_folder(photos_dir).added == 0

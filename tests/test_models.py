@@ -1,0 +1,184 @@
+"""The two architectures, trained for real on tiny inputs, and the activation cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import modeling  # noqa: F401
+from modeling.feature_cache import VIEWS, FeatureCache
+from tests.conftest import make_brand_photo
+
+
+def synthetic(tmp_path: Path, per_brand: int = 10, brands: int = 3) -> tuple[list[str], list[str]]:
+    paths, labels = [], []
+    for b in range(brands):
+        for i in range(per_brand):
+            paths.append(str(make_brand_photo(tmp_path / f"b{b}" / f"{i}.jpg", b, seed=1000 * b + i)))
+            labels.append(f"brand{b}")
+    return paths, labels
+
+
+def test_keras_runs_on_jax_without_the_user_setting_it() -> None:
+    import keras
+
+    assert keras.backend.backend() == "jax"
+
+
+def test_cnn_learns_synthetic_brands(tmp_path: Path) -> None:
+    from modeling.training import CnnConfig, load_pixels, train_cnn
+
+    paths, labels = synthetic(tmp_path / "train", per_brand=12)
+    test_paths, test_labels = synthetic(tmp_path / "test", per_brand=4)
+    config = CnnConfig(input_size=64, epochs=15, batch_size=12, learning_rate=3e-3)
+    outcome = train_cnn(paths, labels, config=config)
+    assert outcome.class_names == ["brand0", "brand1", "brand2"]
+    assert outcome.model.input.shape[1:] == (64, 64, 3)
+    probs = outcome.model.predict(load_pixels(test_paths, 64).astype("float32"), verbose=0)
+    accuracy = np.mean([outcome.class_names[i] for i in probs.argmax(1)] == np.array(test_labels))
+    assert accuracy >= 0.75, f"the CNN did not learn easy synthetic brands (accuracy {accuracy:.2f})"
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_training_refuses_a_single_brand(tmp_path: Path) -> None:
+    from modeling.training import TrainingError, train_cnn
+
+    paths, labels = synthetic(tmp_path, per_brand=3, brands=1)
+    with pytest.raises(TrainingError, match="at least 2 brands"):
+        train_cnn(paths, labels)
+
+
+def test_replace_head_keeps_known_brands(tmp_path: Path) -> None:
+    from modeling.architectures import build_cnn, replace_head
+
+    model = build_cnn(3, input_size=32, widths=(8, 16))
+    kernel, _ = model.get_layer("brand").get_weights()
+    bigger = replace_head(model, ["a", "b", "c", "d"], ["a", "c", "b"])
+    new_kernel, _ = bigger.get_layer("brand").get_weights()
+    assert new_kernel.shape == (kernel.shape[0], 4)
+    assert np.allclose(new_kernel[:, 1], kernel[:, 2])  # "b" moved from column 2 to column 1
+    assert np.allclose(new_kernel[:, 2], kernel[:, 1])
+    assert bigger.output.shape[-1] == 4
+
+
+def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
+    """weights=None and 75 px inputs: the real architecture and training path, at test size."""
+    from modeling.architectures import INCEPTION_CUT
+    from modeling.training import InceptionConfig, ensure_activations, train_inception
+
+    paths, labels = synthetic(tmp_path / "photos", per_brand=4)
+    shas = [f"{i:064x}" for i in range(len(paths))]
+    cache = FeatureCache(tmp_path / "cache", "test")
+    config = InceptionConfig(input_size=75, head_epochs=3, finetune_epochs=1, batch_size=8)
+    outcome = train_inception(shas, paths, labels, cache=cache, weights=None, mode="finetune", config=config)
+    assert outcome.details["activations_computed"] == len(paths)
+    assert all(cache.has(sha) for sha in shas)
+    assert cache.get(shas[0]).shape == (VIEWS, 1, 1, 1280) and cache.get(shas[0]).dtype == np.float16
+    assert outcome.details["finetune_epochs"] == 1 and outcome.details["new_head"]
+    assert outcome.model.get_layer(INCEPTION_CUT) is not None
+
+    # a second round over the same photos never runs the lower network again
+    def must_not_run() -> None:
+        raise AssertionError("the lower network ran for cached photos")
+
+    assert ensure_activations(None, cache, shas, paths, 75, make_lower=must_not_run) == 0
+    again = train_inception(
+        shas,
+        paths,
+        labels,
+        cache=cache,
+        weights=None,
+        mode="head",
+        config=config,
+        parent=(outcome.model, outcome.class_names),
+    )
+    assert again.details["activations_computed"] == 0 and not again.details["new_head"]
+
+
+def test_finetuning_trains_only_the_top_blocks_and_head() -> None:
+    from keras import layers
+
+    from modeling.architectures import INCEPTION_CUT, build_inception, set_frozen_below_cut
+
+    model = build_inception(3, weights=None, input_size=75)
+    set_frozen_below_cut(model)
+    names = [layer.name for layer in model.layers]
+    cut = names.index(INCEPTION_CUT)
+    below, above = model.layers[: cut + 1], model.layers[cut + 1 :]
+    assert not any(layer.trainable_weights for layer in below)
+    top_convs = [layer for layer in above if isinstance(layer, layers.Conv2D)]
+    assert len(top_convs) == 18 and all(layer.trainable for layer in top_convs)
+    assert not any(isinstance(layer, layers.BatchNormalization) and layer.trainable_weights for layer in above)
+    assert model.get_layer("brand").trainable
+    assert len(model.trainable_weights) == 18 + 2
+
+
+def test_real_imagenet_weights_load(weights_path: Path) -> None:
+    from keras import layers
+
+    from modeling.architectures import build_inception, weights_id
+
+    model = build_inception(3, weights=str(weights_path), input_size=75)
+    first_conv = next(layer for layer in model.layers if isinstance(layer, layers.Conv2D)).get_weights()[0]
+    assert first_conv.shape == (3, 3, 3, 32) and np.abs(first_conv).mean() > 0.01
+    assert weights_id(str(weights_path)) == "md5-1de645f043e7"
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    from modeling.architectures import WeightsError, build_inception
+
+    with pytest.raises(WeightsError, match=r"weights file not found: .*nope\.h5.*SHOELABEL_INCEPTION_WEIGHTS"):
+        build_inception(3, weights=str(tmp_path / "nope.h5"), input_size=75)
+
+
+def test_wrong_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    from modeling.architectures import WeightsError, build_inception
+
+    bogus = tmp_path / "bogus.h5"
+    bogus.write_bytes(b"not hdf5")
+    with pytest.raises(WeightsError, match=r"Could not load InceptionV3 weights from .*bogus\.h5"):
+        build_inception(3, weights=str(bogus), input_size=75)
+
+
+def test_imagenet_download_failure_explains_the_offline_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    from modeling.architectures import WeightsError, inception_base
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.applications.inception_v3.file_utils.get_file", offline)
+    with pytest.raises(WeightsError, match="SHOELABEL_INCEPTION_WEIGHTS"):
+        inception_base("imagenet", 75)
+
+
+def test_random_affine_flips_exactly_and_is_idle_at_inference() -> None:
+    from modeling.layers import RandomAffine
+
+    x = np.random.default_rng(0).random((6, 16, 16, 3)).astype("float32")
+    flip_only = RandomAffine(rotation=0.0, zoom=(1.0, 1.0), translation=0.0, flip=True, seed=3)
+    out = np.asarray(flip_only(x, training=True))
+    for original, augmented in zip(x, out, strict=True):
+        assert np.allclose(augmented, original, atol=1e-5) or np.allclose(augmented, original[:, ::-1], atol=1e-5)
+    assert np.allclose(np.asarray(flip_only(x, training=False)), x)
+    moved = np.asarray(RandomAffine(seed=1)(x, training=True))
+    assert moved.shape == x.shape and not np.allclose(moved, x)
+
+
+def test_saved_models_load_with_their_custom_layers(tmp_path: Path) -> None:
+    import keras
+
+    from modeling.architectures import build_cnn
+    from modeling.registry import load_fresh
+
+    model = build_cnn(2, input_size=32, widths=(8, 16))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = load_fresh(path)
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32") * 255
+    assert np.allclose(np.asarray(loaded.predict_on_batch(x)), np.asarray(model.predict_on_batch(x)), atol=1e-5)
+    assert isinstance(loaded, keras.Model)

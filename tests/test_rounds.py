@@ -1,0 +1,207 @@
+"""Rounds end to end on a small catalogue: train, evaluate on the frozen held-out set,
+promote or reject, refresh predictions; and the command-line tools around them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from db import session_scope
+from db.models import Image, ModelStatus, ModelVersion, Prediction, PredictionKind, Round, RoundStatus
+from feedback.ingest import ingest_folder
+from modeling.evaluation import compute_metrics
+from modeling.jobs import JobBusyError, JobLock
+from modeling.rounds import decide, run_round
+from modeling.training import CnnConfig, InceptionConfig
+
+TINY_CNN = CnnConfig(input_size=32, epochs=10, round_epochs=2, batch_size=12, learning_rate=3e-3)
+TINY_INCEPTION = InceptionConfig(
+    input_size=75, head_epochs=10, finetune_epochs=1, round_finetune_epochs=1, batch_size=12
+)
+
+
+def metrics(f1_like_accuracy: float):
+    n = 20
+    right = int(n * f1_like_accuracy)
+    y_true = np.array([0, 1] * (n // 2))
+    y_pred = y_true.copy()
+    y_pred[: n - right] = 1 - y_pred[: n - right]
+    return compute_metrics(y_true, y_pred, ["a", "b"])
+
+
+def test_promotion_rule() -> None:
+    good, worse = metrics(0.9), metrics(0.7)
+    assert decide(good, None, has_current=False, force=False)[0]
+    assert decide(good, worse, has_current=True, force=False)[0]
+    assert decide(good, good, has_current=True, force=False)[0]  # not worse is enough
+    accepted, message = decide(worse, good, has_current=True, force=False)
+    assert not accepted and "Rejected" in message and "--force" in message
+    assert decide(worse, good, has_current=True, force=True)[0]
+
+
+@pytest.fixture
+def catalogue(engine, brand_folder: Path):
+    ingest_folder(brand_folder, holdout_fraction=0.25)
+    return engine
+
+
+def test_cnn_round_trains_evaluates_promotes_and_predicts(catalogue, home: Path) -> None:
+    result = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
+    assert result.status == RoundStatus.ACCEPTED and "First model" in result.message
+    assert result.candidate is not None and result.candidate.n == 9
+    assert result.candidate.accuracy >= 0.6
+    assert Path(result.confusion_png).is_file()
+    with session_scope(catalogue) as session:
+        version = session.get(ModelVersion, result.candidate_id)
+        assert version.status == ModelStatus.CURRENT and Path(version.path).is_file()
+        assert version.class_names == ["acme", "bolt", "crest"]
+        round_row = session.get(Round, result.round_id)
+        assert round_row.status == RoundStatus.ACCEPTED and round_row.duration_s > 0
+        assert round_row.data["train_counts"] == {"acme": 9, "bolt": 9, "crest": 9}
+        assert round_row.confusion["matrix"] == result.candidate.confusion
+        predicted = session.scalar(select(func.count(Prediction.id)).where(Prediction.model_version_id == version.id))
+        assert predicted == session.scalar(select(func.count(Image.id))) == 36
+
+
+def test_worse_candidate_is_rejected_and_current_model_stays(catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
+    import modeling.rounds as rounds
+    from modeling.architectures import build_cnn
+    from modeling.training import TrainOutcome
+
+    def untrained(labelled, parent, config, progress):
+        model = build_cnn(3, input_size=32)
+        for layer in model.layers:  # a model that always says "crest"
+            if layer.name == "brand":
+                kernel, _ = layer.get_weights()
+                layer.set_weights([kernel * 0, np.array([-5.0, -5.0, 5.0])])
+        return TrainOutcome(model, ["acme", "bolt", "crest"], 32, {}), ""
+
+    monkeypatch.setattr(rounds, "_train_cnn", untrained)
+    second = run_round("cnn", engine=catalogue)
+    assert second.status == RoundStatus.REJECTED and "Rejected" in second.message
+    with session_scope(catalogue) as session:
+        assert session.get(ModelVersion, first.candidate_id).status == ModelStatus.CURRENT
+        assert session.get(ModelVersion, second.candidate_id).status == ModelStatus.REJECTED
+    forced = run_round("cnn", engine=catalogue, force=True)
+    assert forced.status == RoundStatus.ACCEPTED and "--force" in forced.message
+
+
+def test_inception_round_uses_cached_activations_and_stores_out_of_fold(catalogue, weights_path: Path) -> None:
+    first = run_round("inception", inception_config=TINY_INCEPTION, engine=catalogue)
+    assert first.status == RoundStatus.ACCEPTED
+    assert first.data["n_train"] == 27
+    second = run_round("inception", mode="head", inception_config=TINY_INCEPTION, engine=catalogue)
+    with session_scope(catalogue) as session:
+        row = session.get(ModelVersion, second.candidate_id)
+        assert row.parent_id == first.candidate_id
+        assert row.training["activations_computed"] == 0
+        oof = session.scalar(
+            select(func.count(Prediction.id)).where(
+                Prediction.kind == PredictionKind.OUT_OF_FOLD, Prediction.model_version_id == first.candidate_id
+            )
+        )
+        assert oof == 36  # every labelled image, held-out ones included
+
+
+def test_a_failed_round_is_recorded_with_its_reason(engine, tmp_path: Path) -> None:
+    from modeling.rounds import RoundError
+
+    with pytest.raises(RoundError, match="No labelled photos"):
+        run_round("cnn", engine=engine)
+    with session_scope(engine) as session:
+        row = session.scalar(select(Round))
+        assert row.status == RoundStatus.FAILED and "No labelled photos" in row.message
+
+
+def test_only_one_job_at_a_time(home: Path) -> None:
+    with JobLock.acquire(), pytest.raises(JobBusyError, match="Another training round"):
+        JobLock.acquire()
+    with JobLock.acquire():
+        pass  # released again
+
+
+def test_retrain_cli_refuses_while_a_round_runs(catalogue, capsys) -> None:
+    from modeling.retrain import main
+
+    with JobLock.acquire():
+        assert main(["--arch", "cnn"]) == 3
+    assert "Another training round" in capsys.readouterr().err
+    with session_scope(catalogue) as session:
+        assert session.scalar(select(func.count(Round.id))) == 0
+
+
+def test_train_retrain_evaluate_predict_commands(catalogue, brand_folder: Path, tmp_path: Path, capsys) -> None:
+    from modeling.evaluate import main as evaluate
+    from modeling.predict import main as predict
+    from modeling.retrain import main as retrain
+    from modeling.train import main as train
+
+    assert train(["--arch", "cnn", "--epochs", "8", "--input-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "Round 1: cnn, accepted" in out and "held-out metric" in out
+    assert retrain(["--arch", "cnn"]) == 0
+    assert "Round 2: cnn" in capsys.readouterr().out
+
+    assert evaluate(["--model", "cnn", "--data", str(brand_folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["cnn"]
+    assert report["n"] == 36 and set(report["per_class"]) == {"acme", "bolt", "crest"}
+    assert Path(report["confusion_png"]).is_file()
+
+    other = tmp_path / "other"
+    (other / "zeta").mkdir(parents=True)
+    (brand_folder / "acme" / "acme_0.jpg").rename(other / "zeta" / "z.jpg")
+    assert evaluate(["--model", "cnn", "--data", str(other)]) == 2
+    assert "not trained on: zeta" in capsys.readouterr().err
+
+    (brand_folder / "bolt" / "broken.jpg").write_text("not an image")
+    assert predict(["--model", "cnn", "--csv", str(brand_folder / "bolt")]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith("path,model,brand,confidence,p_acme,p_bolt,p_crest")
+    assert len(lines) == 1 + 12
+    assert "broken.jpg: not an image" in captured.err
+
+
+def test_predict_without_a_model_says_how_to_train(engine, brand_folder: Path, capsys) -> None:
+    from modeling.predict import main as predict
+
+    assert predict([str(brand_folder)]) == 2
+    assert "python -m modeling.train" in capsys.readouterr().err
+
+
+def test_both_models_train_end_to_end_on_real_photos(
+    engine, photos_dir: Path, weights_path: Path, tmp_path: Path, capsys
+) -> None:
+    """A small run of the real pipeline on real shoe photos: ingest, train both models, predict."""
+    import shutil
+
+    from modeling.predict import main as predict
+    from modeling.train import main as train
+
+    subset = tmp_path / "real"
+    for brand in ("adidas", "converse", "nike"):
+        (subset / brand).mkdir(parents=True)
+        for photo in sorted((photos_dir / brand).iterdir())[:10]:
+            shutil.copy(photo, subset / brand / photo.name)
+    ingest_folder(subset, holdout_fraction=0.2)
+    assert train(["--arch", "cnn", "--epochs", "3", "--input-size", "64"]) == 0
+    assert train(["--arch", "inception", "--epochs", "1", "--input-size", "75"]) == 0
+    out = capsys.readouterr().out
+    assert "cnn, accepted" in out and "inception, accepted" in out
+    with session_scope(engine) as session:
+        current = {
+            v.arch: v for v in session.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.CURRENT))
+        }
+        assert set(current) == {"cnn", "inception"}
+        assert current["inception"].input_size == 75 and current["inception"].base_weights == "md5-1de645f043e7"
+        assert current["inception"].metrics["n"] == 6  # 2 held-out photos per brand
+    photo = next((photos_dir / "nike").iterdir())
+    assert predict([str(photo), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["model"].split()[0] for r in rows} == {"cnn", "inception"}
+    assert all(abs(sum(v for k, v in r.items() if k.startswith("p_")) - 1) < 1e-3 for r in rows)

@@ -1,0 +1,87 @@
+"""The label-efficiency simulation: curves, summary, plot, and the command on real features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feedback.simulate import Curve, full_data_accuracy, main, plot_curves, simulate, summarise
+
+
+def blobs(n_per: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1, 2], n_per)
+    centres = rng.normal(0, 3, (3, 1400))
+    features = centres[labels] + rng.normal(0, 6, (len(labels), 1400))
+    return features, labels
+
+
+@pytest.mark.parametrize("strategy", ["margin", "random", "disagreement", "diverse"])
+def test_curves_grow_by_the_batch_and_learn(strategy: str) -> None:
+    features, labels = blobs()
+    curve = simulate(features, labels, strategy, seed=1, seed_per_class=2, batch=5, rounds=6)
+    assert curve.labels == [6, 11, 16, 21, 26, 31, 36]
+    assert len(curve.accuracy) == len(curve.macro_f1) == 7
+    assert curve.accuracy[-1] > 0.6 and curve.accuracy[-1] >= curve.accuracy[0] - 0.05
+
+
+def test_the_oracle_stops_when_the_pool_is_used_up() -> None:
+    features, labels = blobs(n_per=10)
+    curve = simulate(features, labels, "margin", batch=10, rounds=50)
+    pool = len(labels) - int(np.ceil(0.15 * len(labels)))
+    assert curve.labels[-1] == pool
+
+
+def test_summary_reads_thresholds_off_the_curves(tmp_path: Path) -> None:
+    curves = [
+        Curve("margin", 0, [10, 20, 40], [0.5, 0.9, 0.95], [0.5, 0.9, 0.95]),
+        Curve("random", 0, [10, 20, 40], [0.5, 0.7, 0.92], [0.5, 0.7, 0.92]),
+    ]
+    table = summarise(curves, full_accuracy=0.95, pool_size=100)
+    assert table["margin"]["labels_to_98pct"] == 40 and table["random"]["labels_to_98pct"] is None
+    assert table["margin"]["accuracy_at_10pct"] == pytest.approx(0.5)
+    assert table["margin"]["accuracy_at_20pct"] == pytest.approx(0.9)
+    assert table["margin"]["auc"] > table["random"]["auc"]
+    png = plot_curves(curves, 0.95, tmp_path / "curves.png", pool_size=100)
+    assert png.stat().st_size > 5_000
+
+
+def test_full_data_accuracy_is_high_on_separable_data() -> None:
+    features, labels = blobs()
+    assert full_data_accuracy(features, labels) > 0.9
+
+
+def test_simulate_command_on_a_labelled_folder(home: Path, brand_folder: Path, weights_path: Path, capsys) -> None:
+    (brand_folder / "acme" / "broken.jpg").write_text("not an image")
+    code = main(
+        [
+            "--data",
+            str(brand_folder),
+            "--strategy",
+            "margin",
+            "--seeds",
+            "1",
+            "--rounds",
+            "2",
+            "--batch",
+            "4",
+            "--input-size",
+            "75",
+            "--json",
+        ]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["brands"] == ["acme", "bolt", "crest"]
+    assert [c["labels"] for c in result["curves"]] == [[6, 10, 14]]
+    assert "broken.jpg" in captured.err
+
+
+def test_unknown_strategy_is_refused(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--data", ".", "--strategy", "cleverest"])
+    assert "unknown strategy" in capsys.readouterr().err

@@ -1,0 +1,5 @@
+"""Browse page: drawn by :mod:`ui.browse`."""
+
+from ui.browse import render
+
+render()

@@ -1,0 +1,5 @@
+"""Import page: drawn by :mod:`ui.catalogue`."""
+
+from ui.catalogue import render
+
+render()

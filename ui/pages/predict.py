@@ -1,0 +1,5 @@
+"""Predict page: drawn by :mod:`ui.predict`."""
+
+from ui.predict import render
+
+render()

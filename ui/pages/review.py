@@ -1,0 +1,5 @@
+"""Review page: drawn by :mod:`ui.review`."""
+
+from ui.review import render
+
+render()

@@ -1,0 +1,5 @@
+"""Rounds page: drawn by :mod:`ui.rounds`."""
+
+from ui.rounds import render
+
+render()

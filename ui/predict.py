@@ -1,0 +1,143 @@
+"""The Predict page: upload photos, see what each current model says, and add them to the review pool."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import streamlit as st
+
+from feedback.uploads import check_upload, store_uploads
+from modeling.app_services import (
+    Opinion,
+    UploadPrediction,
+    current_handles,
+    load_model,
+    predict_uploads,
+    store_upload_predictions,
+)
+from modeling.images import ImageError, open_rgb
+from modeling.predict import ModelHandle
+from ui import common
+
+Upload = tuple[str, bytes]
+
+
+@st.cache_resource(show_spinner=False)
+def _model(path: str, _handle: ModelHandle) -> object:
+    """Each model file is read once per process, whatever the number of sessions."""
+    model = load_model(_handle)
+    common.settle_heap(new_modules=0)  # a model lives as long as the process: keep it out of GC passes
+    return model
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _predict(
+    key: tuple[tuple[str, ...], tuple[int, ...]], _files: list[Upload], _handles: dict
+) -> list[UploadPrediction]:
+    """Predictions for these uploads by these model versions (``key`` names both)."""
+    return predict_uploads(_files, _handles)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _preview(sha256: str, _data: bytes) -> bytes:
+    image = open_rgb(_data, max_side=common.THUMB_SIDE * 2)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=88)
+    return out.getvalue()
+
+
+def _opinion(opinion: Opinion) -> None:
+    name = common.ARCH_NAMES.get(opinion.arch, opinion.arch)
+    st.markdown(f"**{name}** v{opinion.version_id}: **{opinion.brand}** {opinion.confidence:.0%}")
+    for brand, p in sorted(opinion.probabilities.items(), key=lambda kv: -kv[1]):
+        st.progress(p, text=f"{brand} {p:.1%}")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _problem(sha256: str, name: str, _data: bytes) -> str | None:
+    """Why the upload cannot be used (decoded by content), or None."""
+    try:
+        check_upload(name, _data)
+    except ImageError as exc:
+        return str(exc)
+    return None
+
+
+def _show(upload: Upload, result: UploadPrediction | None, sha256: str) -> None:
+    name, data = upload
+    with st.container(border=True):
+        problem = _problem(sha256, name, data) or (result.error if result is not None else None)
+        if problem:
+            st.error(problem, icon=":material/broken_image:")
+            return
+        picture, *opinions = st.columns([1] + [1] * max(1, len(result.opinions) if result else 1))
+        with picture:
+            try:
+                st.image(_preview(sha256, data), caption=name, width=240)
+            except ImageError as exc:
+                st.error(f"{name}: {exc.reason}")
+                return
+        if result is None or not result.opinions:
+            opinions[0].caption("No prediction.")
+            return
+        for column, arch in zip(opinions, [a for a in common.ARCH_ORDER if a in result.opinions], strict=False):
+            with column:
+                _opinion(result.opinions[arch])
+
+
+def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPrediction] | None, handles: dict) -> None:
+    try:
+        report = store_uploads(uploads, engine=common.engine())
+        if results and handles:
+            added = {s.sha256: s.image_id for s in report.added}
+            opinions = {
+                added[sha]: r.opinions for sha, r in zip(shas, results, strict=True) if sha in added and r.opinions
+            }
+            store_upload_predictions(handles, opinions, engine=common.engine())
+    except Exception as exc:
+        common.show_error(exc)
+        return
+    if report.added:
+        st.success(f"Added {len(report.added)} photo(s) to the review pool.", icon=":material/check:")
+    for rejected in report.rejected:
+        st.error(f"{rejected.name}: {rejected.reason}")
+    st.code(report.summary(), language=None)
+
+
+def render() -> None:
+    st.title("Predict")
+    files = st.file_uploader(
+        "Photos of shoes", accept_multiple_files=True, key="predict_files", help="JPEG, PNG, WebP or BMP."
+    )
+    try:
+        handles = current_handles(common.engine())
+    except Exception as exc:
+        common.show_error(exc)
+        return
+    if not handles:
+        st.info(
+            "No trained model yet, so no predictions: train one on the Rounds page. Photos can still be added "
+            "to the review pool.",
+            icon=":material/model_training:",
+        )
+    if not files:
+        st.caption("Upload one or more photos to see the brand each current model predicts.")
+        return
+    uploads: list[Upload] = [(f.name, f.getvalue()) for f in files]
+    shas = [hashlib.sha256(data).hexdigest() for _, data in uploads]
+    results: list[UploadPrediction] | None = None
+    if handles:
+        try:
+            with st.spinner("Loading the models (once) and predicting..."):
+                for handle in handles.values():
+                    _model(handle.path, handle)
+                key = (tuple(shas), tuple(h.id for h in handles.values()))
+                results = _predict(key, uploads, handles)
+        except Exception as exc:
+            common.show_error(exc)
+    for i, upload in enumerate(uploads):
+        with common.guard():
+            _show(upload, results[i] if results else None, shas[i])
+    if st.button("Add these photos to the review pool", type="primary", key="add_to_pool"):
+        _add_to_pool(uploads, shas, results, handles)

@@ -1,0 +1,345 @@
+"""The Review page: one photo, what each model thinks, and one-key answers.
+
+Answers are recorded in button callbacks, so the database has the review before
+the page draws the next photo, and the callback knows exactly which photo the
+key was pressed on (the buttons are keyed by image id). The review area is a
+fragment: an answer reruns only it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from db.models import ReviewAction
+from feedback.browse import brand_list
+from feedback.queue import DEFAULT_STRATEGY, SCOPES, QueueItem, default_scope, next_items, pending_count
+from feedback.reviews import Shown, record_review, undo_last
+from feedback.strategies import STRATEGIES, UNLABELLED_STRATEGIES
+from modeling.images import ImageError
+from ui import common
+
+MAX_KEYED_BRANDS = 9
+SCOPE_HELP = {
+    "unlabelled": "photos that arrived without a brand and nobody has decided yet",
+    "unreviewed": "every photo nobody has decided yet, imported labels included",
+    "labelled": "photos with a brand (imported or reviewed), to check their labels",
+}
+ACTION_WORDS = {
+    ReviewAction.CONFIRM: "confirmed",
+    ReviewAction.CORRECT: "corrected to",
+    ReviewAction.SKIP: "skipped",
+    ReviewAction.NOT_A_SHOE: "marked not a shoe",
+    ReviewAction.UNSURE: "marked unsure",
+}
+
+
+# --------------------------------------------------------------------------- queue settings (sidebar)
+
+
+def queue_settings() -> tuple[str, str]:
+    """The strategy and scope chosen in the sidebar; the scope follows the strategy unless changed."""
+    names = list(STRATEGIES)
+    with st.sidebar:
+        st.subheader("Queue")
+        strategy = st.selectbox(
+            "Strategy",
+            names,
+            index=names.index(DEFAULT_STRATEGY),
+            key="strategy",
+            help="Which photos come first: the ones the models are least sure about (least_confidence, "
+            "margin, entropy), disagree on, spread over the feature space (diverse), at random, or "
+            "labelled photos the models contradict (likely_mislabelled).",
+        )
+        scopes = list(SCOPES) if strategy in UNLABELLED_STRATEGIES else ["labelled"]
+        scope = st.selectbox(
+            "Photos",
+            scopes,
+            index=scopes.index(default_scope(strategy)),
+            key=f"scope_{strategy}",
+            format_func=lambda s: f"{s}: {SCOPE_HELP[s]}",
+        )
+    return strategy, scope
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _state() -> Any:
+    state = st.session_state
+    state.setdefault("review_done", 0)
+    return state
+
+
+def _queue(reviewer: str, strategy: str, scope: str) -> list[QueueItem]:
+    """The photo on screen and the one after it; fetched again after each answer."""
+    state = _state()
+    if state.get("review_queue") is None or state.get("review_queue_key") != (strategy, scope):
+        prefer = state.pop("review_prefer", None)  # the preloaded (or undone) photo stays first
+        items = next_items(
+            reviewer, common.session_id(), strategy=strategy, scope=scope, k=2, first=prefer, engine=common.engine()
+        )
+        state["review_queue"] = items
+        state["review_queue_key"] = (strategy, scope)
+    return state["review_queue"]
+
+
+def _current(image_id: int) -> QueueItem | None:
+    items = st.session_state.get("review_queue") or []
+    return items[0] if items and items[0].image_id == image_id else None
+
+
+def _advance(answered: int) -> None:
+    state = _state()
+    rest = [item for item in state.get("review_queue") or [] if item.image_id != answered]
+    state["review_prefer"] = rest[0].image_id if rest else None
+    state["review_queue"] = None
+
+
+def confirm_target(item: QueueItem) -> str | None:
+    """The brand Confirm records: the top brand shown, else the photo's own label."""
+    _, probabilities = item.shown()
+    if probabilities:
+        return max(probabilities, key=probabilities.__getitem__)
+    return item.label.brand
+
+
+# --------------------------------------------------------------------------- callbacks (run before the rerun)
+
+
+def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
+    state = _state()
+    item = _current(image_id)
+    if item is None:  # a key pressed on a photo that was answered meanwhile
+        return
+    version_id, probabilities = item.shown()
+    shown = Shown(version_id, probabilities) if version_id is not None else None
+    try:
+        record_review(image_id, common.reviewer() or "", action, brand=brand, shown=shown, engine=common.engine())
+    except Exception as exc:
+        state["review_error"] = common.error_text(exc)
+        return
+    state["review_done"] += 1
+    state.pop("review_error", None)
+    state["review_last"] = f"Photo #{image_id} {ACTION_WORDS[action]}" + (f" {brand}" if brand else "")
+    _advance(image_id)
+
+
+def _undo() -> None:
+    state = _state()
+    try:
+        review = undo_last(common.reviewer() or "", engine=common.engine())
+    except Exception as exc:
+        state["review_error"] = common.error_text(exc)
+        return
+    state.pop("review_error", None)
+    if review is None:
+        state["review_last"] = "Nothing to undo."
+        return
+    state["review_done"] = max(0, state["review_done"] - 1)
+    state["review_last"] = f"Undone: photo #{review.image_id} {ACTION_WORDS[ReviewAction(review.action)]}"
+    state["review_prefer"] = review.image_id
+    state["review_queue"] = None
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def _bars(probabilities: dict[str, float], brands: list[str]) -> str:
+    key_of = {b: i + 1 for i, b in enumerate(brands[:MAX_KEYED_BRANDS])}
+    top = max(probabilities, key=probabilities.__getitem__)
+    rows = []
+    for brand, p in sorted(probabilities.items(), key=lambda kv: -kv[1]):
+        key = f"{key_of[brand]}" if brand in key_of else "&nbsp;"
+        colour = "#ff4b4b" if brand == top else "#8b9bb4"
+        rows.append(
+            '<div style="display:flex;align-items:center;gap:.5rem;margin:2px 0;font-size:.9rem">'
+            f'<span style="width:1.2rem;color:#888;font-family:monospace">{key}</span>'
+            '<span style="width:7rem;overflow:hidden;text-overflow:ellipsis;white-space:nowrap">'
+            f"{html.escape(brand)}</span>"
+            '<span style="flex:1;background:rgba(128,128,128,.18);border-radius:3px;height:.8rem">'
+            f'<span style="display:block;width:{100 * p:.1f}%;height:100%;background:{colour};'
+            'border-radius:3px"></span></span>'
+            f'<span style="width:3.2rem;text-align:right;font-variant-numeric:tabular-nums">{100 * p:.1f}%</span></div>'
+        )
+    return "".join(rows)
+
+
+def _predictions(item: QueueItem, brands: list[str]) -> None:
+    if not item.predictions:
+        st.info(
+            "No model has predicted this photo yet. Train models on the Rounds page, or refresh predictions there.",
+            icon=":material/model_training:",
+        )
+        return
+    for arch in common.ARCH_ORDER:
+        view = item.predictions.get(arch)
+        if view is None:
+            continue
+        st.markdown(
+            f"**{common.ARCH_NAMES[arch]}** <span style='color:#888'>v{view.model_version_id}</span>: "
+            f"**{html.escape(view.brand)}** {view.confidence:.0%}",
+            unsafe_allow_html=True,
+        )
+        st.markdown(_bars(view.probabilities, brands) + '<div style="height:.4rem"></div>', unsafe_allow_html=True)
+
+
+def _photo(item: QueueItem) -> None:
+    try:
+        st.image(common.review_image(item.path, item.sha256), width=560)
+    except ImageError as exc:
+        st.warning(f"This photo cannot be shown: {exc.reason}. Skip it or mark it.", icon=":material/broken_image:")
+    label = item.label
+    if label.conflict:
+        label_text = "reviewers disagree: " + ", ".join(f"{a.reviewer} says {a.value}" for a in label.answers.values())
+    elif label.value is None:
+        label_text = "no label yet"
+    else:
+        label_text = f"labelled **{label.value}** ({'imported' if label.origin == 'import' else 'reviewed'})"
+    name = Path(item.path).name
+    st.caption(f"Photo #{item.image_id} · {name} · {item.width}×{item.height} · {label_text}")
+
+
+def _actions(item: QueueItem, brands: list[str]) -> None:
+    target = confirm_target(item)
+    st.button(
+        f"Confirm {target}" if target else "Confirm (nothing to confirm)",
+        key=f"confirm_{item.image_id}",
+        type="primary",
+        shortcut="Enter",
+        width="stretch",
+        disabled=target is None,
+        on_click=_answer,
+        args=(item.image_id, ReviewAction.CONFIRM, target),
+    )
+    st.caption("Correct to")
+    with st.container(horizontal=True, gap="small"):
+        for n, brand in enumerate(brands[:MAX_KEYED_BRANDS], start=1):
+            st.button(
+                f"{n} · {brand}",
+                key=f"brand_{item.image_id}_{n}",
+                shortcut=str(n),
+                on_click=_answer,
+                args=(item.image_id, ReviewAction.CORRECT, brand),
+            )
+    if len(brands) > MAX_KEYED_BRANDS:
+        with st.container(horizontal=True, vertical_alignment="bottom"):
+            extra = st.selectbox("Other brand", brands[MAX_KEYED_BRANDS:], key=f"other_{item.image_id}", width=220)
+            st.button(
+                "Correct",
+                key=f"other_go_{item.image_id}",
+                on_click=_answer,
+                args=(item.image_id, ReviewAction.CORRECT, extra),
+            )
+    st.caption("Or")
+    with st.container(horizontal=True, gap="small"):
+        for label, prefix, key, action in (
+            ("Skip", "skip", "S", ReviewAction.SKIP),
+            ("Not a shoe", "notshoe", "N", ReviewAction.NOT_A_SHOE),
+            ("Unsure", "unsure", "U", ReviewAction.UNSURE),
+        ):
+            st.button(
+                label,
+                key=f"{prefix}_{item.image_id}",
+                shortcut=key,
+                on_click=_answer,
+                args=(item.image_id, action, None),
+            )
+        _undo_button(st, item.image_id)
+
+
+def _undo_button(where: Any, image_id: int | None) -> None:
+    where.button(
+        "Undo",
+        key=f"undo_{image_id}",
+        shortcut="Z",
+        icon=":material/undo:",
+        on_click=_undo,
+        help="Undo your last answer",
+    )
+
+
+def _empty_queue(strategy: str, scope: str) -> None:
+    if scope == "unlabelled":
+        advice = (
+            "Every photo here has a brand or a decision. To check imported labels, choose the photos "
+            "**unreviewed** in the sidebar, or the strategy **likely_mislabelled** to see the labels the "
+            "models doubt most. New photos can be added on the Import or Predict pages."
+        )
+    elif scope == "unreviewed":
+        advice = "Every photo has been decided. Try the strategy **likely_mislabelled** to double-check labels."
+    else:
+        advice = "There is no labelled photo left for you to check."
+    st.success(f"Nothing left to review in the **{scope}** queue ({strategy}). {advice}", icon=":material/done_all:")
+
+
+def _messages() -> None:
+    state = _state()
+    if state.get("review_error"):
+        st.error(state["review_error"], icon=":material/error:")
+
+
+@st.fragment
+def review_area(strategy: str, scope: str) -> None:
+    reviewer = common.reviewer()
+    if not reviewer:
+        return
+    _messages()
+    try:
+        brands = brand_list(common.engine())
+        if not brands:
+            st.info(
+                "There are no brands yet, so there is nothing to answer with. Ingest a labelled folder (one "
+                "subfolder per brand) on the Import page, or with `python -m feedback.ingest PATH`.",
+                icon=":material/label_off:",
+            )
+            return
+        items = _queue(reviewer, strategy, scope)
+        pending = pending_count(reviewer, common.session_id(), scope=scope, engine=common.engine())
+    except Exception as exc:
+        common.show_error(exc)
+        return
+    done = _state()["review_done"]
+    last = _state().get("review_last")
+    st.markdown(
+        f"Reviewed this session: **{done}** · waiting in the **{scope}** queue: **{pending}**"
+        + (f" · <span style='color:#888'>last: {html.escape(last)}</span>" if last else ""),
+        unsafe_allow_html=True,
+    )
+    if not items:
+        _empty_queue(strategy, scope)
+        _undo_button(st, None)
+        return
+    item = items[0]
+    left, right = st.columns([5, 4], gap="large")
+    with left:
+        _photo(item)
+    with right:
+        _predictions(item, brands)
+        _actions(item, brands)
+        st.caption(
+            "Keys: **Enter** confirm · **1–9** brand · **S** skip · **N** not a shoe · **U** unsure · **Z** undo"
+        )
+    for upcoming in items[1:]:  # decode the next photo now, so it is ready when this one is answered
+        with contextlib.suppress(ImageError):
+            common.review_image(upcoming.path, upcoming.sha256)
+
+
+def render() -> None:
+    st.title("Review")
+    try:
+        empty = common.catalogue_counts()["images"] == 0
+    except Exception as exc:
+        common.show_error(exc)
+        return
+    if empty:
+        common.empty_catalogue()
+        return
+    strategy, scope = queue_settings()
+    if common.ask_reviewer() is None:
+        return
+    review_area(strategy, scope)
