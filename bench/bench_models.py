@@ -33,6 +33,9 @@ def main() -> int:
     parser.add_argument("--home", type=Path, default=None, help="catalogue folder (default: a fresh temporary one)")
     parser.add_argument("--skip-cnn", action="store_true")
     parser.add_argument("--skip-inception", action="store_true")
+    parser.add_argument(
+        "--rounds-only", action="store_true", help="with --home: time rounds over an already trained catalogue"
+    )
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "bench-models.json")
     args = parser.parse_args()
     if not args.data.is_dir():
@@ -75,6 +78,12 @@ def main() -> int:
             "model_version": result.candidate_id,
         }
 
+    if args.rounds_only:
+        figures["inception_head_round"] = timed_round("inception", mode="head")
+        figures["inception_head_round_again"] = timed_round("inception", mode="head")
+        figures["inception_finetune_round"] = timed_round("inception", mode="finetune")
+        figures["cnn_round"] = timed_round("cnn")
+        args.skip_inception = args.skip_cnn = True
     if not args.skip_inception:
         figures["inception_train"] = timed_round("inception", mode="finetune", from_scratch=True, force=True)
         figures["inception_head_round"] = timed_round("inception", mode="head", force=False)

@@ -131,6 +131,7 @@ def summarise(curves: list[Curve], full_accuracy: float, pool_size: int) -> dict
             reach.append(hits[0] if hits else np.nan)
         row["labels_to_98pct"] = None if np.all(np.isnan(reach)) else float(np.nanmean(reach))
         row["reached_runs"] = int(np.sum(~np.isnan(reach)))
+        row["runs"] = len(mine)
         for share in (0.1, 0.2, 0.4):
             budget = share * pool_size
             row[f"accuracy_at_{int(share * 100)}pct"] = float(
@@ -203,9 +204,9 @@ def folder_features(
     cache = inception_activation_cache(weights_id(source), input_size)
     lower, _ = split_inception(model)
     ensure_activations(
-        lower, cache, shas, [str(f) for f in files], input_size, progress=progress or (lambda f, t: None)
+        lower, cache, shas, [str(f) for f in files], input_size, views=1, progress=progress or (lambda f, t: None)
     )
-    features = upper_pooled(model, cache, shas)[:, 0]
+    features = upper_pooled(model, cache, shas, view=0)
     return features, np.array([names.index(b) for b in brands]), names
 
 
@@ -287,9 +288,10 @@ def format_table(table: dict[str, dict[str, float | None]], pool_size: int) -> s
     ]
     for name, row in table.items():
         reach = (
-            f"{row['labels_to_98pct']:.0f} ({row['labels_to_98pct'] / pool_size:.0%})"
+            f"{row['labels_to_98pct']:.0f} ({row['labels_to_98pct'] / pool_size:.0%}), "
+            f"{row['reached_runs']}/{row['runs']} runs"
             if row["labels_to_98pct"]
-            else "not reached"
+            else f"not reached in {row['runs']} runs"
         )
         lines.append(
             f"| {name} | {reach} | {row['accuracy_at_10pct']:.3f} | {row['accuracy_at_20pct']:.3f} | "

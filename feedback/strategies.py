@@ -119,36 +119,34 @@ def disagreement(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     return _rank(scores, k, rng)
 
 
-def k_center_greedy(features: np.ndarray, k: int, first: int = 0) -> np.ndarray:
-    """Pick ``k`` rows that cover the feature space: each next pick is the row farthest
-    from every row picked so far (cosine distance on L2-normalised features)."""
+def cluster_representatives(features: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """One row per k-means cluster (cosine geometry): the first row of each cluster, so
+    callers that pass rows most-uncertain-first get each cluster's most uncertain member."""
+    from sklearn.cluster import KMeans
+
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), EPS)
-    picked = [first]
-    distance = 1.0 - unit @ unit[first]
-    for _ in range(min(k, len(unit)) - 1):
-        distance[picked] = -np.inf
-        nxt = int(np.argmax(distance))
-        picked.append(nxt)
-        distance = np.minimum(distance, 1.0 - unit @ unit[nxt])
-    return np.array(picked, dtype=int)
+    clusters = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(unit)
+    return np.array(sorted(int(np.flatnonzero(clusters == c)[0]) for c in np.unique(clusters)))
 
 
-def diverse(c: Candidates, k: int, rng: np.random.Generator, slice_factor: int = 4) -> np.ndarray:
-    """Uncertain and unlike each other: the ``slice_factor * k`` smallest-margin images,
-    thinned to ``k`` by k-center greedy in InceptionV3 feature space, so a batch is not
-    twenty photos of one shoe. Without features this is ``margin``."""
-    ranked = margin(c, len(c), rng)
+def diverse(c: Candidates, k: int, rng: np.random.Generator, slice_factor: int = 3) -> np.ndarray:
+    """Uncertain and unlike each other: the ``slice_factor * k`` least confident images are
+    clustered into ``k`` groups in InceptionV3 feature space and the most uncertain image of
+    each group is taken, so a batch is not twenty photos of one shoe (and, unlike picking
+    the farthest points, not a batch of outliers). Without features this is
+    ``least_confidence``."""
+    ranked = least_confidence(c, len(c), rng)
     if c.features is None or k <= 1:
         return ranked[:k]
     scored = ranked[~np.isnan(c.consensus()[ranked]).any(axis=1)]
-    top = scored[: max(k * slice_factor, k)]
+    top = scored[: k * slice_factor]
     if len(top) <= k:
         return np.concatenate([top, ranked[~np.isin(ranked, top)]])[:k]
     try:
         features = c.features(top)
     except KeyError:  # some images have no cached features yet
         return ranked[:k]
-    return top[k_center_greedy(features, k, first=0)]
+    return top[cluster_representatives(features, k, seed=int(rng.integers(1 << 31)))]
 
 
 def likely_mislabelled_scores(given: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -47,7 +47,8 @@ def run_rounds(archs: list[str], round_kwargs: Callable[[str], dict[str, Any]], 
     status = 0
     with lock:
         engine = get_engine()
-        mark_abandoned_rounds(engine) if round_id is None else None
+        if round_id is None:  # a round handed over by the app is running, not abandoned
+            mark_abandoned_rounds(engine)
         for arch in archs:
             bar = TerminalProgress(f"{arch} round")
             try:

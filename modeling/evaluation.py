@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,15 @@ class Metrics:
     per_class: dict[str, dict[str, float]]  # brand -> precision, recall, f1, support
     confusion: list[list[int]]  # rows: true brand, columns: predicted brand
     n: int
+    holdout: str = ""  # fingerprint of the images and labels evaluated on (see modeling.rounds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metrics:
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Metrics:

@@ -31,11 +31,19 @@ class FeatureCache:
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.npy"
 
-    def has(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+    def views(self, sha256: str) -> int:
+        """How many views of the image are cached (0: none). Reads the file header only."""
+        try:
+            return int(np.load(self.path(sha256), mmap_mode="r").shape[0])
+        except (OSError, ValueError):
+            return 0
 
-    def missing(self, shas: Iterable[str]) -> list[str]:
-        return [sha for sha in shas if not self.has(sha)]
+    def has(self, sha256: str, views: int = 1) -> bool:
+        """Whether at least ``views`` views are cached (prediction needs the photo alone)."""
+        return self.views(sha256) >= views
+
+    def missing(self, shas: Iterable[str], views: int = 1) -> list[str]:
+        return [sha for sha in shas if not self.has(sha, views)]
 
     def put(self, sha256: str, activations: np.ndarray) -> None:
         """Store atomically, so concurrent processes never read half a file."""
@@ -56,11 +64,13 @@ class FeatureCache:
         except (OSError, ValueError) as exc:
             raise KeyError(f"no cached features for image {sha256[:12]} under {self.root}") from exc
 
-    def load(self, shas: list[str], views: int | None = None) -> np.ndarray:
-        """``(n, VIEWS, h, w, c)`` float16, or ``(n, h, w, c)`` for a single view index (0: the photo)."""
+    def load(self, shas: list[str], view: int | None = None) -> np.ndarray:
+        """``(n, VIEWS, h, w, c)`` float16, or ``(n, h, w, c)`` of one view (0: the photo)."""
+        if view is not None:
+            arrays = [self.get(sha)[view] for sha in shas]
+            return np.stack(arrays) if arrays else np.zeros((0, 1, 1, 1), np.float16)
         arrays = [self.get(sha) for sha in shas]
-        stacked = np.stack(arrays) if arrays else np.zeros((0, VIEWS, 1, 1, 1), np.float16)
-        return stacked if views is None else stacked[:, views]
+        return np.stack(arrays) if arrays else np.zeros((0, VIEWS, 1, 1, 1), np.float16)
 
     def pooled(self, shas: list[str]) -> np.ndarray:
         """Spatially averaged activations of the photo itself: ``(n, c)`` float32."""

@@ -101,25 +101,22 @@ def predict_catalog(
     model = handle.model()
     lower, upper = split_inception(model)
     cache = handle.feature_cache()
-    errors: dict[int, ImageError] = {}
-    usable = []
-    for image_id, sha, path in images:
-        if cache.has(sha):
-            usable.append((image_id, sha))
-            continue
-        try:
-            ensure_activations(lower, cache, [sha], [path], handle.input_size)
-            usable.append((image_id, sha))
-        except ImageError as exc:
-            errors[image_id] = exc
-        progress(
-            0.8 * (len(usable) + len(errors)) / max(len(images), 1),
-            f"InceptionV3 features {len(usable) + len(errors)}/{len(images)}",
-        )
+    report = ensure_activations(
+        lower,
+        cache,
+        [sha for _, sha, _ in images],
+        [path for _, _, path in images],
+        handle.input_size,
+        views=1,  # the photo alone; training adds augmented views when it needs them
+        batch_size=batch_size,
+        progress=lambda f, t: progress(0.8 * f, t),
+    )
+    errors = {image_id: report.errors[sha] for image_id, sha, _ in images if sha in report.errors}
+    usable = [(image_id, sha) for image_id, sha, _ in images if sha not in report.errors]
     probabilities: dict[int, np.ndarray] = {}
     for start in range(0, len(usable), batch_size * 2):
         chunk = usable[start : start + batch_size * 2]
-        activations = cache.load([sha for _, sha in chunk], views=0).astype("float32")
+        activations = cache.load([sha for _, sha in chunk], view=0).astype("float32")
         probs = np.asarray(upper.predict_on_batch(activations))
         probabilities.update(zip([image_id for image_id, _ in chunk], probs, strict=True))
         progress(0.8 + 0.2 * min(start + len(chunk), len(usable)) / len(usable), f"predicting with {handle.label}")

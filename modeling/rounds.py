@@ -7,6 +7,7 @@ progress, metrics, confusion matrix, duration), which is also what the app shows
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.models import Review, Round, RoundStatus, utcnow
+from db.models import ModelVersion, Review, Round, RoundStatus, utcnow
 from feedback.labels import LabelledImage, LabelledSet, labelled_set
 from modeling.evaluation import Metrics, compare_table, compute_metrics, plot_confusion
 from modeling.progress import Progress, Stage, Throttled, fan_out, silent
@@ -141,6 +142,23 @@ def data_summary(session: Session, labelled: LabelledSet) -> dict[str, Any]:
 # --------------------------------------------------------------------------- evaluation
 
 
+def holdout_fingerprint(items: list[LabelledImage]) -> str:
+    """Names the exact held-out images and labels a model was scored on."""
+    text = "\n".join(f"{i.sha256}:{i.brand}" for i in sorted(items, key=lambda i: i.sha256))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stored_metrics(metrics: dict[str, Any], fingerprint: str, class_names: list[str]) -> Metrics | None:
+    """A model's recorded held-out metrics, if they were taken on this very held-out set.
+
+    Saves scoring the current model again in every round; a corrected held-out label or a
+    new brand changes the fingerprint, and then the model is scored afresh.
+    """
+    if metrics.get("holdout") == fingerprint and metrics.get("class_names") == class_names:
+        return Metrics.from_dict(metrics)
+    return None
+
+
 def evaluate_handle(
     handle: ModelHandle, items: list[LabelledImage], class_names: list[str], progress: Progress = silent
 ) -> Metrics:
@@ -222,6 +240,7 @@ def _run(
         parent = ModelHandle.of(parent_row) if parent_row else None
         baseline_row = current(session, arch)
         baseline = ModelHandle.of(baseline_row) if baseline_row else None
+        baseline_metrics = dict(baseline_row.metrics) if baseline_row else {}
     if not labelled.train:
         raise RoundError(
             "No labelled photos to train on. Ingest a folder with one subfolder per brand, or review photos first."
@@ -254,11 +273,16 @@ def _run(
     holdout = labelled.holdout
     cand_metrics = base_metrics = None
     if holdout:
+        fingerprint = holdout_fingerprint(holdout)
         report(0.82, "evaluating the candidate on the held-out set")
         cand_metrics = evaluate_handle(candidate, holdout, class_names, Stage(report, 0.82, 0.88))
+        cand_metrics.holdout = fingerprint
         if baseline is not None:
             report(0.88, "evaluating the current model on the held-out set")
-            base_metrics = evaluate_handle(baseline, holdout, class_names, Stage(report, 0.88, 0.92))
+            base_metrics = stored_metrics(baseline_metrics, fingerprint, class_names) or evaluate_handle(
+                baseline, holdout, class_names, Stage(report, 0.88, 0.92)
+            )
+            base_metrics.holdout = fingerprint
 
     accepted, message = decide(cand_metrics, base_metrics, baseline is not None, force)
     png = None
@@ -271,10 +295,10 @@ def _run(
             )
         )
     with session_scope(engine, write=True) as session:
-        from db.models import ModelVersion
-
         row = session.get(ModelVersion, candidate.id)
         row.metrics = cand_metrics.to_dict() if cand_metrics else {}
+        if baseline is not None and base_metrics is not None:
+            session.get(ModelVersion, baseline.id).metrics = base_metrics.to_dict()  # scored on today's held-out set
         if accepted:
             promote(session, row)
         else:
@@ -311,22 +335,22 @@ def decide(
     if candidate is None:
         return True, "Promoted without evaluation: there are no held-out images (ingest a labelled folder to get some)."
     if not has_current or current_metrics is None:
-        return True, f"First model: promoted (held-out macro F1 {candidate.macro_f1:.3f})."
+        return True, f"First model: promoted (held-out macro F1 {candidate.macro_f1:.4f})."
     delta = candidate.macro_f1 - current_metrics.macro_f1
     if delta >= -TOLERANCE:
         return (
             True,
-            f"Promoted: held-out macro F1 {candidate.macro_f1:.3f} vs {current_metrics.macro_f1:.3f} ({delta:+.3f}).",
+            f"Promoted: held-out macro F1 {candidate.macro_f1:.4f} vs {current_metrics.macro_f1:.4f} ({delta:+.4f}).",
         )
     if force:
         return (
             True,
             f"Promoted by --force although held-out macro F1 dropped "
-            f"{current_metrics.macro_f1:.3f} -> {candidate.macro_f1:.3f}.",
+            f"{current_metrics.macro_f1:.4f} -> {candidate.macro_f1:.4f}.",
         )
     return False, (
-        f"Rejected: held-out macro F1 {candidate.macro_f1:.3f} is worse than the current model's "
-        f"{current_metrics.macro_f1:.3f} ({delta:+.3f}); the current model stays. Use --force to promote anyway."
+        f"Rejected: held-out macro F1 {candidate.macro_f1:.4f} is worse than the current model's "
+        f"{current_metrics.macro_f1:.4f} ({delta:+.4f}); the current model stays. Use --force to promote anyway."
     )
 
 
@@ -340,7 +364,7 @@ def _train_inception(
     from modeling.architectures import split_inception, weights_id
     from modeling.feature_cache import inception_activation_cache
     from modeling.registry import load_fresh
-    from modeling.training import InceptionConfig, ensure_activations, train_inception
+    from modeling.training import InceptionConfig, ensure_activations, train_inception, unreadable
 
     config = config or InceptionConfig()
     if parent is not None:
@@ -366,14 +390,17 @@ def _train_inception(
     )
     lower, _ = split_inception(outcome.model)
     holdout = labelled.holdout
-    ensure_activations(
+    report = ensure_activations(
         lower,
         cache,
         [i.sha256 for i in holdout],
         [i.path for i in holdout],
         outcome.input_size,
+        views=1,  # evaluation looks at the photo alone
         progress=Stage(progress, 0.93, 1.0),
     )
+    if report.errors:
+        raise RoundError(f"Held-out {unreadable(report.errors)}. Restore them, then run the round again.")
     return outcome, weights
 
 
@@ -395,23 +422,14 @@ def store_out_of_fold(engine: Engine, handle: ModelHandle, labelled: LabelledSet
     """Out-of-fold probabilities of every labelled image, for the ``likely_mislabelled`` queue."""
     from db.models import PredictionKind
     from feedback.mislabelled import out_of_fold_probabilities
-    from modeling.architectures import inception_pooled
     from modeling.predict import store_predictions
+    from modeling.training import upper_pooled
 
     items = [i for i in labelled.train + labelled.holdout if i.brand in handle.class_names]
     if len(items) < 4:
         return 0
     progress(0.0, "out-of-fold predictions for label checking")
-    cache = handle.feature_cache()
-    pooled = inception_pooled(handle.model())
-    feats = np.concatenate(
-        [
-            np.asarray(
-                pooled.predict_on_batch(cache.load([i.sha256 for i in items[s : s + 128]], views=0).astype("float32"))
-            )
-            for s in range(0, len(items), 128)
-        ]
-    )
+    feats = upper_pooled(handle.model(), handle.feature_cache(), [i.sha256 for i in items], view=0)
     labels = np.array([handle.class_names.index(i.brand) for i in items])
     probs = out_of_fold_probabilities(feats, labels, len(handle.class_names))
     stored = store_predictions(

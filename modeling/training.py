@@ -9,7 +9,7 @@ over images it has already seen never runs the lower network again.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from modeling.architectures import (
     split_inception,
 )
 from modeling.feature_cache import VIEWS, FeatureCache
-from modeling.images import load_batch
+from modeling.images import ImageError, iter_batches, load_batch
 from modeling.progress import Progress, Stage, Throttled, silent
 
 
@@ -55,9 +55,9 @@ class InceptionConfig:
     input_size: int = INCEPTION_INPUT_SIZE
     head_epochs: int = 40
     head_learning_rate: float = 1e-3
-    finetune_epochs: int = 6
+    finetune_epochs: int = 3  # over every cached view of each photo
     finetune_learning_rate: float = 1e-4
-    round_finetune_epochs: int = 3
+    round_finetune_epochs: int = 2
     round_learning_rate: float = 5e-5
     batch_size: int = 32
     label_smoothing: float = 0.1
@@ -193,38 +193,60 @@ def train_cnn(
 # --------------------------------------------------------------------------- InceptionV3
 
 
+@dataclass
+class ActivationReport:
+    computed: int  # images whose activations were computed now
+    errors: dict[str, ImageError] = field(default_factory=dict)  # by sha256: images that could not be read
+
+
 def ensure_activations(
     lower: keras.Model | None,
     cache: FeatureCache,
     shas: Sequence[str],
     paths: Sequence[str],
     input_size: int,
+    *,
+    views: int = VIEWS,
     batch_size: int = 32,
     progress: Progress = silent,
-    make_lower: Any = None,
-) -> int:
-    """Compute and cache ``mixed8`` activations of the images not cached yet; returns how many.
+    make_lower: Callable[[], keras.Model] | None = None,
+) -> ActivationReport:
+    """Compute and cache ``mixed8`` activations of the images that lack ``views`` views.
 
+    Prediction needs the photo alone (``views=1``); training needs every view.
     ``make_lower`` builds the lower network only when something is missing.
+    Unreadable images are reported, not raised.
     """
-    todo = [(sha, path) for sha, path in zip(shas, paths, strict=True) if not cache.has(sha)]
+    todo = list({sha: path for sha, path in zip(shas, paths, strict=True) if not cache.has(sha, views)}.items())
     if not todo:
-        return 0
+        return ActivationReport(0)
     if lower is None:
+        assert make_lower is not None, "give the lower network or a way to build it"
         lower = make_lower()
-    augment = augmentation(seed=0)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        pixels = load_batch([p for _, p in chunk], input_size).astype("float32")
-        views = [pixels, pixels[:, :, ::-1]]
-        views += [np.asarray(augment(pixels / 255.0, training=True)) * 255.0 for _ in range(VIEWS - 2)]
-        activations = np.asarray(lower.predict_on_batch(np.concatenate(views)))
-        activations = activations.reshape(VIEWS, len(chunk), *activations.shape[1:])
-        for i, (sha, _) in enumerate(chunk):
-            cache.put(sha, activations[:, i])
-        done = min(start + batch_size, len(todo))
+    augment = augmentation(seed=0) if views > 2 else None
+    report = ActivationReport(0)
+    done = 0
+    for batch in iter_batches([path for _, path in todo], input_size, batch_size):
+        report.errors.update({todo[i][0]: error for i, error in batch.errors})
+        if batch.indices:
+            pixels = batch.pixels.astype("float32")
+            stack = [pixels, pixels[:, :, ::-1]][:views]
+            stack += [np.asarray(augment(pixels / 255.0, training=True)) * 255.0 for _ in range(views - 2)]
+            activations = np.asarray(lower.predict_on_batch(np.concatenate(stack)))
+            activations = activations.reshape(views, len(pixels), *activations.shape[1:])
+            for j, i in enumerate(batch.indices):
+                cache.put(todo[i][0], activations[:, j])
+            report.computed += len(batch.indices)
+        done += len(batch.indices) + len(batch.errors)
         progress(done / len(todo), f"InceptionV3 features of new photos {done}/{len(todo)}")
-    return len(todo)
+    return report
+
+
+def unreadable(errors: dict[str, ImageError], limit: int = 5) -> str:
+    """A short list of unreadable files for an error message."""
+    listed = "; ".join(str(e) for e in list(errors.values())[:limit])
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return f"{len(errors)} photo(s) could not be read: {listed}{more}"
 
 
 class CachedActivations(keras.utils.PyDataset):
@@ -251,14 +273,25 @@ class CachedActivations(keras.utils.PyDataset):
         self.order = self.rng.permutation(len(self.items))
 
 
-def upper_pooled(model: keras.Model, cache: FeatureCache, shas: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Pooled features ``(n, VIEWS, d)`` that the head sees, from cached activations."""
+def upper_pooled(
+    model: keras.Model,
+    cache: FeatureCache,
+    shas: Sequence[str],
+    view: int | None = None,
+    n_views: int = VIEWS,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Pooled features the head sees, from cached activations: ``(n, n_views, d)`` for the
+    first ``n_views`` views, or ``(n, d)`` for one view (0: the photo)."""
     pooled = inception_pooled(model)
     out = []
     for start in range(0, len(shas), batch_size):
-        acts = cache.load(list(shas[start : start + batch_size]))  # (b, V, h, w, c)
-        flat = acts.reshape((-1, *acts.shape[2:])).astype("float32")
-        out.append(np.asarray(pooled.predict_on_batch(flat)).reshape(len(acts), VIEWS, -1))
+        acts = cache.load(list(shas[start : start + batch_size]), view=view)
+        if view is None:
+            acts = acts[:, :n_views]
+        flat = acts.reshape((-1, *acts.shape[-3:])).astype("float32")
+        features = np.asarray(pooled.predict_on_batch(flat))
+        out.append(features if view is not None else features.reshape(len(acts), -1, features.shape[-1]))
     return np.concatenate(out)
 
 
@@ -331,20 +364,23 @@ def train_inception(
         model, new_head = _adapt(parent[0], parent[1], class_names)
     input_size = int(model.input.shape[1])
     lower, upper = split_inception(model)
-    computed = ensure_activations(
-        lower, cache, shas, paths, input_size, config.feature_batch_size, Stage(progress, 0.0, 0.45)
+    activations = ensure_activations(
+        lower, cache, shas, paths, input_size, batch_size=config.feature_batch_size, progress=Stage(progress, 0.0, 0.45)
     )
+    if activations.errors:
+        raise TrainingError(f"{unreadable(activations.errors)}. Restore or remove them, then train again.")
     targets = _one_hot(brands, class_names)
     details: dict[str, Any] = {
         "mode": mode,
         "new_head": new_head,
-        "activations_computed": computed,
+        "activations_computed": activations.computed,
         "n_train": len(shas),
     }
     head_end = 0.55 if mode == "finetune" else 1.0
     if new_head or mode == "head":
         progress(0.45, "pooling cached features")
-        features = upper_pooled(model, cache, shas)
+        # a head-only round keeps to the photo and its mirror image: seconds, not minutes
+        features = upper_pooled(model, cache, shas, n_views=2 if mode == "head" else VIEWS)
         epochs = config.head_epochs
         lr = config.head_learning_rate if new_head else config.head_learning_rate / 2
         details.update(

@@ -1,13 +1,11 @@
 """End to end: the real app server in headless Chromium, answered with the keyboard, checked in SQLite.
 
-Set SHOELABEL_SCREENSHOT=1 to also save ``docs/review-page.png`` (real shoe photos from the
-shared folder when present, synthetic ones otherwise).
+(``bench/screenshot_review.py`` uses the same helpers to photograph the Review page for the README.)
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,15 +14,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
 from db import session_scope
-from db.catalog import brand_names
 from db.models import Review, ReviewAction
-from feedback.ingest import ingest_folder
-from tests.app_support import REPO, fake_models, pool_ids, seed_catalogue
+from tests.app_support import REPO, pool_ids, seed_catalogue
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-SCREENSHOT = REPO / "docs" / "review-page.png"
 SERVER_START_S = 90
 SETTLE_MS = 300
 
@@ -216,47 +210,3 @@ def test_keyboard_answers_land_in_the_database(
         "bolt",
     )
     print(f"\nkey press to next photo on screen: {', '.join(f'{t * 1000:.0f} ms' for t in timings)}")
-
-
-def real_photos(tmp_path: Path) -> tuple[Path, Path] | None:
-    """A small labelled folder and a pool folder of real shoe photos, if the shared set is here."""
-    shared = Path(os.environ.get("SHOELABEL_SHARED", REPO.parent / "shared")) / "data" / "shoes-train"
-    if not shared.is_dir():
-        return None
-    labelled, pool = tmp_path / "real-labelled", tmp_path / "real-pool"
-    for brand in sorted(p.name for p in shared.iterdir() if p.is_dir()):
-        files = sorted((shared / brand).iterdir())
-        for f in files[:8]:
-            (labelled / brand).mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, labelled / brand / f.name)
-        for f in files[8:11]:
-            pool.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, pool / f"{brand}-{f.name}")
-    return labelled, pool
-
-
-def screenshot_probabilities(position: int, arch: str, n: int) -> np.ndarray:
-    """Plausible model outputs for the screenshot: the pool holds three photos per brand, in brand order."""
-    rng = np.random.default_rng(position * 7 + (arch == "cnn"))
-    logits = rng.normal(0, 0.6, n)
-    logits[min(position // 3, n - 1)] += 1.6 if arch == "inception" else 0.9
-    p = np.exp(logits)
-    return p / p.sum()
-
-
-@pytest.mark.skipif(os.environ.get("SHOELABEL_SCREENSHOT") != "1", reason="set SHOELABEL_SCREENSHOT=1 to save it")
-def test_save_review_page_screenshot(
-    engine: Engine, home: Path, tmp_path: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
-) -> None:
-    folders = real_photos(tmp_path) or (brand_folder, pool_folder)
-    ingest_folder(folders[0], holdout_fraction=0.25, engine=engine)
-    ingest_folder(folders[1], engine=engine)
-    with session_scope(engine) as session:
-        brands = brand_names(session)
-    fake_models(engine, home, brands, screenshot_probabilities)
-    sign_in(page, server, "ann")
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(500)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 10_000

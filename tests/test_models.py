@@ -83,7 +83,8 @@ def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
     def must_not_run() -> None:
         raise AssertionError("the lower network ran for cached photos")
 
-    assert ensure_activations(None, cache, shas, paths, 75, make_lower=must_not_run) == 0
+    assert ensure_activations(None, cache, shas, paths, 75, make_lower=must_not_run).computed == 0
+    assert ensure_activations(None, cache, shas, paths, 75, views=1, make_lower=must_not_run).computed == 0
     again = train_inception(
         shas,
         paths,

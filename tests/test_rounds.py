@@ -205,3 +205,23 @@ def test_both_models_train_end_to_end_on_real_photos(
     rows = json.loads(capsys.readouterr().out)
     assert {r["model"].split()[0] for r in rows} == {"cnn", "inception"}
     assert all(abs(sum(v for k, v in r.items() if k.startswith("p_")) - 1) < 1e-3 for r in rows)
+
+
+def test_current_model_is_rescored_only_when_the_held_out_set_changes(catalogue) -> None:
+    from feedback.labels import labelled_set
+    from feedback.reviews import record_review
+    from modeling.rounds import holdout_fingerprint, stored_metrics
+
+    first = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
+    with session_scope(catalogue) as session:
+        holdout = labelled_set(session).holdout
+        recorded = dict(session.get(ModelVersion, first.candidate_id).metrics)
+    fingerprint = holdout_fingerprint(holdout)
+    assert recorded["holdout"] == fingerprint
+    reused = stored_metrics(recorded, fingerprint, ["acme", "bolt", "crest"])
+    assert reused is not None and reused.macro_f1 == first.candidate.macro_f1
+    assert stored_metrics(recorded, fingerprint, ["acme", "bolt", "crest", "delta"]) is None
+    other = "crest" if holdout[0].brand != "crest" else "acme"
+    record_review(holdout[0].image_id, "ann", "correct", brand=other)  # a held-out label is corrected
+    with session_scope(catalogue) as session:
+        assert holdout_fingerprint(labelled_set(session).holdout) != fingerprint

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from feedback.mislabelled import out_of_fold_probabilities
-from feedback.strategies import STRATEGIES, Candidates, get_strategy, k_center_greedy
+from feedback.strategies import STRATEGIES, Candidates, cluster_representatives, get_strategy
 
 NAMES = ["adidas", "converse", "nike"]
 
@@ -74,9 +74,9 @@ def test_diverse_spreads_a_batch_over_clusters() -> None:
     assert {int(p) // n_per for p in plain} == {0}  # uncertainty alone takes one cluster
 
 
-def test_k_center_greedy_covers_far_points() -> None:
-    feats = np.array([[1, 0], [0.99, 0.01], [0, 1], [-1, 0]], dtype=float)
-    assert sorted(k_center_greedy(feats, 3)) == [0, 2, 3]
+def test_cluster_representatives_take_the_first_row_of_each_cluster() -> None:
+    feats = np.array([[1, 0], [0.99, 0.01], [0, 1], [0.01, 0.99], [-1, 0]], dtype=float)
+    assert list(cluster_representatives(feats, 3, seed=0)) == [0, 2, 4]
 
 
 def test_random_is_a_seeded_permutation() -> None:
