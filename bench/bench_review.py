@@ -108,60 +108,24 @@ def bench_browser(home: Path, actions: int) -> dict[str, float] | str:
 
     if not browser.CHROMIUM.is_file():
         return f"skipped: no Chromium at {browser.CHROMIUM}"
-    import subprocess
-    import urllib.request
+    from tests.app_support import running_app
 
-    port = browser.free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=REPO,
-        env={**os.environ, "SHOELABEL_HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.3)
-        with sync_playwright() as p:
-            chromium = p.chromium.launch(executable_path=str(browser.CHROMIUM), args=browser.CHROMIUM_ARGS)
-            page = chromium.new_page(viewport={"width": 1440, "height": 960})
-            page.set_default_timeout(30_000)
-            browser.sign_in(page, url, "bench-browser")
-            page.evaluate(browser.WATCH_LATENCY)
-            timings = []
-            for _ in range(actions):
-                current = int(page.evaluate("window.__photo"))
-                page.keyboard.press("Enter")
-                page.wait_for_function(f"window.__photo && window.__photo !== '{current}'")
-                timings.append(page.evaluate("window.__latency") / 1000)
-                page.locator(f".st-key-skip_{page.evaluate('window.__photo')}").wait_for()
-                page.wait_for_timeout(browser.SETTLE_MS)
-            chromium.close()
-        return summary(timings)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with running_app(home) as url, sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(browser.CHROMIUM), args=browser.CHROMIUM_ARGS)
+        page = chromium.new_page(viewport={"width": 1440, "height": 960})
+        page.set_default_timeout(30_000)
+        browser.sign_in(page, url, "bench-browser")
+        page.evaluate(browser.WATCH_LATENCY)
+        timings = []
+        for _ in range(actions):
+            current = int(page.evaluate("window.__photo"))
+            page.keyboard.press("Enter")
+            page.wait_for_function(f"window.__photo && window.__photo !== '{current}'")
+            timings.append(page.evaluate("window.__latency") / 1000)
+            page.locator(f".st-key-skip_{page.evaluate('window.__photo')}").wait_for()
+            page.wait_for_timeout(browser.SETTLE_MS)
+        chromium.close()
+    return summary(timings)
 
 
 def main() -> int:

@@ -10,11 +10,7 @@ saves the page. Needs Debian's chromium and the playwright package.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,66 +20,34 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+    from tests.app_support import running_app
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "review-page.png")
     parser.add_argument("--scope", default="unreviewed", choices=["unlabelled", "unreviewed", "labelled"])
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO,
-        env={**os.environ, "SHOELABEL_HOME": str(args.home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.3)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(60_000)
-            page.goto(url)
-            name_box = page.get_by_label("Your name")
-            name_box.fill("ann")
-            name_box.press("Enter")
-            page.get_by_label("Photos").wait_for()
-            if args.scope != "unlabelled":
-                page.get_by_label("Photos").click()
-                page.get_by_role("option", name=args.scope, exact=False).first.click()
-                page.get_by_role("button", name="Confirm").wait_for()
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(1500)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(args.out))
-            browser.close()
-        print(f"saved {args.out}")
-        return 0
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with running_app(args.home) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        name_box = page.get_by_label("Your name")
+        name_box.fill("ann")
+        name_box.press("Enter")
+        page.get_by_label("Photos").wait_for()
+        if args.scope != "unlabelled":
+            page.get_by_label("Photos").click()
+            page.get_by_role("option", name=args.scope, exact=False).first.click()
+            page.get_by_role("button", name="Confirm").wait_for()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(1500)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(args.out))
+        browser.close()
+    print(f"saved {args.out}")
+    return 0
 
 
 if __name__ == "__main__":

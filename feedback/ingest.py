@@ -180,19 +180,7 @@ def _store(
 ) -> None:
     existing = image_by_hash(session, info.sha256)
     if existing is None:
-        session.add(
-            Image(
-                sha256=info.sha256,
-                path=str(path),
-                width=info.width,
-                height=info.height,
-                format=info.format,
-                file_size=info.file_size,
-                split=Split.TRAIN if brand else Split.POOL,
-                source_brand_id=brand.id if brand else None,
-                source=f"ingest:{report.folder}"[:255],
-            )
-        )
+        session.add(new_image(info, path, source=f"ingest:{report.folder}", brand=brand))
         report.added += 1
         if brand:
             report.added_per_brand[brand.name] += 1
@@ -207,6 +195,21 @@ def _store(
         report.already_stored += 1
     else:
         report.already_stored += 1
+
+
+def new_image(info: ImageInfo, path: Path, *, source: str, brand: Brand | None = None) -> Image:
+    """A catalogue row for a checked photo: labelled photos train, the others wait in the pool."""
+    return Image(
+        sha256=info.sha256,
+        path=str(path),
+        width=info.width,
+        height=info.height,
+        format=info.format,
+        file_size=info.file_size,
+        split=Split.TRAIN if brand else Split.POOL,
+        source_brand_id=brand.id if brand else None,
+        source=source[:255],
+    )
 
 
 def draw_holdout(session: Session, fraction: float, seed: int) -> dict[str, int]:

@@ -22,28 +22,12 @@ from db import get_engine, session_scope
 from db.models import Brand, Image, ImageClaim, ModelVersion, Prediction, PredictionKind, Review, Split, utcnow
 from feedback.labels import DECISIVE, EffectiveLabel, effective_labels
 from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
+from modeling.predict import ModelAnswer
 from modeling.registry import current_versions
 
 CLAIM_MINUTES = 3  # renewed on every answer; a closed tab frees its images soon
 SCOPES = ("unlabelled", "unreviewed", "labelled")
 DEFAULT_STRATEGY = "least_confidence"
-
-
-@dataclass(frozen=True)
-class ModelView:
-    """One model's prediction for an image, as the reviewer is shown it."""
-
-    model_version_id: int
-    arch: str
-    probabilities: dict[str, float]
-
-    @property
-    def brand(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities[self.brand]
 
 
 @dataclass
@@ -54,7 +38,7 @@ class QueueItem:
     width: int
     height: int
     label: EffectiveLabel
-    predictions: dict[str, ModelView] = field(default_factory=dict)  # by architecture
+    predictions: dict[str, ModelAnswer] = field(default_factory=dict)  # by architecture
 
     def shown(self) -> tuple[int | None, dict[str, float] | None]:
         """The model version and probabilities to keep with a review (InceptionV3 first)."""
@@ -90,14 +74,14 @@ def _candidate_query(reviewer: str, session_id: str, scope: str) -> Select[tuple
 
 def _probabilities(
     session: Session, versions: dict[str, ModelVersion], ids: list[int], kind: PredictionKind
-) -> tuple[list[str], dict[str, np.ndarray], dict[int, dict[str, ModelView]]]:
+) -> tuple[list[str], dict[str, np.ndarray], dict[int, dict[str, ModelAnswer]]]:
     names = sorted({n for v in versions.values() for n in v.class_names}) or list(
         session.scalars(select(Brand.name).order_by(Brand.name))
     )
     column = {n: j for j, n in enumerate(names)}
     row_of = {image_id: i for i, image_id in enumerate(ids)}
     probs = {arch: np.full((len(ids), len(names)), np.nan) for arch in versions}
-    views: dict[int, dict[str, ModelView]] = {}
+    views: dict[int, dict[str, ModelAnswer]] = {}
     if not versions or not ids:
         return names, probs, views
     arch_of = {v.id: arch for arch, v in versions.items()}
@@ -116,13 +100,13 @@ def _probabilities(
         target[:] = 0.0
         for name, value in p.items():
             target[column[name]] = value
-        views.setdefault(image_id, {})[arch] = ModelView(version_id, arch, {k: float(v) for k, v in p.items()})
+        views.setdefault(image_id, {})[arch] = ModelAnswer(arch, version_id, {k: float(v) for k, v in p.items()})
     return names, probs, views
 
 
 def build_candidates(
     session: Session, image_ids: list[int], *, with_labels: bool = False
-) -> tuple[Candidates, dict[int, dict[str, ModelView]]]:
+) -> tuple[Candidates, dict[int, dict[str, ModelAnswer]]]:
     """The :class:`Candidates` a strategy ranks, from stored predictions and cached features."""
     versions = current_versions(session)
     names, probs, views = _probabilities(session, versions, image_ids, PredictionKind.MODEL)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from db import get_engine, session_scope
 from db.catalog import image_by_hash
-from db.models import Image, Split
+from feedback.ingest import new_image
 from modeling.images import ImageError, ImageInfo, inspect
 from shoelabel.settings import get_settings
 
@@ -107,16 +107,7 @@ def store_upload(name: str, data: bytes, *, engine: Engine | None = None) -> Sto
             existing = image_by_hash(session, info.sha256)  # another tab may have stored it meanwhile
             if existing is not None:
                 return StoredUpload(name, existing.id, info.sha256, existing.path, added=False)
-            image = Image(
-                sha256=info.sha256,
-                path=str(path),
-                width=info.width,
-                height=info.height,
-                format=info.format,
-                file_size=info.file_size,
-                split=Split.POOL,
-                source=f"{SOURCE_PREFIX}{name}"[:255],
-            )
+            image = new_image(info, path, source=f"{SOURCE_PREFIX}{name}")
             session.add(image)
             session.flush()
             return StoredUpload(name, image.id, info.sha256, str(path), added=True)

@@ -15,34 +15,16 @@ from sqlalchemy import Engine
 from db import get_engine, session_scope
 from db.models import Round, RoundStatus
 from modeling.images import ImageError
-from modeling.predict import ModelHandle, predict_sources, store_predictions
+from modeling.predict import ModelAnswer, ModelHandle, predict_sources, store_predictions
 from modeling.registry import ARCHITECTURES, current_versions, load_keras
 
 # --------------------------------------------------------------------------- predictions for uploads
 
 
-@dataclass(frozen=True)
-class Opinion:
-    """One model's answer for one photo."""
-
-    arch: str
-    version_id: int
-    label: str  # e.g. "inception v7"
-    probabilities: dict[str, float]
-
-    @property
-    def brand(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities[self.brand]
-
-
 @dataclass
 class UploadPrediction:
     name: str
-    opinions: dict[str, Opinion] = field(default_factory=dict)  # by architecture
+    opinions: dict[str, ModelAnswer] = field(default_factory=dict)  # by architecture
     error: str | None = None  # why the photo could not be used
 
 
@@ -74,11 +56,8 @@ def predict_uploads(files: Sequence[tuple[str, bytes]], handles: Mapping[str, Mo
         probabilities, errors = predict_sources(handle, [bytes(files[i][1]) for i in usable])
         for position, probs in probabilities.items():
             i = usable[position]
-            results[i].opinions[arch] = Opinion(
-                arch,
-                handle.id,
-                handle.label,
-                {name: float(p) for name, p in zip(handle.class_names, probs, strict=True)},
+            results[i].opinions[arch] = ModelAnswer(
+                arch, handle.id, {name: float(p) for name, p in zip(handle.class_names, probs, strict=True)}
             )
         for position, exc in errors.items():
             results[usable[position]].error = f"{files[usable[position]][0]}: {exc.reason}"
@@ -86,7 +65,10 @@ def predict_uploads(files: Sequence[tuple[str, bytes]], handles: Mapping[str, Mo
 
 
 def store_upload_predictions(
-    handles: Mapping[str, ModelHandle], opinions: Mapping[int, Mapping[str, Opinion]], *, engine: Engine | None = None
+    handles: Mapping[str, ModelHandle],
+    opinions: Mapping[int, Mapping[str, ModelAnswer]],
+    *,
+    engine: Engine | None = None,
 ) -> int:
     """Keep the predictions made for uploaded photos that joined the catalogue (image id -> opinions),
     so they enter the review queues ranked without waiting for a refresh."""
@@ -96,7 +78,7 @@ def store_upload_predictions(
         probabilities = {
             image_id: np.array([by_arch[arch].probabilities[name] for name in handle.class_names])
             for image_id, by_arch in opinions.items()
-            if arch in by_arch and by_arch[arch].version_id == handle.id
+            if arch in by_arch and by_arch[arch].model_version_id == handle.id
         }
         if probabilities:
             stored += store_predictions(engine, handle, probabilities)

@@ -34,6 +34,27 @@ EPS = 1e-12
 
 
 @dataclass(frozen=True)
+class ModelAnswer:
+    """One model's probabilities for one photo, as a reviewer or the Predict page shows them."""
+
+    arch: str
+    model_version_id: int
+    probabilities: dict[str, float]
+
+    @property
+    def brand(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.brand]
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch} v{self.model_version_id}"
+
+
+@dataclass(frozen=True)
 class ModelHandle:
     """What prediction needs to know of a registered model version (no session attached)."""
 

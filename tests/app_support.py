@@ -6,7 +6,14 @@ not exist, which is all the review queue and the app's pages need to show predic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +97,54 @@ def seed_catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: 
 def pool_ids(engine: Engine) -> list[int]:
     with session_scope(engine) as session:
         return list(session.scalars(select(Image.id).where(Image.split == Split.POOL).order_by(Image.id)))
+
+
+class AppServerError(RuntimeError):
+    """The app server did not come up."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(home: Path, log: Path | None = None, start_timeout_s: float = 90.0) -> Iterator[str]:
+    """The real app (``streamlit run streamlit_app.py``) on a free local port, on ``home``; yields its URL."""
+    port = free_port()
+    output = log.open("wb") if log else subprocess.DEVNULL
+    command = [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=REPO, env={**os.environ, "SHOELABEL_HOME": str(home)}, stdout=output, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if process.poll() is not None:
+                tail = log.read_text()[-2000:] if log else ""
+                raise AppServerError(f"the app server exited: {tail}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AppServerError(f"the app server did not start within {start_timeout_s:.0f}s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if log:
+            output.close()

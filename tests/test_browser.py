@@ -6,11 +6,7 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +15,7 @@ from sqlalchemy import Engine, select
 
 from db import session_scope
 from db.models import Review, ReviewAction
-from tests.app_support import REPO, pool_ids, seed_catalogue
+from tests.app_support import AppServerError, pool_ids, running_app, seed_catalogue
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +27,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-SERVER_START_S = 90
 SETTLE_MS = 300
 
 
@@ -46,64 +41,14 @@ def playwright_api() -> Iterator[object]:
         yield p
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(home: Path) -> Iterator[str]:
     """``streamlit run streamlit_app.py`` on a free port, on the test's home folder."""
-    port = free_port()
-    log = (home.parent / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=REPO,
-        env={**os.environ, "SHOELABEL_HOME": str(home)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the app server exited: {(home.parent / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app server did not start within {SERVER_START_S}s")
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        with running_app(home, log=home.parent / "server.log") as url:
+            yield url
+    except AppServerError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ from db.models import Image, Prediction, Split
 from feedback.ingest import ingest_folder
 from feedback.queue import next_items
 from feedback.uploads import store_upload, store_uploads
-from modeling.app_services import Opinion, store_upload_predictions
+from modeling.app_services import store_upload_predictions
 from modeling.images import ImageError
+from modeling.predict import ModelAnswer
 from tests.app_support import fake_models
 
 
@@ -125,7 +126,7 @@ def test_predictions_made_for_uploads_are_kept(engine: Engine, home: Path, brand
     stored = store_upload("new.jpg", photo(8), engine=engine)
     opinions = {
         stored.image_id: {
-            arch: Opinion(arch, h.id, h.label, {"acme": 0.1, "bolt": 0.2, "crest": 0.7}) for arch, h in handles.items()
+            arch: ModelAnswer(arch, h.id, {"acme": 0.1, "bolt": 0.2, "crest": 0.7}) for arch, h in handles.items()
         }
     }
     assert store_upload_predictions(handles, opinions, engine=engine) == 2

@@ -9,7 +9,6 @@ import streamlit as st
 
 from feedback.uploads import check_upload, store_uploads
 from modeling.app_services import (
-    Opinion,
     UploadPrediction,
     current_handles,
     load_model,
@@ -17,7 +16,7 @@ from modeling.app_services import (
     store_upload_predictions,
 )
 from modeling.images import ImageError, open_rgb
-from modeling.predict import ModelHandle
+from modeling.predict import ModelAnswer, ModelHandle
 from ui import common
 
 Upload = tuple[str, bytes]
@@ -47,9 +46,9 @@ def _preview(sha256: str, _data: bytes) -> bytes:
     return out.getvalue()
 
 
-def _opinion(opinion: Opinion) -> None:
+def _opinion(opinion: ModelAnswer) -> None:
     name = common.ARCH_NAMES.get(opinion.arch, opinion.arch)
-    st.markdown(f"**{name}** v{opinion.version_id}: **{opinion.brand}** {opinion.confidence:.0%}")
+    st.markdown(f"**{name}** v{opinion.model_version_id}: **{opinion.brand}** {opinion.confidence:.0%}")
     for brand, p in sorted(opinion.probabilities.items(), key=lambda kv: -kv[1]):
         st.progress(p, text=f"{brand} {p:.1%}")
 
