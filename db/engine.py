@@ -31,6 +31,17 @@ class DatabaseBusyError(RuntimeError):
     """Another process held the database lock for longer than the busy timeout."""
 
 
+def busy_error(engine: Engine, exc: OperationalError) -> DatabaseBusyError | None:
+    """The clear error for a database another process kept locked, or None for other failures."""
+    if "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
+        return None
+    return DatabaseBusyError(
+        f"The database {engine.url.render_as_string(hide_password=True)} is locked by "
+        f"another process (waited {BUSY_TIMEOUT_S:.0f}s). Nothing was written; "
+        "try again once the other process (a retrain round or another app) is done."
+    )
+
+
 def _is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -101,13 +112,10 @@ def session_scope(engine: Engine | None = None, *, write: bool = False) -> Itera
         session.commit()
     except OperationalError as exc:
         session.rollback()
-        if "locked" in str(exc).lower() or "busy" in str(exc).lower():
-            raise DatabaseBusyError(
-                f"The database {engine.url.render_as_string(hide_password=True)} is locked by "
-                f"another process (waited {BUSY_TIMEOUT_S:.0f}s). Nothing was written; "
-                "try again once the other process (a retrain round or another app) is done."
-            ) from exc
-        raise
+        busy = busy_error(engine, exc)
+        if busy is None:
+            raise
+        raise busy from exc
     except BaseException:
         session.rollback()
         raise

@@ -13,6 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -42,10 +43,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """
     if revision == "head" and current_revision(engine) == head_revision():
         return
+    from db.engine import busy_error
+
     config = alembic_config()
-    with engine.execution_options(sqlite_immediate=True).begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    try:
+        with engine.execution_options(sqlite_immediate=True).begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except OperationalError as exc:
+        busy = busy_error(engine, exc)
+        if busy is None:
+            raise
+        raise busy from exc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import math
 import random
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +54,7 @@ class IngestReport:
     added_per_brand: Counter[str] = field(default_factory=Counter)
     totals_per_brand: dict[str, dict[str, int]] = field(default_factory=dict)  # brand -> split -> n
     holdout_drawn: dict[str, int] = field(default_factory=dict)
+    added_ids: set[int] = field(default_factory=set)  # only these may be drawn into a new held-out set
 
     @property
     def usable(self) -> int:
@@ -78,18 +79,27 @@ class IngestReport:
             lines.append(f"  {name}: stored as {kept!r}, folder says {offered!r}; kept {kept!r} (correct it in review)")
         lines.append(f"Skipped: {len(self.skipped)}")
         lines += [f"  {name}: {reason}" for name, reason in self.skipped]
-        if self.added_per_brand:
-            lines.append("Added per brand: " + ", ".join(f"{b} {n}" for b, n in sorted(self.added_per_brand.items())))
-        if self.holdout_drawn:
-            lines.append(
-                "Held-out images drawn (frozen): "
-                + ", ".join(f"{b} {n}" for b, n in sorted(self.holdout_drawn.items()))
-            )
-        if self.totals_per_brand:
-            lines.append("Catalogue per brand (train / holdout):")
-            for brand, splits in sorted(self.totals_per_brand.items()):
-                lines.append(f"  {brand:<20} {splits.get('train', 0):>6} / {splits.get('holdout', 0):>6}")
-        return "\n".join(lines)
+        return "\n".join(lines + brand_lines(self.added_per_brand, self.holdout_drawn, self.totals_per_brand))
+
+
+def per_brand(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{brand} {n}" for brand, n in sorted(counts.items()))
+
+
+def brand_lines(
+    added: Mapping[str, int], holdout_drawn: Mapping[str, int], totals: Mapping[str, Mapping[str, int]]
+) -> list[str]:
+    """The per-brand part of an import summary."""
+    lines = []
+    if added:
+        lines.append(f"Added per brand: {per_brand(added)}")
+    if holdout_drawn:
+        lines.append(f"Held-out images drawn (frozen): {per_brand(holdout_drawn)}")
+    if totals:
+        lines.append("Catalogue per brand (train / holdout):")
+        for brand, splits in sorted(totals.items()):
+            lines.append(f"  {brand:<20} {splits.get('train', 0):>6} / {splits.get('holdout', 0):>6}")
+    return lines
 
 
 def _plan(folder: Path) -> tuple[bool, list[tuple[Path, str | None]]]:
@@ -170,7 +180,7 @@ def ingest_folder(
                 _store(session, report, path, relative, result, brand)
     with session_scope(engine, write=True) as session:
         if holdout_fraction > 0:
-            report.holdout_drawn = draw_holdout(session, holdout_fraction, seed)
+            report.holdout_drawn = draw_holdout(session, holdout_fraction, seed, among=report.added_ids)
         report.totals_per_brand = split_counts(session)
     return report
 
@@ -180,7 +190,10 @@ def _store(
 ) -> None:
     existing = image_by_hash(session, info.sha256)
     if existing is None:
-        session.add(new_image(info, path, source=f"ingest:{report.folder}", brand=brand))
+        image = new_image(info, path, source=f"ingest:{report.folder}", brand=brand)
+        session.add(image)
+        session.flush()
+        report.added_ids.add(image.id)
         report.added += 1
         if brand:
             report.added_per_brand[brand.name] += 1
@@ -212,11 +225,12 @@ def new_image(info: ImageInfo, path: Path, *, source: str, brand: Brand | None =
     )
 
 
-def draw_holdout(session: Session, fraction: float, seed: int) -> dict[str, int]:
+def draw_holdout(session: Session, fraction: float, seed: int, among: Collection[int] | None = None) -> dict[str, int]:
     """Draw held-out images for each brand that has none yet; existing ones never move.
 
     Only images that arrived labelled are eligible: reviewed pool images were
-    picked by the queue, so they would bias the evaluation.
+    picked by the queue, so they would bias the evaluation. ``among`` limits the
+    draw to the images just added, which no model has been trained on yet.
     """
     drawn: dict[str, int] = {}
     for brand in session.scalars(select(Brand).order_by(Brand.name)):
@@ -232,6 +246,8 @@ def draw_holdout(session: Session, fraction: float, seed: int) -> dict[str, int]
                 .order_by(Image.sha256)
             )
         )
+        if among is not None:
+            candidates = [image for image in candidates if image.id in among]
         count = math.floor(len(candidates) * fraction + 0.5)
         if count == 0 or count >= len(candidates):
             continue

@@ -6,8 +6,9 @@ undone reviews do not count), else the brand the image was imported with.
 
 Reviewers can disagree. Each reviewer's latest decisive answer is kept; when
 those answers differ the image is *in conflict*: it stays visible with every
-answer, is left out of training and evaluation, and is settled only by a later
-review marked as a resolution, never silently.
+answer, is left out of training and evaluation, and is settled by a later
+review marked as a resolution (or when the reviewers themselves come to agree),
+never silently.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from db.models import Brand, Image, Review, ReviewAction, Split
 
 NOT_A_SHOE = "(not a shoe)"
+MIN_PHOTOS_PER_BRAND = 2  # fewer labelled photos than this, and a brand cannot be trained on
 DECISIVE = (ReviewAction.CONFIRM, ReviewAction.CORRECT, ReviewAction.NOT_A_SHOE)
 
 

@@ -15,17 +15,28 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Select, and_, delete, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, Exists, Select, and_, delete, exists, select
+from sqlalchemy.orm import Session, aliased
 
 from db import get_engine, session_scope
-from db.models import Brand, Image, ImageClaim, ModelVersion, Prediction, PredictionKind, Review, Split, utcnow
+from db.models import (
+    Brand,
+    Image,
+    ImageClaim,
+    ModelVersion,
+    Prediction,
+    PredictionKind,
+    Review,
+    ReviewAction,
+    Split,
+    utcnow,
+)
 from feedback.labels import DECISIVE, EffectiveLabel, effective_labels
 from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
 from modeling.predict import ModelAnswer
 from modeling.registry import current_versions
 
-CLAIM_MINUTES = 3  # renewed on every answer; a closed tab frees its images soon
+CLAIM_MINUTES = 3  # renewed while the tab is open (see renew_claims); a closed tab frees its images soon
 SCOPES = ("unlabelled", "unreviewed", "labelled")
 DEFAULT_STRATEGY = "least_confidence"
 
@@ -48,6 +59,14 @@ class QueueItem:
                 return view.model_version_id, view.probabilities
         return None, None
 
+    def confirm_target(self) -> str | None:
+        """The brand Confirm records: the photo's label when it has one (Confirm means "the label
+        is right", also when the models disagree with it), else the top brand shown."""
+        if self.label.brand is not None:
+            return self.label.brand
+        _, probabilities = self.shown()
+        return max(probabilities, key=probabilities.__getitem__) if probabilities else None
+
 
 def default_scope(strategy: str) -> str:
     return "labelled" if strategy not in UNLABELLED_STRATEGIES else "unlabelled"
@@ -66,10 +85,24 @@ def _candidate_query(reviewer: str, session_id: str, scope: str) -> Select[tuple
     elif scope == "unreviewed":
         query = query.where(~decided)
     elif scope == "labelled":
-        query = query.where(and_(Image.source_brand_id.is_not(None)) | decided)
+        query = query.where(and_(Image.source_brand_id.is_not(None)) | decided, ~_latest_says_not_a_shoe())
     else:
         raise ValueError(f"Unknown queue scope {scope!r}; choose one of: {', '.join(SCOPES)}.")
     return query.order_by(Image.id)
+
+
+def _latest_says_not_a_shoe() -> Exists:
+    """The image's latest live decisive review flags it as not a shoe."""
+    flag, later = aliased(Review), aliased(Review)
+    overtaken = exists().where(
+        later.image_id == flag.image_id,
+        later.undone_at.is_(None),
+        later.action.in_(DECISIVE),
+        (later.created_at > flag.created_at) | ((later.created_at == flag.created_at) & (later.id > flag.id)),
+    )
+    return exists().where(
+        flag.image_id == Image.id, flag.undone_at.is_(None), flag.action == ReviewAction.NOT_A_SHOE, ~overtaken
+    )
 
 
 def _probabilities(
@@ -216,6 +249,18 @@ def pending_count(
     with session_scope(engine or get_engine()) as session:
         query = _candidate_query(reviewer, session_id, scope).order_by(None)
         return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def renew_claims(session_id: str, *, engine: Engine | None = None) -> int:
+    """Keep this session's claims alive while its photos are on screen; returns how many."""
+    from sqlalchemy import update
+
+    with session_scope(engine or get_engine(), write=True) as session:
+        expires = utcnow() + timedelta(minutes=CLAIM_MINUTES)
+        result = session.execute(
+            update(ImageClaim).where(ImageClaim.session_id == session_id).values(expires_at=expires)
+        )
+        return result.rowcount or 0
 
 
 def release_claims(session_id: str, *, engine: Engine | None = None) -> None:

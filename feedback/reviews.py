@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,16 +90,18 @@ def record_review(
         return review.id
 
 
-def undo_last(reviewer: str, *, engine: Engine | None = None) -> Review | None:
-    """Mark the reviewer's latest live review as undone; returns it (or None if there is none)."""
+def undo_last(reviewer: str, *, among: Collection[int] | None = None, engine: Engine | None = None) -> Review | None:
+    """Mark the reviewer's latest live review as undone; returns it (or None if there is none).
+
+    ``among`` limits undo to the given review ids (the app passes those its browser tab
+    recorded, so undo in one tab never takes back an answer given in another).
+    """
     reviewer = clean_reviewer(reviewer)
+    query = select(Review).where(Review.reviewer == reviewer, Review.undone_at.is_(None))
+    if among is not None:
+        query = query.where(Review.id.in_(list(among)))
     with session_scope(engine or get_engine(), write=True) as session:
-        review = session.scalar(
-            select(Review)
-            .where(Review.reviewer == reviewer, Review.undone_at.is_(None))
-            .order_by(Review.created_at.desc(), Review.id.desc())
-            .limit(1)
-        )
+        review = session.scalar(query.order_by(Review.created_at.desc(), Review.id.desc()).limit(1))
         if review is None:
             return None
         review.undone_at = utcnow()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,11 +72,20 @@ def simulate(
     rounds: int = 30,
     holdout_fraction: float = 0.15,
     split_seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> Curve:
     """One learning curve: held-out metrics after each round of ``batch`` oracle labels."""
     n_classes = int(labels.max()) + 1
     indices = np.arange(len(labels))
     pool, holdout = train_test_split(indices, test_size=holdout_fraction, stratify=labels, random_state=split_seed)
+    per_class = np.bincount(labels[pool], minlength=n_classes)
+    if per_class.min() < seed_per_class:
+        thin = int(np.argmin(per_class))
+        name = class_names[thin] if class_names else f"class {thin}"
+        raise ValueError(
+            f"--seed-per-class {seed_per_class} is more than the {per_class[thin]} photo(s) of {name} "
+            "in the pool; lower it or bring more photos of that brand."
+        )
     rng = np.random.default_rng(seed)
     labelled = np.concatenate(
         [rng.choice(pool[labels[pool] == c], seed_per_class, replace=False) for c in range(n_classes)]
@@ -243,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     curves = []
     for strategy in strategies:
         for seed in range(args.seeds):
-            curves.append(
-                simulate(
+            try:
+                curve = simulate(
                     features,
                     labels,
                     strategy,
@@ -252,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
                     seed_per_class=args.seed_per_class,
                     batch=args.batch,
                     rounds=args.rounds,
+                    class_names=names,
                 )
-            )
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            curves.append(curve)
             print(
-                f"{strategy:<17} seed {seed}: final accuracy {curves[-1].accuracy[-1]:.3f} "
-                f"with {curves[-1].labels[-1]} labels",
+                f"{strategy:<17} seed {seed}: final accuracy {curve.accuracy[-1]:.3f} with {curve.labels[-1]} labels",
                 file=sys.stderr,
             )
     table = summarise(curves, full, pool_size)

@@ -142,11 +142,28 @@ def diverse(c: Candidates, k: int, rng: np.random.Generator, slice_factor: int =
     top = scored[: k * slice_factor]
     if len(top) <= k:
         return np.concatenate([top, ranked[~np.isin(ranked, top)]])[:k]
-    try:
-        features = c.features(top)
-    except KeyError:  # some images have no cached features yet
-        return ranked[:k]
+    top, features = _with_features(c.features, top)
+    if len(top) <= k:
+        return np.concatenate([top, ranked[~np.isin(ranked, top)]])[:k]
     return top[cluster_representatives(features, k, seed=int(rng.integers(1 << 31)))]
+
+
+def _with_features(
+    features: Callable[[np.ndarray], np.ndarray], positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The positions that have cached features (e.g. not a photo predicted from an upload), with them."""
+    try:
+        return positions, features(positions)
+    except KeyError:
+        pass
+    kept, rows = [], []
+    for position in positions:
+        try:
+            rows.append(features(np.array([position]))[0])
+            kept.append(position)
+        except KeyError:
+            continue
+    return np.array(kept, dtype=positions.dtype), np.array(rows)
 
 
 def likely_mislabelled_scores(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -170,7 +187,10 @@ def likely_mislabelled(c: Candidates, k: int, rng: np.random.Generator) -> np.nd
     images say little about their labels)."""
     if c.given is None:
         raise ValueError("likely_mislabelled needs the given labels of the candidates")
-    probs = c.out_of_fold if c.out_of_fold is not None else c.consensus()
+    probs = c.consensus()
+    if c.out_of_fold is not None:  # photos labelled since the last round have none yet: models' view
+        has_oof = ~np.isnan(c.out_of_fold).any(axis=1)
+        probs = np.where(has_oof[:, None], c.out_of_fold, probs)
     known = (c.given >= 0) & ~np.isnan(probs).any(axis=1)
     scores = np.full(len(c), np.nan)
     if known.any():

@@ -9,6 +9,7 @@ round goes on if the page is reloaded or closed. Progress lives in the
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy import Engine, select
 
 from db import get_engine, session_scope
 from db.models import Round, RoundStatus
-from modeling.jobs import LOCK_FD_ENV, JobLock, job_running
+from modeling.jobs import LOCK_FD_ENV, JobBusyError, JobLock, job_running
 from modeling.registry import ARCHITECTURES
 from shoelabel.settings import get_settings
 
@@ -36,7 +37,8 @@ def _spawn(args: list[str], lock: JobLock, log_name: str) -> tuple[int, Path]:
     logs = get_settings().home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / log_name
-    env = {**os.environ, LOCK_FD_ENV: str(lock.fd), "PYTHONUNBUFFERED": "1"}
+    # absolute settings: the child runs from the project root, the app may not
+    env = {**os.environ, **get_settings().environment(), LOCK_FD_ENV: str(lock.fd), "PYTHONUNBUFFERED": "1"}
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, *args],
@@ -108,7 +110,32 @@ class JobState:
 
 
 def job_state(engine: Engine | None = None) -> JobState:
-    running = job_running()
-    with session_scope(engine or get_engine()) as session:
+    """Whether a job runs, and the round it is running (None for a prediction refresh)."""
+    from modeling.rounds import mark_abandoned_rounds
+
+    engine = engine or get_engine()
+    with session_scope(engine) as session:
         row = session.scalar(select(Round).where(Round.status == RoundStatus.RUNNING).order_by(Round.id.desc()))
-    return JobState(running, row if running else None)
+    if row is not None and not job_running():
+        try:
+            lock = JobLock.acquire()
+        except JobBusyError:  # a job started just now
+            return JobState(True, row)
+        with lock:  # nothing runs, so rounds still marked running were left by a process that died
+            mark_abandoned_rounds(engine)
+        return JobState(False, None)
+    running = job_running() if row is None else True
+    return JobState(running, row if row is not None and _process_alive(row) else None)
+
+
+def _process_alive(row: Round) -> bool:
+    """False when the round's process is known to be gone (same machine, no such process)."""
+    if row.pid is None or row.host != socket.gethostname():
+        return True
+    try:
+        os.kill(row.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -24,7 +24,7 @@ from db.catalog import get_or_create_brand
 from db.models import Image, ModelVersion, Prediction, PredictionKind
 from modeling.feature_cache import FeatureCache, inception_activation_cache
 from modeling.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
-from modeling.progress import Progress, TerminalProgress, silent
+from modeling.progress import Progress, Stage, TerminalProgress, silent
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
 
 if TYPE_CHECKING:
@@ -193,23 +193,35 @@ def refresh_predictions(
     engine = engine or get_engine()
     with session_scope(engine) as session:
         handles = [ModelHandle.of(v) for arch, v in sorted(current_versions(session).items()) if arch in archs]
-        todo: dict[int, list[tuple[int, str, str]]] = {}
-        for handle in handles:
-            query = select(Image.id, Image.sha256, Image.path).order_by(Image.id)
-            if only_missing:
-                predicted = select(Prediction.image_id).where(
-                    Prediction.model_version_id == handle.id, Prediction.kind == PredictionKind.MODEL
-                )
-                query = query.where(Image.id.not_in(predicted))
-            todo[handle.id] = [tuple(row) for row in session.execute(query)]
     stored: dict[str, int] = {}
     for n, handle in enumerate(handles):
-        images = todo[handle.id]
-        share = (n / len(handles), (n + 1) / len(handles))
-        report = lambda f, t, s=share: progress(s[0] + (s[1] - s[0]) * f, t)  # noqa: E731
-        probabilities, _errors = predict_catalog(handle, images, progress=report) if images else ({}, {})
-        stored[handle.arch] = store_predictions(engine, handle, probabilities)
+        stored[handle.arch] = predict_catalogue(
+            engine,
+            handle,
+            only_missing=only_missing,
+            progress=Stage(progress, n / len(handles), (n + 1) / len(handles)),
+        )
     return stored
+
+
+def predict_catalogue(
+    engine: Engine, handle: ModelHandle, *, only_missing: bool = True, progress: Progress = silent
+) -> int:
+    """Predict catalogue images with one registered model (current or candidate) and store the results."""
+    with session_scope(engine) as session:
+        query = select(Image.id, Image.sha256, Image.path).order_by(Image.id)
+        if only_missing:
+            predicted = select(Prediction.image_id).where(
+                Prediction.model_version_id == handle.id, Prediction.kind == PredictionKind.MODEL
+            )
+            query = query.where(Image.id.not_in(predicted))
+        images = [tuple(row) for row in session.execute(query)]
+    if not images:
+        return 0
+    probabilities, errors = predict_catalog(handle, images, progress=progress)
+    if errors:  # unreadable photos keep their older predictions; say which
+        progress(1.0, f"{len(errors)} photo(s) could not be read, e.g. {next(iter(errors.values()))}")
+    return store_predictions(engine, handle, probabilities)
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:

@@ -7,6 +7,7 @@ it only when it is not worse on the held-out set (see :mod:`modeling.rounds`).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 ARCHITECTURES = ("cnn", "inception")
 
-_loaded: dict[str, Any] = {}
+MODELS_IN_MEMORY = 4  # the two current models, and room for a round's candidates
+_loaded: OrderedDict[str, Any] = OrderedDict()  # least recently used first
 _load_lock = threading.Lock()
 
 
@@ -113,8 +115,17 @@ def load_keras(path: str | Path) -> keras.Model:
     key = str(Path(path).resolve())
     with _load_lock:
         if key not in _loaded:
-            _loaded[key] = load_fresh(key)
+            _keep(key, load_fresh(key))
+        _loaded.move_to_end(key)
         return _loaded[key]
+
+
+def _keep(key: str, model: keras.Model) -> None:
+    """Hold ``model``, letting go of the least recently used ones (a long-running app sees many versions)."""
+    _loaded[key] = model
+    _loaded.move_to_end(key)
+    while len(_loaded) > MODELS_IN_MEMORY:
+        _loaded.popitem(last=False)
 
 
 def load_fresh(path: str | Path) -> keras.Model:
@@ -124,11 +135,14 @@ def load_fresh(path: str | Path) -> keras.Model:
     import modeling  # noqa: F401  (selects the JAX backend)
 
     if not Path(path).is_file():
-        raise ModelNotFoundError(f"Model file missing: {path}. It may have been moved or deleted.")
+        raise ModelNotFoundError(
+            f"Model file missing: {path}. It may have been moved or deleted: restore it, or train a new model "
+            "with `python -m modeling.train --arch cnn` (or `--arch inception`)."
+        )
     return keras.saving.load_model(path, compile=False)
 
 
 def remember(path: str | Path, model: keras.Model) -> None:
     """Keep a just-saved model as the loaded copy of its file (saves reading it back)."""
     with _load_lock:
-        _loaded[str(Path(path).resolve())] = model
+        _keep(str(Path(path).resolve()), model)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
 from db.models import ModelVersion, Review, Round, RoundStatus, utcnow
-from feedback.labels import LabelledImage, LabelledSet, labelled_set
+from feedback.labels import MIN_PHOTOS_PER_BRAND, LabelledImage, LabelledSet, labelled_set
 from modeling.evaluation import Metrics, compare_table, compute_metrics, plot_confusion
 from modeling.progress import Progress, Stage, Throttled, fan_out, silent
 from modeling.registry import check_arch, current, new_model_path, promote, register, reject
@@ -124,8 +124,10 @@ def mark_abandoned_rounds(engine: Engine) -> int:
         return len(rows)
 
 
-def data_summary(session: Session, labelled: LabelledSet) -> dict[str, Any]:
-    last = session.scalar(select(func.max(Round.started_at)).where(Round.status != RoundStatus.RUNNING))
+def data_summary(session: Session, labelled: LabelledSet, arch: str) -> dict[str, Any]:
+    last = session.scalar(
+        select(func.max(Round.started_at)).where(Round.arch == arch, Round.status != RoundStatus.RUNNING)
+    )
     reviews = select(func.count(Review.id)).where(Review.undone_at.is_(None))
     return {
         "train_counts": labelled.counts("train"),
@@ -229,13 +231,13 @@ def _run(
     cnn_config: CnnConfig | None,
     inception_config: InceptionConfig | None,
 ) -> RoundResult:
-    from modeling.predict import ModelHandle, refresh_predictions
+    from modeling.predict import ModelHandle, predict_catalogue
     from modeling.registry import remember
 
     report(0.0, "collecting labels")
     with session_scope(engine) as session:
         labelled = labelled_set(session)
-        data = data_summary(session, labelled)
+        data = data_summary(session, labelled, arch)
         parent_row = None if from_scratch else current(session, arch)
         parent = ModelHandle.of(parent_row) if parent_row else None
         baseline_row = current(session, arch)
@@ -245,6 +247,10 @@ def _run(
         raise RoundError(
             "No labelled photos to train on. Ingest a folder with one subfolder per brand, or review photos first."
         )
+    thin = {b: n for b, n in labelled.counts("train").items() if n < MIN_PHOTOS_PER_BRAND}
+    if thin and len(labelled.counts("train")) - len(thin) >= 2:  # a new brand with one photo blocks nobody
+        labelled.train = [i for i in labelled.train if i.brand not in thin]
+        data["left_out_brands"] = thin
 
     train_stage = Stage(report, 0.02, 0.80)
     if arch == "inception":
@@ -269,8 +275,9 @@ def _run(
         )
         candidate = ModelHandle.of(candidate_row)
 
-    class_names = sorted(set(outcome.class_names) | (set(baseline.class_names) if baseline else set()))
     holdout = labelled.holdout
+    known = set(outcome.class_names) | (set(baseline.class_names) if baseline else set())
+    class_names = sorted(known | {i.brand for i in holdout})  # a held-out brand no model knows counts as missed
     cand_metrics = base_metrics = None
     if holdout:
         fingerprint = holdout_fingerprint(holdout)
@@ -285,6 +292,12 @@ def _run(
             base_metrics.holdout = fingerprint
 
     accepted, message = decide(cand_metrics, base_metrics, baseline is not None, force)
+    if thin := data.get("left_out_brands"):
+        listed = ", ".join(f"{b} ({n})" for b, n in sorted(thin.items()))
+        message += (
+            f" Left out of training, with fewer than {MIN_PHOTOS_PER_BRAND} labelled photos: {listed}; "
+            "label more of them to add the brand."
+        )
     png = None
     if cand_metrics is not None:
         png = str(
@@ -294,6 +307,10 @@ def _run(
                 title=f"Round {round_id}: {arch} candidate v{candidate.id}",
             )
         )
+    if accepted:  # predictions first, so the queues never see a current model without them
+        predict_catalogue(engine, candidate, only_missing=False, progress=Stage(report, 0.92, 0.98))
+        if arch == "inception":
+            store_out_of_fold(engine, candidate, labelled, Stage(report, 0.98, 1.0))
     with session_scope(engine, write=True) as session:
         row = session.get(ModelVersion, candidate.id)
         row.metrics = cand_metrics.to_dict() if cand_metrics else {}
@@ -303,10 +320,6 @@ def _run(
             promote(session, row)
         else:
             reject(row)
-    if accepted:
-        refresh_predictions(engine, only_missing=False, archs=(arch,), progress=Stage(report, 0.92, 0.98))
-        if arch == "inception":
-            store_out_of_fold(engine, candidate, labelled, Stage(report, 0.98, 1.0))
     status = RoundStatus.ACCEPTED if accepted else RoundStatus.REJECTED
     metrics = {
         "candidate": cand_metrics.to_dict() if cand_metrics else None,

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 import modeling  # noqa: F401  (selects the JAX backend)
+from feedback.labels import MIN_PHOTOS_PER_BRAND
 from modeling.architectures import (
     CNN_INPUT_SIZE,
     INCEPTION_INPUT_SIZE,
@@ -29,7 +30,7 @@ from modeling.architectures import (
     split_inception,
 )
 from modeling.feature_cache import VIEWS, FeatureCache
-from modeling.images import ImageError, iter_batches, load_batch
+from modeling.images import ImageError, iter_batches
 from modeling.progress import Progress, Stage, Throttled, silent
 
 
@@ -99,7 +100,7 @@ def _one_hot(brands: Sequence[str], class_names: list[str]) -> np.ndarray:
     return keras.utils.to_categorical([index[b] for b in brands], len(class_names)).astype("float32")
 
 
-def check_trainable(brands: Sequence[str], min_per_class: int = 2) -> list[str]:
+def check_trainable(brands: Sequence[str], min_per_class: int = MIN_PHOTOS_PER_BRAND) -> list[str]:
     """The sorted brand set, after checking there is enough to learn from."""
     counts: dict[str, int] = {}
     for brand in brands:
@@ -125,14 +126,20 @@ def _adapt(model: keras.Model, parent_classes: list[str], class_names: list[str]
 
 
 def load_pixels(paths: Sequence[str], size: int, progress: Progress = silent, chunk: int = 64) -> np.ndarray:
-    """Decode images to ``(n, size, size, 3)`` uint8 (resized, never full-size)."""
+    """Decode images to ``(n, size, size, 3)`` uint8 (resized, never full-size).
+
+    Every unreadable file is named in one :class:`TrainingError`, not just the first.
+    """
     out = np.zeros((len(paths), size, size, 3), np.uint8)
-    for start in range(0, len(paths), chunk):
-        out[start : start + chunk] = load_batch(paths[start : start + chunk], size)
-        progress(
-            min(start + chunk, len(paths)) / max(len(paths), 1),
-            f"decoding photos {min(start + chunk, len(paths))}/{len(paths)}",
-        )
+    errors: dict[str, ImageError] = {}
+    done = 0
+    for batch in iter_batches(list(paths), size, chunk):
+        out[batch.indices] = batch.pixels
+        errors.update((paths[i], error) for i, error in batch.errors)
+        done += len(batch.indices) + len(batch.errors)
+        progress(done / max(len(paths), 1), f"decoding photos {done}/{len(paths)}")
+    if errors:
+        raise TrainingError(f"{unreadable(errors)}. Restore or remove them, then train again.")
     return out
 
 

@@ -55,6 +55,31 @@ class Settings:
             )
         return str(path.resolve())
 
+    def environment(self) -> dict[str, str]:
+        """These settings as environment variables with absolute paths, for a child process
+        that may run in another working directory."""
+        weights = self.inception_weights
+        if weights != IMAGENET and Path(weights).expanduser().exists():
+            weights = str(Path(weights).expanduser().resolve())
+        return {
+            "SHOELABEL_HOME": str(self.home),
+            "SHOELABEL_DB": absolute_sqlite_url(self.db_url),
+            "SHOELABEL_INCEPTION_WEIGHTS": weights,
+        }
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """``url`` with a relative SQLite file made absolute (other URLs unchanged)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
+        return url
+    if database.startswith("file:") or Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(Path(database).resolve())).render_as_string(hide_password=False)
+
 
 def get_settings() -> Settings:
     """Read the settings from the environment (cheap; call it where needed)."""

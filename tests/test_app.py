@@ -157,6 +157,18 @@ def test_undo_marks_the_review_undone_and_shows_the_photo_again(reviewing: AppTe
     assert any("Reviewed this session: **0**" in m.value for m in reviewing.markdown)
 
 
+def test_undo_never_takes_back_an_answer_from_another_tab(reviewing: AppTest, catalogue: Engine) -> None:
+    first = shown_image(reviewing)
+    reviewing.button(key=f"skip_{first}").click().run()
+    other_tab = record_review(pool_ids(catalogue)[-1], "ann", "not_a_shoe", engine=catalogue)  # same name, other tab
+    reviewing.button(key=f"undo_{shown_image(reviewing)}").click().run()
+    reviewing.button(key=f"undo_{shown_image(reviewing)}").click().run()
+    assert_clean(reviewing)
+    undone = {r.id: r.undone_at is not None for r in reviews(catalogue)}
+    assert undone[other_tab] is False and sum(undone.values()) == 1
+    assert any("Nothing to undo in this tab" in m.value for m in reviewing.markdown)
+
+
 def test_empty_queue_suggests_other_queues(reviewing: AppTest, catalogue: Engine) -> None:
     for _ in pool_ids(catalogue):
         reviewing.button(key=f"skip_{shown_image(reviewing)}").click().run()
@@ -307,3 +319,20 @@ def test_predict_page_reports_a_missing_model_file_without_a_stack_trace(catalog
     at.run()
     assert_clean(at)
     assert any("Model file missing" in e.value for e in at.error)
+
+
+def test_import_page_imports_a_manifest(catalogue: Engine, tmp_path: Path) -> None:
+    from tests.conftest import make_brand_photo
+
+    photo = make_brand_photo(tmp_path / "extra" / "e.jpg", 0, seed=4242)
+    (tmp_path / "extra" / "labels.csv").write_text("path,brand\ne.jpg,dash\n")
+    at = new_app().run()
+    at.switch_page("ui/pages/catalogue.py").run()
+    assert_clean(at)
+    at.text_input(key="manifest_path").input(str(tmp_path / "extra" / "labels.csv"))
+    at.button(key="FormSubmitter:import_manifest-Import").click().run()
+    assert_clean(at)
+    assert any("Photos added: 1" in c.value for c in at.code)
+    with session_scope(catalogue) as session:
+        added = session.scalar(select(Image).where(Image.path == str(photo.resolve())))
+        assert added is not None and added.source_brand.name == "dash"

@@ -124,3 +124,17 @@ def test_real_photos_ingest_into_three_brands_with_holdout(engine, photos_dir: P
     assert report.added == 711 and not report.skipped
     assert report.totals_per_brand == {b: {"train": 201, "holdout": 36} for b in ("adidas", "converse", "nike")}
     assert ingest_folder(photos_dir).added == 0
+
+
+def test_a_late_held_out_set_is_drawn_only_from_photos_just_added(engine, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    for i in range(3):  # too few to hold any out: all three train (and models learn from them)
+        make_brand_photo(first / "delta" / f"d{i}.jpg", 3, seed=7000 + i)
+    assert ingest_folder(first, holdout_fraction=0.15).holdout_drawn == {}
+    later = tmp_path / "later"
+    for i in range(12):
+        make_brand_photo(later / "delta" / f"e{i}.jpg", 3, seed=7100 + i)
+    assert ingest_folder(later, holdout_fraction=0.15).holdout_drawn == {"delta": 2}
+    with session_scope(engine) as session:
+        held_out = list(session.scalars(select(Image.path).where(Image.split == Split.HOLDOUT)))
+    assert len(held_out) == 2 and all("/later/" in path for path in held_out)

@@ -50,6 +50,19 @@ def test_training_refuses_a_single_brand(tmp_path: Path) -> None:
         train_cnn(paths, labels)
 
 
+def test_cnn_training_names_every_unreadable_photo(tmp_path: Path) -> None:
+    from modeling.training import TrainingError, load_pixels
+
+    paths, _ = synthetic(tmp_path, per_brand=2, brands=1)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    with pytest.raises(
+        TrainingError, match=r"2 photo\(s\) could not be read.*empty\.jpg.*notes\.jpg.*Restore or remove"
+    ):
+        load_pixels([paths[0], str(tmp_path / "empty.jpg"), paths[1], str(tmp_path / "notes.jpg")], 32)
+    assert load_pixels(paths, 32).shape == (2, 32, 32, 3)
+
+
 def test_replace_head_keeps_known_brands(tmp_path: Path) -> None:
     from modeling.architectures import build_cnn, replace_head
 
@@ -183,3 +196,19 @@ def test_saved_models_load_with_their_custom_layers(tmp_path: Path) -> None:
     x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32") * 255
     assert np.allclose(np.asarray(loaded.predict_on_batch(x)), np.asarray(model.predict_on_batch(x)), atol=1e-5)
     assert isinstance(loaded, keras.Model)
+
+
+def test_only_the_most_recently_used_models_stay_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import OrderedDict
+
+    from modeling import registry
+
+    monkeypatch.setattr(registry, "_loaded", OrderedDict())
+    models = {i: object() for i in range(registry.MODELS_IN_MEMORY + 2)}
+    for i, model in models.items():
+        (tmp_path / f"{i}.keras").write_bytes(b"")
+        registry.remember(tmp_path / f"{i}.keras", model)
+    assert registry.load_keras(tmp_path / "2.keras") is models[2]  # still held: not read from disk again
+    registry.remember(tmp_path / "new.keras", object())
+    held = [Path(key).name for key in registry._loaded]
+    assert held == ["3.keras", "4.keras", "5.keras", "2.keras", "new.keras"][-registry.MODELS_IN_MEMORY :]

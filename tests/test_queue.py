@@ -117,3 +117,43 @@ def test_first_keeps_the_preloaded_image_in_front(engine, pool: list[int]) -> No
     assert next_items("ann", "tab-1", k=2, first=pool[6])[0].image_id == pool[6]
     record_review(pool[6], "ann", "skip")
     assert next_items("ann", "tab-1", k=2, first=pool[6])[0].image_id == pool[3]  # handled: no longer first
+
+
+def test_not_a_shoe_photos_leave_the_labelled_queue_until_overruled(engine, pool: list[int]) -> None:
+    with session_scope(engine) as session:
+        imported = session.scalars(select(Image.id).where(Image.split == Split.TRAIN).order_by(Image.id)).first()
+    total = pending_count("bob", "tab-b", scope="labelled")
+    record_review(imported, "ann", "not_a_shoe")
+    record_review(pool[0], "ann", "not_a_shoe")
+    assert pending_count("bob", "tab-b", scope="labelled") == total - 1
+    labelled = {i.image_id for i in next_items("bob", "tab-b", strategy="random", scope="labelled", k=100)}
+    assert imported not in labelled and pool[0] not in labelled
+    record_review(imported, "carol", "correct", brand="acme")  # a later answer says it is a shoe after all
+    assert pending_count("bob", "tab-b", scope="labelled") == total
+
+
+def test_confirm_means_the_label_is_right_when_there_is_one(engine, pool: list[int]) -> None:
+    with session_scope(engine) as session:
+        labelled = session.scalars(select(Image.id).where(Image.split == Split.TRAIN).order_by(Image.id)).first()
+    fake_model(engine, "inception", {labelled: [0.05, 0.05, 0.9], pool[0]: [0.2, 0.7, 0.1]})
+    by_id = {i.image_id: i for i in next_items("ann", "tab-1", strategy="random", scope="unreviewed", k=100)}
+    assert by_id[labelled].label.brand == "acme" and by_id[labelled].confirm_target() == "acme"
+    assert by_id[pool[0]].confirm_target() == "bolt"  # no label: the model's top brand
+    assert by_id[pool[1]].confirm_target() is None  # neither label nor prediction
+
+
+def test_claims_are_renewed_while_the_photo_is_on_screen(engine, pool: list[int]) -> None:
+    from datetime import timedelta
+
+    from db.models import utcnow
+    from feedback.queue import renew_claims
+
+    shown = {i.image_id for i in next_items("ann", "tab-a", k=2)}
+    with session_scope(engine, write=True) as session:  # time passes: the claims are about to lapse
+        for claim in session.scalars(select(ImageClaim)):
+            claim.expires_at = utcnow() + timedelta(seconds=1)
+    assert renew_claims("tab-a") == 2
+    assert renew_claims("tab-other") == 0
+    with session_scope(engine) as session:
+        assert all(c.expires_at > utcnow() + timedelta(minutes=2) for c in session.scalars(select(ImageClaim)))
+    assert not shown & {i.image_id for i in next_items("bob", "tab-b", k=10)}

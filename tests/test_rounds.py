@@ -225,3 +225,45 @@ def test_current_model_is_rescored_only_when_the_held_out_set_changes(catalogue)
     record_review(holdout[0].image_id, "ann", "correct", brand=other)  # a held-out label is corrected
     with session_scope(catalogue) as session:
         assert holdout_fingerprint(labelled_set(session).holdout) != fingerprint
+
+
+def test_a_thin_new_brand_and_a_brand_left_only_in_the_holdout_do_not_block_a_round(catalogue, tmp_path: Path) -> None:
+    from feedback.labels import labelled_set
+    from feedback.reviews import record_review
+    from tests.conftest import make_brand_photo
+
+    make_brand_photo(tmp_path / "new" / "delta" / "d.jpg", 3, seed=31)
+    ingest_folder(tmp_path / "new", engine=catalogue)  # one photo: too few to learn the brand from
+    with session_scope(catalogue) as session:
+        crest = [i.image_id for i in labelled_set(session).train if i.brand == "crest"]
+    for image_id in crest:  # every training photo of crest turns out to be bolt; its held-out photos remain
+        record_review(image_id, "ann", "correct", brand="bolt", engine=catalogue)
+    result = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
+    assert result.status == RoundStatus.ACCEPTED
+    assert result.data["left_out_brands"] == {"delta": 1} and "delta (1)" in result.message
+    assert result.candidate.class_names == ["acme", "bolt", "crest"]  # crest's held-out photos count as missed
+    assert result.candidate.per_class["crest"]["recall"] == 0.0
+    with session_scope(catalogue) as session:
+        assert session.get(ModelVersion, result.candidate_id).class_names == ["acme", "bolt"]
+
+
+def test_a_round_left_running_by_a_dead_process_is_not_shown_as_running(engine) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from modeling.background import job_state
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with session_scope(engine, write=True) as session:
+        row = Round(arch="cnn", trigger="app", mode="train", status=RoundStatus.RUNNING)
+        row.pid, row.host = int(gone.stdout), socket.gethostname()
+        session.add(row)
+    with JobLock.acquire():  # another job (a prediction refresh) runs meanwhile
+        state = job_state(engine)
+        assert state.running and state.round is None
+    state = job_state(engine)  # nothing runs any more: the round is marked as failed
+    assert not state.running and state.round is None
+    with session_scope(engine) as session:
+        failed = session.scalar(select(Round))
+        assert failed.status == RoundStatus.FAILED and "ended before it finished" in failed.message

@@ -85,3 +85,9 @@ def test_unknown_strategy_is_refused(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--data", ".", "--strategy", "cleverest"])
     assert "unknown strategy" in capsys.readouterr().err
+
+
+def test_more_seed_labels_than_a_brand_has_is_a_clear_error() -> None:
+    features, labels = blobs(n_per=5)  # 4 of each brand left in the pool
+    with pytest.raises(ValueError, match=r"--seed-per-class 5 is more than the 4 photo\(s\) of acme"):
+        simulate(features, labels, "margin", seed_per_class=5, class_names=["acme", "bolt", "crest"])

@@ -99,11 +99,41 @@ def test_likely_mislabelled_finds_a_flipped_label() -> None:
 
 
 def test_out_of_fold_rows_never_come_from_a_model_fitted_on_them() -> None:
-    feats = np.arange(40, dtype=float).reshape(20, 2)
+    # each photo has a feature of its own: only a model fitted on that photo can learn its label from it
+    feats = np.eye(20)
     labels = np.array([0, 1] * 10)
     probs = out_of_fold_probabilities(feats, labels, 2, folds=5)
-    assert probs.shape == (20, 2)
-    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert probs.shape == (20, 2) and np.allclose(probs.sum(axis=1), 1.0)
+    assert np.allclose(probs[np.arange(20), labels], 0.5)  # no row knows its own label
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    fitted_on_all = make_pipeline(StandardScaler(), LogisticRegression(C=0.05)).fit(feats, labels)
+    assert (fitted_on_all.predict_proba(feats)[np.arange(20), labels] > 0.55).all()  # what a leak would look like
+
+
+def test_likely_mislabelled_falls_back_to_the_models_where_out_of_fold_is_missing() -> None:
+    given = np.array([0, 0, 1, 1, 2, 2])
+    oof = np.tile([np.nan] * 3, (6, 1))
+    oof[:5] = np.eye(3)[given[:5]] * 0.9 + 0.033
+    models = np.eye(3)[given] * 0.9 + 0.033
+    models[5] = [0.9, 0.05, 0.05]  # labelled since the last round: only the models' view exists
+    c = candidates(models, given=given, out_of_fold=oof)
+    assert STRATEGIES["likely_mislabelled"](c, 1, rng())[0] == 5
+
+
+def test_diverse_clusters_the_photos_that_have_features() -> None:
+    feats = {p: np.eye(3)[p % 3] * 10 for p in range(12)}
+    del feats[0]  # the most uncertain photo has no cached features (predicted from an upload)
+
+    def lookup(positions: np.ndarray) -> np.ndarray:
+        return np.array([feats[int(p)] for p in positions])  # KeyError for a missing one
+
+    probs = np.tile([0.5, 0.3, 0.2], (12, 1))
+    probs[0] = [0.34, 0.33, 0.33]
+    picked = STRATEGIES["diverse"](candidates(probs, features=lookup), 3, rng())
+    assert 0 not in picked and sorted(int(p) % 3 for p in picked) == [0, 1, 2]
 
 
 def test_unknown_strategy_names_the_choices() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from feedback.manifest import import_manifest, manifest_text
 from ui import common
 
 
@@ -28,3 +29,39 @@ def render() -> None:
     )
     common.ingest_form("more")
     st.caption("Single photos can be added on the Predict page.")
+    labels_section()
+
+
+def labels_section() -> None:
+    st.subheader("Labels")
+    st.markdown(
+        "Download every photo's effective brand (after reviews) with its held-out split, or bring a manifest "
+        "back. From a terminal: `python -m feedback.manifest export labels.csv` (or `--folder DIR` for one "
+        "subfolder per brand) and `python -m feedback.manifest import labels.csv`."
+    )
+    cols = st.columns(2)
+    for col, kind in zip(cols, ("csv", "json"), strict=True):
+        col.download_button(
+            f"Download labels ({kind.upper()})",
+            data=lambda kind=kind: manifest_text(kind, engine=common.engine()),
+            file_name=f"shoelabel-labels.{kind}",
+            mime="text/csv" if kind == "csv" else "application/json",
+            key=f"download_{kind}",
+            on_click="ignore",
+            width="stretch",
+        )
+    with st.form("import_manifest", border=True):
+        path = st.text_input("Manifest to import", placeholder="/path/to/labels.csv", key="manifest_path")
+        submitted = st.form_submit_button("Import")
+    if submitted:
+        try:
+            report = import_manifest(path.strip(), engine=common.engine())
+        except Exception as exc:
+            common.show_error(exc)
+            return
+        (st.success if report.ok else st.warning)(
+            f"Added {report.added} photo(s); {report.labelled} stored photo(s) got their brand."
+            if report.ok
+            else "Nothing in that manifest could be imported."
+        )
+        st.code(report.summary(), language=None)

@@ -22,7 +22,7 @@ from ui import common
 Upload = tuple[str, bytes]
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=4)  # current models, and the ones just replaced
 def _model(path: str, _handle: ModelHandle) -> object:
     """Each model file is read once per process, whatever the number of sessions."""
     model = load_model(_handle)

@@ -17,7 +17,16 @@ import streamlit as st
 
 from db.models import ReviewAction
 from feedback.browse import brand_list
-from feedback.queue import DEFAULT_STRATEGY, SCOPES, QueueItem, default_scope, next_items, pending_count
+from feedback.queue import (
+    CLAIM_MINUTES,
+    DEFAULT_STRATEGY,
+    SCOPES,
+    QueueItem,
+    default_scope,
+    next_items,
+    pending_count,
+    renew_claims,
+)
 from feedback.reviews import Shown, record_review, undo_last
 from feedback.strategies import STRATEGIES, UNLABELLED_STRATEGIES
 from modeling.images import ImageError
@@ -100,14 +109,6 @@ def _advance(answered: int) -> None:
     state["review_queue"] = None
 
 
-def confirm_target(item: QueueItem) -> str | None:
-    """The brand Confirm records: the top brand shown, else the photo's own label."""
-    _, probabilities = item.shown()
-    if probabilities:
-        return max(probabilities, key=probabilities.__getitem__)
-    return item.label.brand
-
-
 # --------------------------------------------------------------------------- callbacks (run before the rerun)
 
 
@@ -119,10 +120,13 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     version_id, probabilities = item.shown()
     shown = Shown(version_id, probabilities) if version_id is not None else None
     try:
-        record_review(image_id, common.reviewer() or "", action, brand=brand, shown=shown, engine=common.engine())
+        review_id = record_review(
+            image_id, common.reviewer() or "", action, brand=brand, shown=shown, engine=common.engine()
+        )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
         return
+    state.setdefault("review_ids", []).append(review_id)  # what Undo may take back in this tab
     state["review_done"] += 1
     state.pop("review_error", None)
     state["review_last"] = f"Photo #{image_id} {ACTION_WORDS[action]}" + (f" {brand}" if brand else "")
@@ -132,13 +136,13 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
 def _undo() -> None:
     state = _state()
     try:
-        review = undo_last(common.reviewer() or "", engine=common.engine())
+        review = undo_last(common.reviewer() or "", among=state.get("review_ids", []), engine=common.engine())
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
         return
     state.pop("review_error", None)
     if review is None:
-        state["review_last"] = "Nothing to undo."
+        state["review_last"] = "Nothing to undo in this tab."
         return
     state["review_done"] = max(0, state["review_done"] - 1)
     state["review_last"] = f"Undone: photo #{review.image_id} {ACTION_WORDS[ReviewAction(review.action)]}"
@@ -205,7 +209,7 @@ def _photo(item: QueueItem) -> None:
 
 
 def _actions(item: QueueItem, brands: list[str]) -> None:
-    target = confirm_target(item)
+    target = item.confirm_target()
     st.button(
         f"Confirm {target}" if target else "Confirm (nothing to confirm)",
         key=f"confirm_{item.image_id}",
@@ -259,7 +263,7 @@ def _undo_button(where: Any, image_id: int | None) -> None:
         shortcut="Z",
         icon=":material/undo:",
         on_click=_undo,
-        help="Undo your last answer",
+        help="Undo your last answer in this tab",
     )
 
 
@@ -343,3 +347,11 @@ def render() -> None:
     if common.ask_reviewer() is None:
         return
     review_area(strategy, scope)
+    keep_claims()
+
+
+@st.fragment(run_every=CLAIM_MINUTES * 60 / 3)
+def keep_claims() -> None:
+    """While this tab is open, its photos stay claimed, so no other reviewer gets them."""
+    with contextlib.suppress(Exception):  # a busy database only delays the renewal
+        renew_claims(common.session_id(), engine=common.engine())

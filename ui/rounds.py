@@ -242,6 +242,13 @@ def render() -> None:
     if not rounds:
         st.info("No round yet. Press Retrain to train the first models on the labelled photos.", icon=":material/info:")
     with common.guard():
+        if common.catalogue_counts().get("holdout", 0) == 0:
+            st.warning(
+                "There is no held-out set, so rounds cannot be evaluated and every candidate is promoted. "
+                "Ingest a labelled folder (one subfolder per brand) to draw one.",
+                icon=":material/warning:",
+            )
+    with common.guard():
         _results(rounds)
     with common.guard():
         _current_models()

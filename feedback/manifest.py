@@ -1,0 +1,390 @@
+"""Export the labelled set, and import it back.
+
+``python -m feedback.manifest export labels.csv`` (or ``.json``, or ``--folder DIR``)
+``python -m feedback.manifest import labels.csv``
+
+A manifest lists every photo with an effective brand: its content hash, file,
+brand, split (train / holdout) and where the brand came from (import or review).
+Importing it into an empty catalogue gives back the same photos, brands and
+held-out split: a manifest exported from there lists the same rows (brands that
+came from reviews read back as imported ones). Importing into
+a catalogue that already holds some of the photos never overrides a stored
+brand (a disagreement is reported; correct it in review) and never moves the
+frozen held-out split of a brand that has one.
+
+A folder export copies each labelled photo into one subfolder per brand: the
+layout ``python -m feedback.ingest`` reads, and what most training tools expect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from db import get_engine, session_scope
+from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
+from db.models import Brand, Image, Split
+from feedback.ingest import DEFAULT_HOLDOUT_FRACTION, brand_lines, draw_holdout, new_image, per_brand, split_counts
+from feedback.labels import effective_labels
+from modeling.images import ImageError, ImageInfo, inspect
+
+FORMAT = "shoelabel-manifest"
+VERSION = 1
+COLUMNS = ("sha256", "path", "brand", "split", "origin")
+SPLITS = (Split.TRAIN.value, Split.HOLDOUT.value)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read or written as a whole (nothing was changed)."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    sha256: str
+    path: str
+    brand: str
+    split: str  # train | holdout
+    origin: str  # import | review
+
+
+# --------------------------------------------------------------------------- export
+
+
+def labelled_rows(session: Session) -> list[ManifestRow]:
+    """Every photo with an effective brand (conflicts and not-a-shoe left out), in a stable order."""
+    labels = effective_labels(session)
+    rows = []
+    for image in session.scalars(select(Image).order_by(Image.sha256)):
+        label = labels[image.id]
+        if label.brand is None:
+            continue
+        split = Split.HOLDOUT.value if image.split == Split.HOLDOUT else Split.TRAIN.value
+        rows.append(ManifestRow(image.sha256, image.path, label.brand, split, label.origin))
+    return sorted(rows, key=lambda r: (r.brand, r.split, r.sha256))
+
+
+def manifest_csv(rows: Iterable[ManifestRow]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    return out.getvalue()
+
+
+def manifest_json(rows: Iterable[ManifestRow]) -> str:
+    rows = list(rows)
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "brands": sorted({row.brand for row in rows}),
+        "images": [asdict(row) for row in rows],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+WRITERS = {"csv": manifest_csv, "json": manifest_json}
+
+
+def manifest_text(kind: str, *, engine: Engine | None = None) -> str:
+    """The labelled set as a ``csv`` or ``json`` manifest (what the app offers for download)."""
+    with session_scope(engine or get_engine()) as session:
+        return WRITERS[kind](labelled_rows(session))
+
+
+def export_manifest(target: str | Path, *, engine: Engine | None = None) -> list[ManifestRow]:
+    """Write the labelled set to ``target`` (``.csv`` or ``.json``); returns the rows written."""
+    target = Path(target)
+    writer = WRITERS.get(target.suffix.lower().lstrip("."))
+    if writer is None:
+        raise ManifestError(f"Cannot tell the format of {target}: name it .csv or .json.")
+    with session_scope(engine or get_engine()) as session:
+        rows = labelled_rows(session)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(writer(rows), encoding="utf-8")
+    return rows
+
+
+@dataclass
+class FolderExport:
+    copied: Counter[str] = field(default_factory=Counter)  # per brand
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (stored path, brand)
+
+
+def export_folder(target: str | Path, *, engine: Engine | None = None) -> FolderExport:
+    """Copy each labelled photo to ``target/BRAND/``; photos whose file is gone are listed, not fatal."""
+    target = Path(target)
+    if target.exists() and any(target.iterdir()):
+        raise ManifestError(f"{target} is not empty. Export to a new or empty folder.")
+    with session_scope(engine or get_engine()) as session:
+        rows = labelled_rows(session)
+    report = FolderExport()
+    for row in rows:
+        source = Path(row.path)
+        if not source.is_file():
+            report.missing.append((row.path, row.brand))
+            continue
+        folder = target / _safe_folder_name(row.brand)
+        folder.mkdir(parents=True, exist_ok=True)
+        # the hash prefix keeps two photos called 1.jpg from overwriting each other
+        shutil.copy2(source, folder / f"{row.sha256[:12]}-{source.name}")
+        report.copied[row.brand] += 1
+    return report
+
+
+def _safe_folder_name(brand: str) -> str:
+    name = brand.replace("/", "-").replace("\\", "-").strip(". ")
+    return name or "brand"
+
+
+# --------------------------------------------------------------------------- import
+
+
+def read_manifest(source: str | Path) -> list[ManifestRow]:
+    """Rows of a ``.csv`` or ``.json`` manifest; raises :class:`ManifestError` naming the bad line."""
+    source = Path(source)
+    if not source.is_file():
+        raise ManifestError(f"Manifest not found: {source}")
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"Cannot read {source}: {exc}") from exc
+    if source.suffix.lower() == ".json":
+        records = _json_records(source, text)
+    elif source.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        missing = [c for c in ("path", "brand") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(
+                f"{source} lacks the column(s) {', '.join(missing)}; a manifest has the columns {', '.join(COLUMNS)}."
+            )
+        records = list(reader)
+    else:
+        raise ManifestError(f"Cannot tell the format of {source}: a manifest is a .csv or .json file.")
+    first = 1 if source.suffix.lower() == ".json" else 2  # CSV line 1 is the header
+    return [_row(source, number, record) for number, record in enumerate(records, start=first)]
+
+
+def _json_records(source: Path, text: str) -> list[dict]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{source} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
+        raise ManifestError(f"{source} is not a {FORMAT} file: it needs an 'images' list.")
+    if document.get("version", VERSION) > VERSION:
+        raise ManifestError(f"{source} is manifest version {document['version']}; this version reads up to {VERSION}.")
+    return document["images"]
+
+
+def _row(source: Path, number: int, record: object) -> ManifestRow:
+    where = f"{source}, {'entry' if source.suffix.lower() == '.json' else 'line'} {number}"
+    if not isinstance(record, dict):
+        raise ManifestError(f"{where}: expected an object with path and brand.")
+    path, brand = str(record.get("path") or "").strip(), str(record.get("brand") or "")
+    if not path:
+        raise ManifestError(f"{where}: the path is empty.")
+    try:
+        brand = clean_brand_name(brand)
+    except BrandError as exc:
+        raise ManifestError(f"{where}: {exc}") from exc
+    split = str(record.get("split") or Split.TRAIN.value).strip().lower()
+    if split not in SPLITS:
+        raise ManifestError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}.")
+    sha256 = str(record.get("sha256") or "").strip().lower()
+    return ManifestRow(sha256, path, brand, split, str(record.get("origin") or "import"))
+
+
+@dataclass
+class ImportReport:
+    manifest: Path
+    added: int = 0
+    labelled: int = 0  # stored unlabelled photos that got their brand
+    unchanged: int = 0  # stored with the same brand already
+    disagreements: list[tuple[str, str, str]] = field(default_factory=list)  # (path, stored, manifest)
+    moved_to_train: list[str] = field(default_factory=list)  # held-out rows of a brand with a frozen held-out set
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    added_per_brand: Counter[str] = field(default_factory=Counter)
+    holdout_drawn: dict[str, int] = field(default_factory=dict)
+    totals_per_brand: dict[str, dict[str, int]] = field(default_factory=dict)
+    added_ids: set[int] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return self.added + self.labelled + self.unchanged + len(self.disagreements) > 0
+
+    def summary(self) -> str:
+        lines = [
+            f"Manifest: {self.manifest}",
+            f"Photos added: {self.added}",
+            f"Stored photos that got their brand: {self.labelled}",
+            f"Already stored with the same brand: {self.unchanged}",
+        ]
+        if self.disagreements:
+            lines.append(f"Stored with another brand (kept; correct them in review): {len(self.disagreements)}")
+            lines += [f"  {path}: stored as {kept!r}, manifest says {new!r}" for path, kept, new in self.disagreements]
+        if self.moved_to_train:
+            frozen = len(self.moved_to_train)
+            lines.append(f"Held-out rows added to training instead (their brand's held-out set is frozen): {frozen}")
+        lines.append(f"Skipped: {len(self.skipped)}")
+        lines += [f"  {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines + brand_lines(self.added_per_brand, self.holdout_drawn, self.totals_per_brand))
+
+
+def import_manifest(
+    source: str | Path,
+    *,
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
+    seed: int = 0,
+    engine: Engine | None = None,
+) -> ImportReport:
+    """Bring the photos and brands of a manifest into the catalogue; see the module docstring.
+
+    Relative paths are read from the manifest's folder. A photo already stored
+    (same hash) needs no file. A row whose file is missing, unreadable or has
+    changed since the export (another hash) is reported and skipped. Brands the
+    manifest leaves without held-out photos get a held-out set drawn as ingest does.
+    Files are checked before the database is locked, so reviewers are not held up.
+    """
+    source = Path(source).expanduser().resolve()
+    rows = read_manifest(source)
+    report = ImportReport(manifest=source)
+    engine = engine or get_engine()
+    with session_scope(engine) as session:
+        stored_hashes = set(session.scalars(select(Image.sha256)))
+    checked: list[tuple[ManifestRow, Path, ImageInfo | None]] = []
+    for row in rows:
+        path = _resolve(source.parent, row.path)
+        if row.sha256 and row.sha256 in stored_hashes:
+            checked.append((row, path, None))
+            continue
+        try:
+            info = inspect(path)
+        except ImageError as exc:
+            report.skipped.append((row.path, exc.reason))
+            continue
+        if row.sha256 and info.sha256 != row.sha256:
+            report.skipped.append((row.path, "the file has changed since the manifest was written (other content)"))
+            continue
+        checked.append((row, path, info))
+    with session_scope(engine, write=True) as session:
+        frozen = set(
+            session.scalars(
+                select(Brand.name).join(Image, Image.source_brand_id == Brand.id).where(Image.split == Split.HOLDOUT)
+            )
+        )
+        seen: set[str] = set()
+        for row, path, info in checked:
+            sha = info.sha256 if info else row.sha256
+            if sha in seen:
+                report.skipped.append((row.path, "listed twice in the manifest"))
+                continue
+            seen.add(sha)
+            _apply(session, report, row, path, info, sha, frozen)
+        if holdout_fraction > 0:
+            report.holdout_drawn = draw_holdout(session, holdout_fraction, seed, among=report.added_ids)
+        report.totals_per_brand = split_counts(session)
+    return report
+
+
+def _resolve(root: Path, stored: str) -> Path:
+    path = Path(stored).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _apply(
+    session: Session,
+    report: ImportReport,
+    row: ManifestRow,
+    path: Path,
+    info: ImageInfo | None,
+    sha: str,
+    frozen: set[str],
+) -> None:
+    brand = get_or_create_brand(session, row.brand)
+    stored = image_by_hash(session, sha)
+    if stored is None:
+        assert info is not None, "a photo not stored was checked from its file"
+        image = new_image(info, path.resolve(), source=f"manifest:{report.manifest}", brand=brand)
+        if row.split == Split.HOLDOUT.value:
+            if brand.name in frozen:
+                report.moved_to_train.append(row.path)
+            else:
+                image.split = Split.HOLDOUT
+        session.add(image)
+        session.flush()
+        report.added_ids.add(image.id)
+        report.added += 1
+        report.added_per_brand[brand.name] += 1
+        return
+    current = effective_labels(session, [stored.id])[stored.id]
+    if stored.source_brand_id is None and current.value is None:
+        stored.source_brand_id, stored.split = brand.id, Split.TRAIN
+        report.labelled += 1
+    elif current.value == brand.name and not current.conflict:
+        report.unchanged += 1
+    else:
+        kept = "(in conflict)" if current.conflict else (current.value or "(none)")
+        report.disagreements.append((row.path, kept, brand.name))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m feedback.manifest", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write the labelled set as a manifest or a folder of brand subfolders")
+    export.add_argument("target", type=Path, nargs="?", help="a .csv or .json file")
+    export.add_argument("--folder", type=Path, help="copy the photos into FOLDER/BRAND/ instead")
+    imported = commands.add_parser("import", help="bring a .csv or .json manifest into the catalogue")
+    imported.add_argument("manifest", type=Path)
+    imported.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=DEFAULT_HOLDOUT_FRACTION,
+        help="held-out share drawn for brands the manifest leaves without one (default 0.15)",
+    )
+    imported.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "export":
+            return _export(args, parser)
+        report = import_manifest(args.manifest, holdout_fraction=args.holdout_fraction, seed=args.seed)
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    if not report.ok:
+        print(f"error: nothing in {report.manifest} could be imported", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if (args.target is None) == (args.folder is None):
+        parser.error("export needs either a .csv/.json file or --folder FOLDER")
+    if args.folder is not None:
+        report = export_folder(args.folder)
+        total = sum(report.copied.values())
+        print(f"Copied {total} photos to {args.folder}: {per_brand(report.copied)}")
+        for path, brand in report.missing:
+            print(f"  missing file, not copied: {path} ({brand})", file=sys.stderr)
+        return 0 if total or not report.missing else 1
+    rows = export_manifest(args.target)
+    print(f"Wrote {len(rows)} labelled photos to {args.target}: {per_brand(Counter(row.brand for row in rows))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
