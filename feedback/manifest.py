@@ -25,7 +25,7 @@ import json
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from db import get_engine, session_scope
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
 from db.models import Brand, Image, Split
 from feedback.ingest import DEFAULT_HOLDOUT_FRACTION, brand_lines, draw_holdout, new_image, per_brand, split_counts
-from feedback.labels import effective_labels
+from feedback.labels import EffectiveLabel, effective_labels
 from modeling.images import ImageError, ImageInfo, inspect
 
 FORMAT = "shoelabel-manifest"
@@ -283,6 +283,7 @@ def import_manifest(
                 select(Brand.name).join(Image, Image.source_brand_id == Brand.id).where(Image.split == Split.HOLDOUT)
             )
         )
+        labels = effective_labels(session)  # once: rows never change each other's stored labels
         seen: set[str] = set()
         for row, path, info in checked:
             sha = info.sha256 if info else row.sha256
@@ -290,7 +291,7 @@ def import_manifest(
                 report.skipped.append((row.path, "listed twice in the manifest"))
                 continue
             seen.add(sha)
-            _apply(session, report, row, path, info, sha, frozen)
+            _apply(session, report, row, path, info, sha, frozen, labels)
         if holdout_fraction > 0:
             report.holdout_drawn = draw_holdout(session, holdout_fraction, seed, among=report.added_ids)
         report.totals_per_brand = split_counts(session)
@@ -310,6 +311,7 @@ def _apply(
     info: ImageInfo | None,
     sha: str,
     frozen: set[str],
+    labels: Mapping[int, EffectiveLabel],
 ) -> None:
     brand = get_or_create_brand(session, row.brand)
     stored = image_by_hash(session, sha)
@@ -327,7 +329,7 @@ def _apply(
         report.added += 1
         report.added_per_brand[brand.name] += 1
         return
-    current = effective_labels(session, [stored.id])[stored.id]
+    current = labels[stored.id]
     if stored.source_brand_id is None and current.value is None:
         stored.source_brand_id, stored.split = brand.id, Split.TRAIN
         report.labelled += 1
