@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common
+from ui import common, jobs
 
 st.set_page_config(page_title="shoelabel", page_icon="👟", layout="wide")
 
@@ -22,5 +22,6 @@ pages = [
 ]
 page = st.navigation(pages)
 common.sidebar()
+jobs.job_notices()
 page.run()
 common.settle_heap()

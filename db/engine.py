@@ -8,6 +8,7 @@ when another process committed first.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -19,9 +20,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shoelabel.settings import get_settings
+from shoelabel.settings import SettingsError, get_settings
 
 BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_ENV = "SHOELABEL_BUSY_TIMEOUT"  # seconds; overrides BUSY_TIMEOUT_S (tests, impatient scripts)
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -31,13 +33,27 @@ class DatabaseBusyError(RuntimeError):
     """Another process held the database lock for longer than the busy timeout."""
 
 
+def busy_timeout_s() -> float:
+    """How long a writer waits for another process's lock: ``SHOELABEL_BUSY_TIMEOUT`` or 30 s."""
+    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 86400:
+        raise SettingsError(f"{BUSY_TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to e.g. 30, or unset it.")
+    return value
+
+
 def busy_error(engine: Engine, exc: OperationalError) -> DatabaseBusyError | None:
     """The clear error for a database another process kept locked, or None for other failures."""
     if "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
         return None
     return DatabaseBusyError(
         f"The database {engine.url.render_as_string(hide_password=True)} is locked by "
-        f"another process (waited {BUSY_TIMEOUT_S:.0f}s). Nothing was written; "
+        f"another process (waited {busy_timeout_s():g}s). Nothing was written; "
         "try again once the other process (a retrain round or another app) is done."
     )
 
@@ -53,14 +69,15 @@ def create_db_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
+    timeout = busy_timeout_s()
+    engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

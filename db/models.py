@@ -63,6 +63,17 @@ class RoundStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class JobKind(enum.StrEnum):
+    ROUND = "round"  # python -m modeling.retrain in the background
+    REFRESH = "refresh"  # python -m modeling.predict --refresh in the background
+
+
+class JobStatus(enum.StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class PredictionKind(enum.StrEnum):
     MODEL = "model"  # the model applied to the image
     OUT_OF_FOLD = "out_of_fold"  # cross-validated: the image was not in the fold's training set
@@ -190,3 +201,23 @@ class ImageClaim(Base):
     reviewer: Mapped[str] = mapped_column(String(120))
     session_id: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Job(Base):
+    """A background process (a round or a prediction refresh): what the app shows while it runs,
+    and, when it fails, the reason and its log until someone dismisses the notice."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind, "job_kind"))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    progress_text: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    log_path: Mapped[str] = mapped_column(Text, default="")
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    dismissed_at: Mapped[datetime | None] = mapped_column()

@@ -24,6 +24,9 @@ NO_BRAND = "(none)"  # imported filter: images that arrived without a brand
 UNLABELLED = "(unlabelled)"  # label filter: no brand from import or review
 IN_CONFLICT = "(in conflict)"  # label filter: reviewers disagree
 LABEL_CHOICES = (NOT_A_SHOE, UNLABELLED, IN_CONFLICT)
+#: Orders of :func:`find_images`: catalogue order, newest added first, or by the confidence of the model's
+#: prediction, lowest or highest first (photos it has not predicted come last either way).
+SORTS = ("oldest", "newest", "least_confident", "most_confident")
 MAX_IN = 900  # ids per IN (...) list; beyond it labels are derived for the whole catalogue
 
 
@@ -96,8 +99,10 @@ def brand_list(engine: Engine | None = None) -> list[str]:
     return filter_options(engine).brands
 
 
-def _filtered_ids(session: Session, flt: BrowseFilter, version: ModelVersion | None) -> list[int]:
-    query = select(Image.id).order_by(Image.id)
+def _filtered_ids(session: Session, flt: BrowseFilter, version: ModelVersion | None, sort: str = "oldest") -> list[int]:
+    if sort not in SORTS:
+        raise ValueError(f"Unknown order {sort!r}; choose one of: {', '.join(SORTS)}.")
+    query = select(Image.id)
     if flt.imported == NO_BRAND:
         query = query.where(Image.source_brand_id.is_(None))
     elif flt.imported is not None:
@@ -111,6 +116,7 @@ def _filtered_ids(session: Session, flt: BrowseFilter, version: ModelVersion | N
         query = query.where(decided if flt.reviewed else ~decided)
     if flt.reviewer is not None:
         query = query.where(exists().where(live, Review.reviewer == flt.reviewer))
+    by_confidence = sort in ("least_confident", "most_confident") and version is not None
     if flt.uses_prediction:
         if version is None:
             return []
@@ -126,6 +132,20 @@ def _filtered_ids(session: Session, flt: BrowseFilter, version: ModelVersion | N
             query = query.join(predicted, predicted.id == Prediction.brand_id).where(
                 func.lower(predicted.name) == flt.predicted.lower()
             )
+    elif by_confidence:
+        query = query.outerjoin(
+            Prediction,
+            (Prediction.image_id == Image.id)
+            & (Prediction.model_version_id == version.id)
+            & (Prediction.kind == PredictionKind.MODEL),
+        )
+    if by_confidence:
+        confidence = Prediction.confidence.asc() if sort == "least_confident" else Prediction.confidence.desc()
+        query = query.order_by(Prediction.confidence.is_(None), confidence, Image.id)
+    elif sort == "newest":
+        query = query.order_by(Image.added_at.desc(), Image.id.desc())
+    else:
+        query = query.order_by(Image.id)
     return list(session.scalars(query))
 
 
@@ -168,14 +188,20 @@ def _guesses(session: Session, versions: dict[str, ModelVersion], ids: list[int]
 
 
 def find_images(
-    flt: BrowseFilter | None = None, *, offset: int = 0, limit: int | None = 48, engine: Engine | None = None
+    flt: BrowseFilter | None = None,
+    *,
+    sort: str = "oldest",
+    offset: int = 0,
+    limit: int | None = 48,
+    engine: Engine | None = None,
 ) -> BrowsePage:
-    """Images matching ``flt`` in catalogue order, one page of them, with labels and current predictions."""
+    """Images matching ``flt`` in the order ``sort`` (one of :data:`SORTS`; the confidence orders use
+    ``flt.model``'s prediction), one page of them, with labels and current predictions."""
     flt = flt or BrowseFilter()
     with session_scope(engine or get_engine()) as session:
         versions = current_versions(session)
         arch = flt.model or ("inception" if "inception" in versions else next(iter(sorted(versions)), None))
-        ids = _filtered_ids(session, flt, versions.get(arch) if arch else None)
+        ids = _filtered_ids(session, flt, versions.get(arch) if arch else None, sort)
         if flt.label is not None and ids:
             labels = effective_labels(session, ids if len(ids) <= MAX_IN else None)
             ids = [i for i in ids if _label_matches(labels[i], flt.label)]

@@ -5,8 +5,15 @@
 A folder of class subfolders is labelled (the subfolder name is the brand); a flat
 folder is unlabelled and goes to the review pool. Files are decoded by content;
 bad ones are reported by name with the reason and skipped; the same photo twice
-is stored once. A stratified, seeded held-out split is drawn once per brand and
-then stays frozen, so rounds stay comparable.
+is stored once. A stratified, seeded held-out split is drawn per brand and its
+photos never go back to training, so rounds stay comparable; a brand short of its
+share (an ingest stopped half-way, more photos arriving later) is topped up from
+photos that arrived labelled and that no model has trained on yet. Symlinks that
+are broken, loop, or lead outside the folder are reported and skipped.
+
+Exit status: 0 when something could be ingested, 1 when nothing could, 2 for a
+folder that cannot be used, 3 when another process kept the database locked
+(nothing more was written; run it again later).
 """
 
 from __future__ import annotations
@@ -19,19 +26,26 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from db import get_engine, session_scope
+from db import DatabaseBusyError, get_engine, session_scope
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
-from db.models import Brand, Image, Split
-from modeling.images import ImageError, ImageInfo, inspect, list_images
+from db.models import Brand, Image, ModelVersion, Round, Split
+from modeling.arrivals import predict_arrivals_in_terminal
+from modeling.images import ImageError, ImageInfo, inspect, link_target, list_images
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
+WAIT_HELP = (
+    "predict the new photos with every current model before returning "
+    "(by default the CNN predicts them at once and InceptionV3 in the background)"
+)
 COMMIT_EVERY = 200
+BUSY_EXIT = 3  # exit status when another process kept the database locked: try again later
 
 ProgressCallback = Callable[[int, int], None]
 LAYOUTS = {True: "labelled, one subfolder per brand", False: "unlabelled, to the review pool"}
@@ -54,7 +68,7 @@ class IngestReport:
     added_per_brand: Counter[str] = field(default_factory=Counter)
     totals_per_brand: dict[str, dict[str, int]] = field(default_factory=dict)  # brand -> split -> n
     holdout_drawn: dict[str, int] = field(default_factory=dict)
-    added_ids: set[int] = field(default_factory=set)  # only these may be drawn into a new held-out set
+    added_ids: set[int] = field(default_factory=set)  # the images this ingest added
 
     @property
     def usable(self) -> int:
@@ -102,20 +116,32 @@ def brand_lines(
     return lines
 
 
-def _plan(folder: Path) -> tuple[bool, list[tuple[Path, str | None]]]:
-    """Files to ingest, each with its brand (None for the pool), and whether the folder is labelled."""
+def _plan(folder: Path) -> tuple[bool, list[tuple[Path, str | None]], list[tuple[Path, str]]]:
+    """Files to ingest, each with its brand (None for the pool), whether the folder is labelled,
+    and the entries left out with the reason (symlinks that loop, are broken or lead outside ``folder``)."""
     if not folder.exists():
         raise IngestError(f"Folder not found: {folder}")
     if not folder.is_dir():
         raise IngestError(f"Not a folder: {folder}. Give a folder of photos, or of one subfolder per brand.")
-    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    top_files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    skipped: list[tuple[Path, str]] = []
+    subfolders: list[Path] = []
+    top_files: list[Path] = []
+    for entry in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        if entry.is_symlink():
+            target, reason = link_target(entry, folder)
+            if target is None:
+                skipped.append((entry, reason))
+                continue
+        (subfolders if entry.is_dir() else top_files).append(entry)
     plan: list[tuple[Path, str | None]] = [(p, None) for p in top_files]
     for sub in subfolders:
-        plan += [(p, sub.name) for p in list_images(sub)]
+        plan += [(p, sub.name) for p in list_images(sub, root=folder, skipped=skipped)]
     if not plan:
-        raise IngestError(f"No files in {folder}. Put photos in it (unlabelled) or one subfolder per brand (labelled).")
-    return bool(subfolders), plan
+        left_out = "".join(f"\n  {path.relative_to(folder)}: {reason}" for path, reason in skipped)
+        raise IngestError(
+            f"No files in {folder}. Put photos in it (unlabelled) or one subfolder per brand (labelled).{left_out}"
+        )
+    return bool(subfolders), plan, skipped
 
 
 def _inspect_all(
@@ -153,7 +179,7 @@ def ingest_folder(
     if not 0.0 <= holdout_fraction < 1.0:
         raise IngestError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
     folder = Path(folder).expanduser().resolve()
-    labelled, plan = _plan(folder)
+    labelled, plan, left_out = _plan(folder)
     for _, brand in plan:
         if brand is not None:
             try:
@@ -162,26 +188,37 @@ def ingest_folder(
                 raise IngestError(f"Subfolder {brand!r} of {folder} is not a usable brand name: {exc}") from exc
     engine = engine or get_engine()
     report = IngestReport(folder=folder, labelled=labelled)
+    report.skipped += [(str(path.relative_to(folder)), reason) for path, reason in left_out]
     results = _inspect_all(plan, progress, show_bar)
     first_seen: dict[str, str] = {}
     pending = list(zip(plan, results, strict=True))
-    for start in range(0, len(pending), COMMIT_EVERY):
+    committed = 0
+    try:
+        for start in range(0, len(pending), COMMIT_EVERY):
+            with session_scope(engine, write=True) as session:
+                for (path, brand_name), result in pending[start : start + COMMIT_EVERY]:
+                    relative = str(path.relative_to(folder))
+                    if isinstance(result, ImageError):
+                        report.skipped.append((relative, result.reason))
+                        continue
+                    if result.sha256 in first_seen:
+                        report.duplicates_in_folder.append((relative, first_seen[result.sha256]))
+                        continue
+                    first_seen[result.sha256] = relative
+                    brand = get_or_create_brand(session, brand_name) if brand_name else None
+                    _store(session, report, path, relative, result, brand)
+            committed = report.added + report.newly_labelled
         with session_scope(engine, write=True) as session:
-            for (path, brand_name), result in pending[start : start + COMMIT_EVERY]:
-                relative = str(path.relative_to(folder))
-                if isinstance(result, ImageError):
-                    report.skipped.append((relative, result.reason))
-                    continue
-                if result.sha256 in first_seen:
-                    report.duplicates_in_folder.append((relative, first_seen[result.sha256]))
-                    continue
-                first_seen[result.sha256] = relative
-                brand = get_or_create_brand(session, brand_name) if brand_name else None
-                _store(session, report, path, relative, result, brand)
-    with session_scope(engine, write=True) as session:
-        if holdout_fraction > 0:
-            report.holdout_drawn = draw_holdout(session, holdout_fraction, seed, among=report.added_ids)
-        report.totals_per_brand = split_counts(session)
+            if holdout_fraction > 0:
+                report.holdout_drawn = draw_holdout(session, holdout_fraction, seed)
+            report.totals_per_brand = split_counts(session)
+    except DatabaseBusyError as exc:
+        if not committed:
+            raise
+        raise DatabaseBusyError(
+            f"{exc} This ingest had stored {committed} photo(s) of {folder} before, which are kept; "
+            "run it again to add the rest and draw the held-out photos."
+        ) from exc
     return report
 
 
@@ -225,36 +262,55 @@ def new_image(info: ImageInfo, path: Path, *, source: str, brand: Brand | None =
     )
 
 
-def draw_holdout(session: Session, fraction: float, seed: int, among: Collection[int] | None = None) -> dict[str, int]:
-    """Draw held-out images for each brand that has none yet; existing ones never move.
+def draw_holdout(
+    session: Session, fraction: float, seed: int, among: Collection[int] | None = None, *, top_up: bool = True
+) -> dict[str, int]:
+    """Hold out ``fraction`` of the images each brand arrived with; held-out images never move back.
 
     Only images that arrived labelled are eligible: reviewed pool images were
-    picked by the queue, so they would bias the evaluation. ``among`` limits the
-    draw to the images just added, which no model has been trained on yet.
+    picked by the queue, so they would bias the evaluation. Of those, only images
+    no model may have trained on (added after the last round started and the last
+    model was registered). A brand short of its target is topped up: an ingest
+    stopped half-way, or more photos of the brand arriving later. With
+    ``top_up=False`` only brands with no held-out image yet get a draw (a
+    manifest's held-out rows are its split); ``among`` limits the draw to those ids.
     """
+    cutoff = last_training_start(session)
     drawn: dict[str, int] = {}
     for brand in session.scalars(select(Brand).order_by(Brand.name)):
-        has_holdout = session.scalar(
-            select(Image.id).where(Image.source_brand_id == brand.id, Image.split == Split.HOLDOUT).limit(1)
+        counts = dict(
+            session.execute(
+                select(Image.split, func.count(Image.id)).where(Image.source_brand_id == brand.id).group_by(Image.split)
+            ).all()
         )
-        if has_holdout is not None:
+        have = counts.get(Split.HOLDOUT, 0)
+        if have and not top_up:
             continue
-        candidates = list(
-            session.scalars(
-                select(Image)
-                .where(Image.source_brand_id == brand.id, Image.split == Split.TRAIN)
-                .order_by(Image.sha256)
-            )
-        )
+        query = select(Image).where(Image.source_brand_id == brand.id, Image.split == Split.TRAIN)
+        if cutoff is not None:
+            query = query.where(Image.added_at > cutoff)
+        candidates = list(session.scalars(query.order_by(Image.sha256)))
         if among is not None:
             candidates = [image for image in candidates if image.id in among]
-        count = math.floor(len(candidates) * fraction + 0.5)
-        if count == 0 or count >= len(candidates):
+        arrived = have + counts.get(Split.TRAIN, 0) if top_up else len(candidates)
+        target = math.floor(arrived * fraction + 0.5)
+        count = min(target - have, len(candidates))
+        if count <= 0 or target >= arrived:
             continue
-        for image in random.Random(f"{seed}:{brand.name}").sample(candidates, count):
+        rng = random.Random(f"{seed}:{brand.name}" if have == 0 else f"{seed}:{brand.name}:{have}")
+        for image in rng.sample(candidates, count):
             image.split = Split.HOLDOUT
         drawn[brand.name] = count
     return drawn
+
+
+def last_training_start(session: Session) -> datetime | None:
+    """The latest moment a model may have collected its training photos (round start or registration)."""
+    times = [
+        session.scalar(select(func.max(Round.started_at))),
+        session.scalar(select(func.max(ModelVersion.created_at))),
+    ]
+    return max((t for t in times if t is not None), default=None)
 
 
 def split_counts(session: Session) -> dict[str, dict[str, int]]:
@@ -279,16 +335,21 @@ def main(argv: list[str] | None = None) -> int:
         help="share of each brand's labelled images held out for evaluation, drawn once (default 0.15)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
+    parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
     args = parser.parse_args(argv)
     try:
         report = ingest_folder(args.folder, holdout_fraction=args.holdout_fraction, seed=args.seed, show_bar=True)
     except (IngestError, BrandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DatabaseBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BUSY_EXIT
     print(report.summary())
     if not report.ok:
         print(f"error: nothing in {report.folder} could be ingested", file=sys.stderr)
         return 1
+    predict_arrivals_in_terminal(wait=args.wait)
     return 0
 
 

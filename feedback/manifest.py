@@ -22,7 +22,9 @@ import argparse
 import csv
 import io
 import json
+import os
 import shutil
+import stat
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -32,17 +34,28 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from db import get_engine, session_scope
+from db import DatabaseBusyError, get_engine, session_scope
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
 from db.models import Brand, Image, Split
-from feedback.ingest import DEFAULT_HOLDOUT_FRACTION, brand_lines, draw_holdout, new_image, per_brand, split_counts
+from feedback.ingest import (
+    BUSY_EXIT,
+    DEFAULT_HOLDOUT_FRACTION,
+    WAIT_HELP,
+    brand_lines,
+    draw_holdout,
+    new_image,
+    per_brand,
+    split_counts,
+)
 from feedback.labels import EffectiveLabel, effective_labels
+from modeling.arrivals import predict_arrivals_in_terminal
 from modeling.images import ImageError, ImageInfo, inspect
 
 FORMAT = "shoelabel-manifest"
 VERSION = 1
 COLUMNS = ("sha256", "path", "brand", "split", "origin")
 SPLITS = (Split.TRAIN.value, Split.HOLDOUT.value)
+MAX_MANIFEST_BYTES = 200_000_000  # larger files are refused before they are read
 
 
 class ManifestError(ValueError):
@@ -153,37 +166,106 @@ def _safe_folder_name(brand: str) -> str:
 def read_manifest(source: str | Path) -> list[ManifestRow]:
     """Rows of a ``.csv`` or ``.json`` manifest; raises :class:`ManifestError` naming the bad line."""
     source = Path(source)
-    if not source.is_file():
-        raise ManifestError(f"Manifest not found: {source}")
-    try:
-        text = source.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"Cannot read {source}: {exc}") from exc
-    if source.suffix.lower() == ".json":
-        records = _json_records(source, text)
-    elif source.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        missing = [c for c in ("path", "brand") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(
-                f"{source} lacks the column(s) {', '.join(missing)}; a manifest has the columns {', '.join(COLUMNS)}."
-            )
-        records = list(reader)
-    else:
+    kind = source.suffix.lower()
+    text = _read_text(source)
+    if kind not in (".json", ".csv"):
         raise ManifestError(f"Cannot tell the format of {source}: a manifest is a .csv or .json file.")
-    first = 1 if source.suffix.lower() == ".json" else 2  # CSV line 1 is the header
-    return [_row(source, number, record) for number, record in enumerate(records, start=first)]
+    json_rows = kind == ".json"
+    numbered = list(enumerate(_json_records(source, text), start=1)) if json_rows else _csv_records(source, text)
+    return [_row(source, number, record) for number, record in numbered]
 
 
-def _json_records(source: Path, text: str) -> list[dict]:
+def _read_text(source: Path) -> str:
+    """The manifest's text, read only from a regular file of a sane size (never a FIFO or a device)."""
+    try:
+        info = os.stat(source)
+    except FileNotFoundError as exc:
+        raise ManifestError(f"Manifest not found: {source}") from exc
+    except OSError as exc:
+        raise ManifestError(f"Cannot read {source}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise ManifestError(
+            f"{source} is a folder, not a manifest: give a .csv or .json file "
+            "(a folder of brand subfolders is brought in with python -m feedback.ingest)."
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ManifestError(f"{source} is not a regular file (a device, FIFO or socket): give a .csv or .json file.")
+    if info.st_size > MAX_MANIFEST_BYTES:
+        raise _too_large(source, info.st_size)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced since the stat above
+                raise ManifestError(f"{source} is not a regular file: give a .csv or .json file.")
+            data = handle.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(f"Cannot read {source}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_MANIFEST_BYTES:  # grew while being read
+        raise _too_large(source, len(data))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"Cannot read {source}: it is not UTF-8 text ({exc}); save it as UTF-8.") from exc
+
+
+def _too_large(source: Path, size: int) -> ManifestError:
+    return ManifestError(
+        f"{source} is too large for a manifest ({size / 1e6:.0f} MB; the limit is {MAX_MANIFEST_BYTES / 1e6:.0f} MB): "
+        "split it into smaller manifests and import them one by one."
+    )
+
+
+def _csv_records(source: Path, text: str) -> list[tuple[int, dict[str, str]]]:
+    """Each CSV row as a dict of the header's columns, with the line it starts on."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    header: list[str] | None = None
+    records: list[tuple[int, dict[str, str]]] = []
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise ManifestError(
+                    f'{source}, line {line}: unterminated quote: a field on this line opens a quote (") that is '
+                    "never closed; close the quote or remove it, then import again."
+                ) from exc
+            raise ManifestError(f"{source}, line {reader.line_num}: not valid CSV ({exc}).") from exc
+        if not row:
+            continue
+        if header is None:
+            header = row
+            missing = [c for c in ("path", "brand") if c not in header]
+            if missing:
+                raise ManifestError(
+                    f"{source} lacks the column(s) {', '.join(missing)}; "
+                    f"a manifest has the columns {', '.join(COLUMNS)}."
+                )
+            continue
+        records.append((line, dict(zip(header, row, strict=False))))
+    if header is None:
+        raise ManifestError(f"{source} lacks the columns path, brand; a manifest has the columns {', '.join(COLUMNS)}.")
+    return records
+
+
+def _json_records(source: Path, text: str) -> list[object]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{source} is not valid JSON: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         raise ManifestError(f"{source} is not a {FORMAT} file: it needs an 'images' list.")
-    if document.get("version", VERSION) > VERSION:
-        raise ManifestError(f"{source} is manifest version {document['version']}; this version reads up to {VERSION}.")
+    version = document.get("version", VERSION)
+    if isinstance(version, str) and version.strip().isdigit():
+        version = int(version)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise ManifestError(
+            f"{source} is manifest version {document.get('version')!r}; this version of shoelabel reads "
+            f"{FORMAT} version {VERSION}. Export it again with this version, or import it with the version "
+            "that wrote it."
+        )
     return document["images"]
 
 
@@ -293,7 +375,8 @@ def import_manifest(
             seen.add(sha)
             _apply(session, report, row, path, info, sha, frozen, labels)
         if holdout_fraction > 0:
-            report.holdout_drawn = draw_holdout(session, holdout_fraction, seed, among=report.added_ids)
+            # the manifest's held-out rows are its split: only brands it leaves without one get a draw
+            report.holdout_drawn = draw_holdout(session, holdout_fraction, seed, among=report.added_ids, top_up=False)
         report.totals_per_brand = split_counts(session)
     return report
 
@@ -358,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         help="held-out share drawn for brands the manifest leaves without one (default 0.15)",
     )
     imported.add_argument("--seed", type=int, default=0)
+    imported.add_argument("--wait", action="store_true", help=WAIT_HELP)
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
@@ -366,10 +450,14 @@ def main(argv: list[str] | None = None) -> int:
     except ManifestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DatabaseBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BUSY_EXIT
     print(report.summary())
     if not report.ok:
         print(f"error: nothing in {report.manifest} could be imported", file=sys.stderr)
         return 1
+    predict_arrivals_in_terminal(wait=args.wait)
     return 0
 
 

@@ -39,6 +39,14 @@ from modeling.registry import current_versions
 CLAIM_MINUTES = 3  # renewed while the tab is open (see renew_claims); a closed tab frees its images soon
 SCOPES = ("unlabelled", "unreviewed", "labelled")
 DEFAULT_STRATEGY = "least_confidence"
+#: What each count of :func:`queue_summary` counts, in the app's words. The pool is where photos that came
+#: without a brand live, reviewed or not; what is still to review is a queue's count (:func:`pending_count`).
+SUMMARY_LABELS = {
+    "images": "photos",
+    "train": "added with a brand, for training",
+    "holdout": "held out for evaluation",
+    "pool": "added without a brand (the review pool, reviewed or not)",
+}
 
 
 @dataclass
@@ -243,7 +251,8 @@ def _claim(session: Session, image_ids: list[int], reviewer: str, session_id: st
 def pending_count(
     reviewer: str, session_id: str = "", *, scope: str = "unlabelled", engine: Engine | None = None
 ) -> int:
-    """How many images are waiting for this reviewer in ``scope``."""
+    """How many images are waiting for this reviewer in ``scope``: those the queue can still give them (not
+    answered by them, not decided when the scope says so, not on another session's screen)."""
     from sqlalchemy import func
 
     with session_scope(engine or get_engine()) as session:
@@ -269,7 +278,7 @@ def release_claims(session_id: str, *, engine: Engine | None = None) -> None:
 
 
 def queue_summary(engine: Engine | None = None) -> dict[str, Any]:
-    """Counts for the app's header: images per split, unlabelled and unreviewed."""
+    """Counts for the app's header: all images, and images per split (see :data:`SUMMARY_LABELS`)."""
     from sqlalchemy import func
 
     with session_scope(engine or get_engine()) as session:

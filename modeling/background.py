@@ -18,8 +18,17 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from db import get_engine, session_scope
-from db.models import Round, RoundStatus
-from modeling.jobs import LOCK_FD_ENV, JobBusyError, JobLock, job_running
+from db.models import Job, JobKind, JobStatus, Round, RoundStatus
+from modeling.jobs import (
+    LOCK_FD_ENV,
+    JobBusyError,
+    JobLock,
+    finish_job,
+    job_running,
+    mark_abandoned_jobs,
+    open_job,
+    set_job_pid,
+)
 from modeling.registry import ARCHITECTURES
 from shoelabel.settings import get_settings
 
@@ -31,26 +40,36 @@ class StartedJob:
     round_id: int | None
     pid: int
     log: Path
+    job_id: int
 
 
-def _spawn(args: list[str], lock: JobLock, log_name: str) -> tuple[int, Path]:
+def _spawn(engine: Engine, args: list[str], lock: JobLock, kind: JobKind, round_id: int | None = None) -> StartedJob:
+    """Start ``python ARGS --job-id N`` holding ``lock``, recorded as job N with its log file."""
     logs = get_settings().home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log = logs / log_name
+    job_id = open_job(engine, kind, round_id=round_id)
+    log = logs / (f"round-{round_id}.log" if round_id is not None else f"{kind}-{job_id}.log")
+    with session_scope(engine, write=True) as session:
+        session.get(Job, job_id).log_path = str(log)
     # absolute settings: the child runs from the project root, the app may not
     env = {**os.environ, **get_settings().environment(), LOCK_FD_ENV: str(lock.fd), "PYTHONUNBUFFERED": "1"}
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            pass_fds=(lock.fd,),
-            start_new_session=True,
-        )
-    return process.pid, log
+    try:
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, *args, "--job-id", str(job_id)],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(lock.fd,),
+                start_new_session=True,
+            )
+    except OSError as exc:
+        finish_job(engine, job_id, JobStatus.FAILED, f"Could not start the process: {exc}")
+        raise
+    set_job_pid(engine, job_id, process.pid)
+    return StartedJob(round_id, process.pid, log, job_id)
 
 
 def start_round(
@@ -65,42 +84,32 @@ def start_round(
     lock = JobLock.acquire()
     try:
         mark_abandoned_rounds(engine)
+        mark_abandoned_jobs(engine)
         first = "inception" if arch in ("both", "inception") else "cnn"
         round_id = open_round(engine, first, trigger, mode if first == "inception" else "train")
-        pid, log = _spawn(
-            [
-                "-m",
-                "modeling.retrain",
-                "--arch",
-                arch,
-                "--mode",
-                mode,
-                "--trigger",
-                trigger,
-                "--round-id",
-                str(round_id),
-            ],
-            lock,
-            f"round-{round_id}.log",
-        )
+        args = ["-m", "modeling.retrain", "--arch", arch, "--mode", mode, "--trigger", trigger]
+        job = _spawn(engine, [*args, "--round-id", str(round_id)], lock, JobKind.ROUND, round_id)
     except BaseException:
         lock.release()
         raise
     lock.close_without_release()
-    return StartedJob(round_id, pid, log)
+    return job
 
 
-def start_refresh(*, all_images: bool = False) -> StartedJob:
-    """Predict catalogue images the current models have not seen, in the background."""
+def start_refresh(*, all_images: bool = False, engine: Engine | None = None) -> StartedJob:
+    """Predict catalogue photos the current models have not seen (every photo with ``all_images``),
+    in the background; raises JobBusyError if a job runs."""
+    engine = engine or get_engine()
     lock = JobLock.acquire()
     try:
+        mark_abandoned_jobs(engine)
         args = ["-m", "modeling.predict", "--refresh"] + (["--all"] if all_images else [])
-        pid, log = _spawn(args, lock, "refresh.log")
+        job = _spawn(engine, args, lock, JobKind.REFRESH)
     except BaseException:
         lock.release()
         raise
     lock.close_without_release()
-    return StartedJob(None, pid, log)
+    return job
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,7 @@ def job_state(engine: Engine | None = None) -> JobState:
             return JobState(True, row)
         with lock:  # nothing runs, so rounds still marked running were left by a process that died
             mark_abandoned_rounds(engine)
+            mark_abandoned_jobs(engine)
         return JobState(False, None)
     running = job_running() if row is None else True
     return JobState(running, row if row is not None and _process_alive(row) else None)

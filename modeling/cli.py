@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from db import DatabaseBusyError, get_engine
-from modeling.jobs import JobBusyError, JobLock
-from modeling.progress import TerminalProgress
+from modeling.jobs import JobBusyError, JobLock, job_record, mark_abandoned_jobs
+from modeling.progress import Stage, TerminalProgress, fan_out
 
 
 def expected_errors() -> tuple[type[Exception], ...]:
@@ -34,8 +34,18 @@ def expected_errors() -> tuple[type[Exception], ...]:
     )
 
 
-def run_rounds(archs: list[str], round_kwargs: Callable[[str], dict[str, Any]], round_id: int | None = None) -> int:
-    """Run a round per architecture under the job lock; print each before/after table."""
+def run_rounds(
+    archs: list[str],
+    round_kwargs: Callable[[str], dict[str, Any]],
+    round_id: int | None = None,
+    job_id: int | None = None,
+) -> int:
+    """Run a round per architecture under the job lock; print each before/after table.
+
+    Ends by predicting the photos that arrived while the lock was held (a rejected round
+    leaves the current model, which has not seen them yet).
+    """
+    from modeling.predict import refresh_until_done
     from modeling.rounds import mark_abandoned_rounds, run_round
 
     errors = expected_errors()
@@ -45,17 +55,21 @@ def run_rounds(archs: list[str], round_kwargs: Callable[[str], dict[str, Any]], 
         print(f"error: {exc}", file=sys.stderr)
         return 3
     status = 0
-    with lock:
-        engine = get_engine()
+    engine = get_engine()
+    with lock, job_record(engine, job_id) as job:
         if round_id is None:  # a round handed over by the app is running, not abandoned
             mark_abandoned_rounds(engine)
-        for arch in archs:
+        if job_id is None:
+            mark_abandoned_jobs(engine)
+        for n, arch in enumerate(archs):
             bar = TerminalProgress(f"{arch} round")
+            progress = fan_out(bar, Stage(job.progress, n / len(archs), (n + 1) / len(archs)))
             try:
-                result = run_round(arch, progress=bar, engine=engine, round_id=round_id, **round_kwargs(arch))
+                result = run_round(arch, progress=progress, engine=engine, round_id=round_id, **round_kwargs(arch))
             except errors as exc:
                 bar.close()
                 print(f"error: {arch} round failed: {exc}", file=sys.stderr)
+                job.fail(f"{arch} round failed: {exc}")
                 status = 1
                 continue
             finally:
@@ -66,4 +80,8 @@ def run_rounds(archs: list[str], round_kwargs: Callable[[str], dict[str, Any]], 
             print(result.message)
             if result.confusion_png:
                 print(f"confusion matrix: {result.confusion_png}")
+        arrivals = refresh_until_done(engine)
+        for line in arrivals.lines():
+            if not line.startswith("stored predictions: ") or not line.endswith(" 0"):
+                print(line, file=sys.stderr if line.startswith("error:") else sys.stdout)
     return status

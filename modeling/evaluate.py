@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         handles = [ModelHandle.of(versions[a]) for a in wanted if a in versions]
         if not handles:
             raise ModelNotFoundError(f"No current {args.model} model yet; train one with python -m modeling.train.")
-        results = {}
+        results: dict[str, dict] = {}
         for handle in handles:
             bar = TerminalProgress(f"evaluating {handle.label}")
             try:
@@ -98,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
                     metrics, skipped = evaluate_folder(handle, args.data, bar)
                 else:
                     metrics, skipped = evaluate_holdout(handle, bar), []
+            except (EvaluationError, *expected_errors()):
+                raise  # the data or the settings, not this model: the same for every model
+            except Exception as exc:  # one broken model never stops the others
+                print(f"error: {handle.label} could not be evaluated: {exc}", file=sys.stderr)
+                results[handle.arch] = {"model_version": handle.id, "error": str(exc) or type(exc).__name__}
+                continue
             finally:
                 bar.close()
             where = args.data.name if args.data else "holdout"
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json:
         print(json.dumps(results, indent=2))
-    return 0
+    return 1 if any("error" in r for r in results.values()) else 0
 
 
 if __name__ == "__main__":

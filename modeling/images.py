@@ -6,14 +6,22 @@ a PNG named ``.jpg``. Everything here decodes by content (never by extension),
 applies EXIF orientation, lets the JPEG decoder downscale while decoding
 (``Image.draft``), and returns small RGB arrays: no caller holds a folder of
 full-size pixels.
+
+Memory stays bounded whatever the input: only regular files are opened (a FIFO,
+device or socket is refused without being read), the first bytes are sniffed
+before the rest is read (a big non-image is never read whole), files over
+:data:`MAX_FILE_BYTES` are refused, and so are images over :data:`MAX_PIXELS`
+once the JPEG decoder has downscaled what it can.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +33,9 @@ SUPPORTED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp"}
 MIN_SIDE = 32
 BACKGROUND = (255, 255, 255)
+HEADER_BYTES = 4096  # enough for Pillow to tell the format from the first bytes
+MAX_FILE_BYTES = 100_000_000  # larger files are refused before they are read
+MAX_PIXELS = 50_000_000  # decoded size cap (after JPEG downscaling): 50 MP are 150 MB of RGB
 
 Source = str | Path | bytes
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
@@ -52,13 +63,86 @@ def _name(source: Source) -> str:
     return "<uploaded bytes>" if isinstance(source, bytes) else str(source)
 
 
+def _file_size(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.{0 if n >= 1e7 else 1}f} MB"
+    return f"{n / 1e3:.1f} kB"
+
+
+def _too_large(name: str, size: int) -> ImageError:
+    return ImageError(
+        name,
+        f"file too large ({_file_size(size)}; the limit is {_file_size(MAX_FILE_BYTES)}): "
+        "save the photo smaller (e.g. as JPEG, 4000 px on the longer side) and add it again",
+    )
+
+
+def _sniff(header: bytes, name: str) -> str:
+    """The Pillow format of an image file from its first bytes; non-images are refused here."""
+    if not header:
+        raise ImageError(name, "empty file (0 bytes)")
+    Image.init()
+    prefix = header[:16]  # what Image.open itself shows each format's check
+
+    def accepts(accept: Callable[[bytes], object] | None) -> bool:
+        try:
+            return accept is not None and bool(accept(prefix))
+        except (*DECODE_ERRORS, IndexError, TypeError):  # a few bytes too short for that format's check
+            return False
+
+    for fmt, (_, accept) in Image.OPEN.items():
+        if fmt in SUPPORTED_FORMATS and accepts(accept):
+            return fmt
+    for fmt, (_, accept) in Image.OPEN.items():
+        if accepts(accept):
+            raise ImageError(name, f"unsupported format {fmt}; convert it to JPEG, PNG, WebP or BMP")
+    raise ImageError(name, "not an image (content is not JPEG, PNG, WebP or BMP)")
+
+
+_KINDS = {
+    stat.S_ISDIR: "a folder",
+    stat.S_ISFIFO: "a named pipe (FIFO)",
+    stat.S_ISCHR: "a device",
+    stat.S_ISBLK: "a device",
+    stat.S_ISSOCK: "a socket",
+}
+
+
+def _check_regular(mode: int, name: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((kind for test, kind in _KINDS.items() if test(mode)), "not a regular file")
+        raise ImageError(name, f"{kind}, not a photo file: only regular files can be read; give the photo file itself")
+
+
 def _read_bytes(source: Source) -> bytes:
+    """The file's content, read only once it is known to be a regular image file of a sane size."""
     if isinstance(source, bytes):
+        _sniff(source[:HEADER_BYTES], _name(source))
+        if len(source) > MAX_FILE_BYTES:
+            raise _too_large(_name(source), len(source))
         return source
+    name = str(source)
     try:
-        return Path(source).read_bytes()
+        _check_regular(os.stat(source).st_mode, name)  # never open a FIFO or device: it may block or never end
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ImageError(str(source), f"cannot read the file ({exc.strerror or exc})") from exc
+        raise ImageError(name, f"cannot read the file ({exc.strerror or exc})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            info = os.fstat(handle.fileno())
+            _check_regular(info.st_mode, name)  # replaced since the stat above
+            header = handle.read(HEADER_BYTES)
+            _sniff(header, name)
+            if info.st_size > MAX_FILE_BYTES:
+                raise _too_large(name, info.st_size)
+            data = header + handle.read(MAX_FILE_BYTES + 1 - len(header))
+        except OSError as exc:
+            raise ImageError(name, f"cannot read the file ({exc.strerror or exc})") from exc
+    if len(data) > MAX_FILE_BYTES:  # grew while being read
+        raise _too_large(name, len(data))
+    return data
 
 
 def _open(data: bytes, name: str) -> Image.Image:
@@ -69,7 +153,9 @@ def _open(data: bytes, name: str) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise ImageError(name, "not an image (content is not JPEG, PNG, WebP or BMP)") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(name, f"image too large to decode safely ({exc})") from exc
+        raise ImageError(
+            name, f"image too large to decode safely ({exc}); resize it (e.g. to 4000 px on the longer side)"
+        ) from exc
     except DECODE_ERRORS as exc:
         raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
     if image.format not in SUPPORTED_FORMATS:
@@ -86,11 +172,27 @@ def _oriented_size(image: Image.Image, name: str) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def _decode(image: Image.Image, name: str, draft_side: int | None) -> Image.Image:
+def _check_pixels(image: Image.Image, name: str, file_size: int) -> None:
+    """Refuse to decode more than :data:`MAX_PIXELS` (checked after any JPEG downscaling)."""
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            name,
+            f"image too large to decode safely ({width}x{height} = {width * height / 1e6:.0f} MP, "
+            f"{_file_size(file_size)} file; the limit is {MAX_PIXELS / 1e6:.0f} MP): resize it "
+            "(e.g. to 4000 px on the longer side) or save it as JPEG, then add it again",
+        )
+
+
+def _decode(image: Image.Image, name: str, draft_side: int | None, file_size: int = 0) -> Image.Image:
     """Fully decode (detects truncation), downscaling JPEGs while decoding when asked."""
     try:
         if draft_side and image.format in ("JPEG", "MPO"):
             image.draft("RGB", (draft_side, draft_side))
+    except DECODE_ERRORS as exc:
+        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
+    _check_pixels(image, name, file_size)
+    try:
         image.load()
     except DECODE_ERRORS as exc:
         raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
@@ -117,7 +219,7 @@ def inspect(source: Source) -> ImageInfo:
     data = _read_bytes(source)
     image = _open(data, name)
     width, height = _oriented_size(image, name)
-    _decode(image, name, draft_side=256)
+    _decode(image, name, draft_side=256, file_size=len(data))
     if min(width, height) < MIN_SIDE:
         raise ImageError(name, f"image too small to classify ({width}x{height}; needs at least {MIN_SIDE} px a side)")
     return ImageInfo(
@@ -132,7 +234,8 @@ def inspect(source: Source) -> ImageInfo:
 def open_rgb(source: Source, max_side: int | None = None) -> Image.Image:
     """Decode to an RGB image, at most ``max_side`` pixels on its longer side."""
     name = _name(source)
-    image = _decode(_open(_read_bytes(source), name), name, draft_side=max_side)
+    data = _read_bytes(source)
+    image = _decode(_open(data, name), name, draft_side=max_side, file_size=len(data))
     try:
         image = to_rgb(image)
     except DECODE_ERRORS as exc:
@@ -213,10 +316,66 @@ def iter_batches(sources: list[Source], size: int, batch_size: int, workers: int
             yield batch
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Every file under ``folder`` that is not hidden, sorted (content decides what is an image)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def link_target(link: Path, root: Path) -> tuple[Path | None, str]:
+    """Where the symlink ``link`` leads, or None and why it is left out.
+
+    Broken links, loops, and links leading outside ``root`` (the folder being read) are left out.
+    """
+    try:
+        target = link.resolve(strict=True)
+    except RuntimeError:
+        return None, "symlink loop (it leads back to itself, directly or through other links); remove the link"
+    except OSError:
+        return None, "broken symlink (its target does not exist); remove the link or restore the target"
+    root = root.resolve()
+    if root.is_relative_to(target):
+        return None, f"symlink loop: it points to {target}, which contains the folder being read; remove the link"
+    if not target.is_relative_to(root):
+        return None, f"symlink to {target}, outside {root}; copy the photo(s) into the folder instead"
+    if target.is_dir() and link.parent.resolve().is_relative_to(target):
+        return None, f"symlink loop: it points to {target}, a folder that contains the link; remove the link"
+    return target, ""
+
+
+def list_images(folder: Path, *, root: Path | None = None, skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Every file under ``folder`` that is not hidden, sorted (content decides what is an image).
+
+    Symlinks inside ``root`` (default: ``folder``) are followed; broken ones, loops and links
+    leading outside ``root`` are left out and, when ``skipped`` is given, added to it with the reason.
+    Entries that are neither folders nor regular files (a FIFO, a device) are listed, so that
+    reading them reports why they cannot be used.
+    """
+    found: list[Path] = []
+    left_out = skipped if skipped is not None else []
+    _walk(folder, (root or folder).resolve(), frozenset({folder.resolve()}), found, left_out)
+    return sorted(found)
+
+
+def _walk(
+    directory: Path, root: Path, chain: frozenset[Path], found: list[Path], skipped: list[tuple[Path, str]]
+) -> None:
+    """Collect the files under ``directory``; ``chain`` holds the real folders above (to stop loops)."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as exc:
+        skipped.append((directory, f"cannot list the folder ({exc.strerror or exc})"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = directory / entry.name
+        if entry.is_symlink():
+            target, reason = link_target(path, root)
+            if target is None:
+                skipped.append((path, reason))
+            elif not target.is_dir():
+                found.append(path)
+            elif target in chain:
+                skipped.append((path, f"symlink loop: it points to {target}, which is being read already"))
+            else:
+                _walk(path, root, chain | {target}, found, skipped)
+        elif entry.is_dir(follow_symlinks=False):
+            _walk(path, root, chain | {path.resolve()}, found, skipped)
+        else:
+            found.append(path)

@@ -9,10 +9,23 @@ start two rounds.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import Engine, select
+
+from db import DatabaseBusyError, session_scope
+from db.models import Job, JobKind, JobStatus, utcnow
+from modeling.progress import Progress, Throttled, silent
 from shoelabel.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 LOCK_FD_ENV = "SHOELABEL_JOB_LOCK_FD"
 
@@ -85,3 +98,199 @@ def job_running() -> bool:
         return False
     finally:
         os.close(fd)
+
+
+# --------------------------------------------------------------------------- job records (the ``jobs`` table)
+
+LOG_TAIL_LINES = 20
+LOG_TAIL_BYTES = 16_384  # the end of a log is read, never the whole file
+
+
+def open_job(engine: Engine, kind: JobKind, *, log_path: Path | str = "", round_id: int | None = None) -> int:
+    """Record a background job about to start; returns its id."""
+    with session_scope(engine, write=True) as session:
+        row = Job(
+            kind=kind,
+            status=JobStatus.RUNNING,
+            log_path=str(log_path),
+            round_id=round_id,
+            host=socket.gethostname(),
+            progress_text="starting",
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def set_job_pid(engine: Engine, job_id: int, pid: int) -> None:
+    with session_scope(engine, write=True) as session:
+        row = session.get(Job, job_id)
+        if row is not None:
+            row.pid = pid
+
+
+def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str = "") -> None:
+    with session_scope(engine, write=True) as session:
+        row = session.get(Job, job_id)
+        if row is None or row.status != JobStatus.RUNNING:
+            return
+        row.status, row.message, row.finished_at = status, message[:4000], utcnow()
+        row.progress = 1.0 if status == JobStatus.DONE else row.progress
+        row.progress_text = "done" if status == JobStatus.DONE else "failed"
+
+
+class JobRecord:
+    """The job row a background process reports to (a no-op without one: a command run by hand)."""
+
+    def __init__(self, engine: Engine, job_id: int | None) -> None:
+        self.engine, self.job_id, self.failures = engine, job_id, []
+        self.progress: Progress = Throttled(self._write, interval=1.0) if job_id is not None else silent
+
+    def _write(self, fraction: float, text: str) -> None:
+        try:
+            with session_scope(self.engine, write=True) as session:
+                row = session.get(Job, self.job_id)
+                if row is not None:
+                    row.progress, row.progress_text = float(fraction), text[:500]
+        except DatabaseBusyError:  # progress is best effort; the job itself goes on
+            log.debug("job %s: progress not written, the database is busy", self.job_id)
+
+    def fail(self, message: str) -> None:
+        """Say why the job failed (it may go on with other work; it ends as failed)."""
+        self.failures.append(message)
+
+
+@contextmanager
+def job_record(engine: Engine, job_id: int | None) -> Iterator[JobRecord]:
+    """Report a background process's progress and outcome into its job row.
+
+    Failures told with :meth:`JobRecord.fail`, and any exception, end the job as failed with the
+    reason (the exception still propagates, so its traceback is in the log).
+    """
+    record = JobRecord(engine, job_id)
+    if job_id is not None:
+        set_job_pid(engine, job_id, os.getpid())
+    try:
+        yield record
+    except BaseException as exc:
+        if job_id is not None:
+            reason = str(exc) or type(exc).__name__
+            if not isinstance(exc, Exception):
+                reason = f"stopped ({type(exc).__name__})"
+            finish_job(engine, job_id, JobStatus.FAILED, "\n".join([*record.failures, reason]))
+        raise
+    if job_id is not None:
+        if record.failures:
+            finish_job(engine, job_id, JobStatus.FAILED, "\n".join(record.failures))
+        else:
+            finish_job(engine, job_id, JobStatus.DONE)
+
+
+def mark_abandoned_jobs(engine: Engine) -> int:
+    """Jobs left 'running' by a process that is gone become 'failed'. Call only while holding the
+    job lock, or when no process holds it (then none can really be running)."""
+    with session_scope(engine, write=True) as session:
+        rows = list(session.scalars(select(Job).where(Job.status == JobStatus.RUNNING)))
+        for row in rows:
+            row.status, row.finished_at, row.progress_text = JobStatus.FAILED, utcnow(), "failed"
+            row.message = "The process running this job ended before it finished (killed, or out of memory?)."
+        return len(rows)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as the app shows it."""
+
+    id: int
+    kind: JobKind
+    status: JobStatus
+    started_at: datetime
+    finished_at: datetime | None
+    progress: float
+    progress_text: str
+    message: str
+    log_path: str
+    round_id: int | None
+
+    @property
+    def title(self) -> str:
+        return f"Round {self.round_id}" if self.kind == JobKind.ROUND and self.round_id else "Prediction refresh"
+
+    def elapsed_s(self, now: datetime | None = None) -> float:
+        return ((self.finished_at or now or utcnow()) - self.started_at).total_seconds()
+
+    def eta_s(self, now: datetime | None = None) -> float | None:
+        """Seconds left, extrapolated from the progress so far (None until there is some)."""
+        if self.status != JobStatus.RUNNING or not 0.02 <= self.progress < 1.0:
+            return None
+        return self.elapsed_s(now) * (1.0 - self.progress) / self.progress
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return log_tail(self.log_path, lines)
+
+
+def _view(row: Job) -> JobView:
+    return JobView(
+        row.id,
+        row.kind,
+        row.status,
+        row.started_at,
+        row.finished_at,
+        row.progress,
+        row.progress_text,
+        row.message,
+        row.log_path,
+        row.round_id,
+    )
+
+
+def running_jobs(engine: Engine) -> list[JobView]:
+    """Jobs in progress; rows left by a process that died are marked failed on the way."""
+    with session_scope(engine) as session:
+        rows = [_view(r) for r in session.scalars(select(Job).where(Job.status == JobStatus.RUNNING))]
+    if rows and not job_running():
+        try:
+            with JobLock.acquire():
+                mark_abandoned_jobs(engine)
+        except JobBusyError:  # one started just now
+            return rows
+        return []
+    return rows
+
+
+def failed_jobs(engine: Engine) -> list[JobView]:
+    """Failed jobs nobody has dismissed yet, newest first."""
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(Job)
+            .where(Job.status == JobStatus.FAILED, Job.dismissed_at.is_(None))
+            .order_by(Job.id.desc())
+            .limit(10)
+        )
+        return [_view(r) for r in rows]
+
+
+def dismiss_job(engine: Engine, job_id: int) -> None:
+    with session_scope(engine, write=True) as session:
+        row = session.get(Job, job_id)
+        if row is not None and row.dismissed_at is None:
+            row.dismissed_at = utcnow()
+
+
+def log_tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file (reading at most its last 16 KiB); '' when there is none."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - LOG_TAIL_BYTES))
+            data = handle.read(LOG_TAIL_BYTES)
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    # a progress bar redraws its line with carriage returns: keep what it showed last
+    kept = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+    kept = [line for line in kept if line.strip()]
+    return "\n".join(kept[-lines:])

@@ -72,3 +72,7 @@ class RandomAffine(keras.layers.Layer):
             "fill_mode": self.fill_mode,
             "seed": self.seed,
         }
+
+
+#: Every custom object a saved model may hold, for ``keras.saving.load_model`` in any process.
+CUSTOM_OBJECTS: dict[str, type] = {"shoelabel>RandomAffine": RandomAffine, "RandomAffine": RandomAffine}

@@ -10,27 +10,30 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, Select, delete, func, select
 
 from db import get_engine, session_scope
 from db.catalog import get_or_create_brand
 from db.models import Image, ModelVersion, Prediction, PredictionKind
 from modeling.feature_cache import FeatureCache, inception_activation_cache
 from modeling.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
-from modeling.progress import Progress, Stage, TerminalProgress, silent
+from modeling.progress import Progress, Stage, TerminalProgress, fan_out, silent
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
 
 if TYPE_CHECKING:
     import keras
 
 EPS = 1e-12
+MAX_PASSES = 5  # refresh passes while new photos keep arriving
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def predict_sources(
     return probabilities, errors
 
 
-def predict_catalog(
+def predict_images(
     handle: ModelHandle, images: Sequence[tuple[int, str, str]], batch_size: int = 32, progress: Progress = silent
 ) -> tuple[dict[int, np.ndarray], dict[int, ImageError]]:
     """Probabilities for catalogue images ``(id, sha256, path)``, keyed by image id."""
@@ -182,46 +185,104 @@ def store_predictions(
     return len(items)
 
 
+@dataclass
+class RefreshReport:
+    """What a refresh stored, per model, and which models failed (named, with the reason)."""
+
+    stored: dict[str, int] = field(default_factory=dict)  # model label -> predictions stored
+    failed: dict[str, str] = field(default_factory=dict)  # model label -> why it could not predict
+    unreadable: dict[str, str] = field(default_factory=dict)  # photo path -> why it could not be read
+
+    def merge(self, other: RefreshReport) -> None:
+        for label, n in other.stored.items():
+            self.stored[label] = self.stored.get(label, 0) + n
+        self.failed.update(other.failed)
+        self.unreadable.update(other.unreadable)
+
+    def lines(self) -> list[str]:
+        lines = [f"stored predictions: {label} {n}" for label, n in self.stored.items()]
+        lines += [f"error: {label} could not predict: {reason}" for label, reason in self.failed.items()]
+        if self.unreadable:
+            path, reason = next(iter(self.unreadable.items()))
+            lines.append(f"{len(self.unreadable)} photo(s) could not be read, e.g. {path}: {reason}")
+        return lines
+
+
+def current_handles(engine: Engine | None = None, archs: Sequence[str] = ARCHITECTURES) -> list[ModelHandle]:
+    """The current model of each architecture in ``archs`` that has one, in ``ARCHITECTURES`` order."""
+    with session_scope(engine or get_engine()) as session:
+        versions = current_versions(session)
+    return [ModelHandle.of(versions[arch]) for arch in ARCHITECTURES if arch in versions and arch in archs]
+
+
+def missing_predictions(engine: Engine, handle: ModelHandle) -> int:
+    """How many catalogue photos ``handle`` has not predicted yet."""
+    with session_scope(engine) as session:
+        return session.scalar(select(func.count(Image.id)).where(Image.id.not_in(_predicted_by(handle)))) or 0
+
+
 def refresh_predictions(
     engine: Engine | None = None,
     *,
     only_missing: bool = True,
     archs: Sequence[str] = ARCHITECTURES,
     progress: Progress = silent,
-) -> dict[str, int]:
-    """Predict catalogue images with each current model (by default only those it has not predicted)."""
+) -> RefreshReport:
+    """Predict catalogue photos with each current model (by default only those it has not predicted).
+
+    A model that cannot predict (its file is gone or unreadable, its weights are missing) is named in
+    the report with the reason; the other models still predict.
+    """
     engine = engine or get_engine()
-    with session_scope(engine) as session:
-        handles = [ModelHandle.of(v) for arch, v in sorted(current_versions(session).items()) if arch in archs]
-    stored: dict[str, int] = {}
+    handles = current_handles(engine, archs)
+    report = RefreshReport()
     for n, handle in enumerate(handles):
-        stored[handle.arch] = predict_catalogue(
-            engine,
-            handle,
-            only_missing=only_missing,
-            progress=Stage(progress, n / len(handles), (n + 1) / len(handles)),
-        )
-    return stored
+        stage = Stage(progress, n / len(handles), (n + 1) / len(handles))
+        try:
+            stored, unreadable = update_predictions(engine, handle, only_missing=only_missing, progress=stage)
+        except Exception as exc:  # one broken model never stops the others
+            log.warning("%s could not predict", handle.label, exc_info=True)
+            report.failed[handle.label] = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+            continue
+        report.stored[handle.label] = stored
+        report.unreadable.update(unreadable)
+    return report
 
 
-def predict_catalogue(
-    engine: Engine, handle: ModelHandle, *, only_missing: bool = True, progress: Progress = silent
-) -> int:
-    """Predict catalogue images with one registered model (current or candidate) and store the results."""
+def _predicted_by(handle: ModelHandle) -> Select[tuple[int]]:
+    return select(Prediction.image_id).where(
+        Prediction.model_version_id == handle.id, Prediction.kind == PredictionKind.MODEL
+    )
+
+
+def update_predictions(
+    engine: Engine,
+    handle: ModelHandle,
+    *,
+    only_missing: bool = True,
+    chunk: int = 1024,
+    progress: Progress = silent,
+) -> tuple[int, dict[str, str]]:
+    """Predict catalogue photos with one registered model (current or candidate) and store the results.
+
+    Works through the catalogue in chunks, committing each, so a killed run loses at most one
+    chunk and a re-run continues where it stopped. Returns the number stored and the photos
+    that could not be read (path -> reason; they keep any older prediction).
+    """
     with session_scope(engine) as session:
         query = select(Image.id, Image.sha256, Image.path).order_by(Image.id)
         if only_missing:
-            predicted = select(Prediction.image_id).where(
-                Prediction.model_version_id == handle.id, Prediction.kind == PredictionKind.MODEL
-            )
-            query = query.where(Image.id.not_in(predicted))
+            query = query.where(Image.id.not_in(_predicted_by(handle)))
         images = [tuple(row) for row in session.execute(query)]
-    if not images:
-        return 0
-    probabilities, errors = predict_catalog(handle, images, progress=progress)
-    if errors:  # unreadable photos keep their older predictions; say which
-        progress(1.0, f"{len(errors)} photo(s) could not be read, e.g. {next(iter(errors.values()))}")
-    return store_predictions(engine, handle, probabilities)
+    stored, unreadable = 0, {}
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk]
+        stage = Stage(progress, start / len(images), (start + len(part)) / len(images))
+        probabilities, errors = predict_images(handle, part, progress=stage)
+        paths = {image_id: path for image_id, _, path in part}
+        unreadable.update({paths[image_id]: error.reason for image_id, error in errors.items()})
+        stored += store_predictions(engine, handle, probabilities)
+    return stored, unreadable
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -262,25 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         "--refresh", action="store_true", help="predict catalogue images the current models have not predicted yet"
     )
     parser.add_argument("--all", action="store_true", help="with --refresh: predict every catalogue image again")
+    parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)  # set by a background start
     args = parser.parse_args(argv)
     engine = get_engine()
     if args.refresh:
-        from modeling.jobs import JobBusyError, JobLock
-
-        archs = ARCHITECTURES if args.model == "both" else (args.model,)
-        try:
-            lock = JobLock.acquire()
-        except JobBusyError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-        bar = TerminalProgress("refreshing predictions")
-        try:
-            stored = refresh_predictions(engine, only_missing=not args.all, archs=archs, progress=bar)
-        finally:
-            bar.close()
-            lock.release()
-        print("stored predictions: " + (", ".join(f"{a} {n}" for a, n in stored.items()) or "none (no current model)"))
-        return 0
+        return _refresh_command(
+            engine, archs=ARCHITECTURES if args.model == "both" else (args.model,), every=args.all, job_id=args.job_id
+        )
     if not args.paths:
         parser.error("give image files or folders, or --refresh")
     files = expand_paths(args.paths)
@@ -294,10 +343,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows: list[dict[str, object]] = []
     failed: dict[int, ImageError] = {}
+    broken = 0
     for handle in handles:
         bar = TerminalProgress(f"predicting with {handle.label}")
         try:
             probabilities, errors = predict_sources(handle, files, args.batch_size, bar)
+        except Exception as exc:  # one broken model never stops the others
+            log.debug("%s could not predict", handle.label, exc_info=True)
+            print(f"error: {handle.label} could not predict: {exc}", file=sys.stderr)
+            broken += 1
+            continue
         finally:
             bar.close()
         failed.update(errors)
@@ -315,7 +370,45 @@ def main(argv: list[str] | None = None) -> int:
     _print_rows(rows, args)
     for i, exc in sorted(failed.items()):
         print(f"skipped {files[i]}: {exc.reason}", file=sys.stderr)
-    return 0 if rows else 1
+    return 0 if rows and not broken else 1
+
+
+def refresh_until_done(
+    engine: Engine, *, archs: Sequence[str] = ARCHITECTURES, every: bool = False, progress: Progress = silent
+) -> RefreshReport:
+    """Refresh, then again while photos keep arriving (an ingest may commit while a pass runs)."""
+    report = refresh_predictions(engine, only_missing=not every, archs=archs, progress=progress)
+    for _ in range(MAX_PASSES - 1):
+        again = refresh_predictions(engine, only_missing=True, archs=archs, progress=progress)
+        report.merge(again)
+        if not any(again.stored.values()):
+            break
+    return report
+
+
+def _refresh_command(engine: Engine, *, archs: Sequence[str], every: bool, job_id: int | None) -> int:
+    """``--refresh``: under the job lock, recorded in the job's row when the app started it."""
+    from modeling.jobs import JobBusyError, JobLock, job_record, mark_abandoned_jobs
+
+    try:
+        lock = JobLock.acquire()
+    except JobBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    bar = TerminalProgress("refreshing predictions")
+    with lock, job_record(engine, job_id) as job:
+        if job_id is None:  # we hold the lock: no other job can be running
+            mark_abandoned_jobs(engine)
+        try:
+            report = refresh_until_done(engine, archs=archs, every=every, progress=fan_out(bar, job.progress))
+        finally:
+            bar.close()
+        for line in report.lines() or ["stored predictions: none (no current model)"]:
+            print(line, file=sys.stderr if line.startswith("error:") else sys.stdout)
+        if report.failed:
+            job.fail("; ".join(f"{label} could not predict: {reason}" for label, reason in report.failed.items()))
+            return 1
+    return 0
 
 
 def _print_rows(rows: list[dict[str, object]], args: argparse.Namespace) -> None:

@@ -132,14 +132,14 @@ def load_fresh(path: str | Path) -> keras.Model:
     """A private copy of a saved model, for training (the shared copy stays untouched)."""
     import keras
 
-    import modeling  # noqa: F401  (selects the JAX backend)
+    from modeling.layers import CUSTOM_OBJECTS  # a new process has not registered them yet
 
     if not Path(path).is_file():
         raise ModelNotFoundError(
             f"Model file missing: {path}. It may have been moved or deleted: restore it, or train a new model "
             "with `python -m modeling.train --arch cnn` (or `--arch inception`)."
         )
-    return keras.saving.load_model(path, compile=False)
+    return keras.saving.load_model(path, compile=False, custom_objects=CUSTOM_OBJECTS)
 
 
 def remember(path: str | Path, model: keras.Model) -> None:

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="promote the candidate even if it is worse")
     parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)
     parser.add_argument("--round-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
+    parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
     args = parser.parse_args(argv)
     archs = ["inception", "cnn"] if args.arch == "both" else [args.arch]
     return run_rounds(
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             "mode": args.mode if arch == "inception" else "train",
         },
         round_id=args.round_id,
+        job_id=args.job_id,
     )
 
 

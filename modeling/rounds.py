@@ -7,12 +7,15 @@ progress, metrics, confusion matrix, duration), which is also what the app shows
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import time
 import traceback
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.models import ModelVersion, Review, Round, RoundStatus, utcnow
+from db.models import ModelStatus, ModelVersion, Review, Round, RoundStatus, utcnow
 from feedback.labels import MIN_PHOTOS_PER_BRAND, LabelledImage, LabelledSet, labelled_set
 from modeling.evaluation import Metrics, compare_table, compute_metrics, plot_confusion
 from modeling.progress import Progress, Stage, Throttled, fan_out, silent
@@ -112,16 +115,101 @@ def finish_round(engine: Engine, round_id: int, **values: Any) -> None:
 
 def mark_abandoned_rounds(engine: Engine) -> int:
     """Rounds left 'running' by a process that is gone become 'failed'. Call only while
-    holding the job lock (then no round can really be running)."""
+    holding the job lock (then no round can really be running).
+
+    Their candidate models, and any other model still a 'candidate' (no round runs to
+    decide on it), are rejected and their files deleted; so are partial ``.keras`` files
+    in the models folder that no model version refers to (a save that was cut short).
+    """
     with session_scope(engine, write=True) as session:
         rows = list(session.scalars(select(Round).where(Round.status == RoundStatus.RUNNING)))
+        orphans = {
+            v.id: v for v in session.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.CANDIDATE))
+        }
         for row in rows:
             row.status = RoundStatus.FAILED
+            note = "The process running this round ended before it finished."
+            if row.candidate_model_id in orphans:
+                note += f" Its candidate model v{row.candidate_model_id} was discarded."
+            row.message = (row.message + "\n" if row.message else "") + note
+            row.finished_at = utcnow()
+        discarded = _discard(session, list(orphans.values()))
+        kept = {
+            _resolved(path)
+            for path in session.scalars(select(ModelVersion.path).where(ModelVersion.id.not_in(orphans)))
+        }
+    _delete_files(discarded - kept)
+    _delete_partial_model_files(kept | discarded)
+    return len(rows)
+
+
+def _resolved(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def _discard(session: Session, versions: list[ModelVersion]) -> set[str]:
+    """Reject candidate versions no round will decide on; returns their files, to delete after commit."""
+    for version in versions:
+        reject(version)
+    session.flush()
+    return {_resolved(version.path) for version in versions}
+
+
+def _delete_files(paths: set[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):  # a file that cannot be deleted now is harmless: its version is rejected
+            Path(path).unlink(missing_ok=True)
+
+
+def _delete_partial_model_files(referenced: set[str]) -> None:
+    """Delete ``.keras`` files no version refers to that are a cut-short save: temporary, empty or not a zip."""
+    folder = get_settings().models_dir
+    if not folder.is_dir():
+        return
+    for path in folder.glob("*.keras"):
+        if _resolved(path) in referenced or not path.is_file():
+            continue
+        try:
+            partial = ".tmp-" in path.name or path.stat().st_size == 0 or not zipfile.is_zipfile(path)
+        except OSError:
+            continue
+        if partial:
+            _delete_files({str(path)})
+
+
+def discard_candidate(engine: Engine, round_id: int) -> None:
+    """Reject the candidate of a round that failed before deciding on it, and delete its file."""
+    try:
+        with session_scope(engine, write=True) as session:
+            row = session.get(Round, round_id)
+            version = session.get(ModelVersion, row.candidate_model_id) if row and row.candidate_model_id else None
+            if version is None or version.status != ModelStatus.CANDIDATE:
+                return
+            files = _discard(session, [version])
             row.message = (
                 row.message + "\n" if row.message else ""
-            ) + "The process running this round ended before it finished."
-            row.finished_at = utcnow()
-        return len(rows)
+            ) + f"Its candidate model v{version.id} was discarded."
+            referenced = {
+                _resolved(path)
+                for path in session.scalars(select(ModelVersion.path).where(ModelVersion.id != version.id))
+            }
+        _delete_files(files - referenced)
+    except Exception:  # never hide the error that failed the round
+        pass
+
+
+def save_model(model: Any, path: Path) -> None:
+    """Save a Keras model to ``path`` atomically: written under a temporary name in the same
+    folder, then renamed, so a process killed while saving never leaves a partial file at ``path``."""
+    temporary = path.with_name(f"{path.stem}.tmp-{os.getpid()}.keras")  # Keras needs the .keras suffix
+    try:
+        model.save(temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def data_summary(session: Session, labelled: LabelledSet, arch: str) -> dict[str, Any]:
@@ -165,9 +253,9 @@ def evaluate_handle(
     handle: ModelHandle, items: list[LabelledImage], class_names: list[str], progress: Progress = silent
 ) -> Metrics:
     """Metrics of a registered model on labelled catalogue images, in ``class_names`` space."""
-    from modeling.predict import predict_catalog
+    from modeling.predict import predict_images
 
-    probs, errors = predict_catalog(handle, [(i.image_id, i.sha256, i.path) for i in items], progress=progress)
+    probs, errors = predict_images(handle, [(i.image_id, i.sha256, i.path) for i in items], progress=progress)
     if errors:
         first = next(iter(errors.values()))
         raise RoundError(f"{len(errors)} held-out image(s) could not be read, e.g. {first}")
@@ -215,6 +303,7 @@ def run_round(
             progress_text="failed",
             data={"traceback": traceback.format_exc(limit=8)},
         )
+        discard_candidate(engine, round_id)
         raise
     result.duration_s = time.monotonic() - started
     return result
@@ -231,7 +320,7 @@ def _run(
     cnn_config: CnnConfig | None,
     inception_config: InceptionConfig | None,
 ) -> RoundResult:
-    from modeling.predict import ModelHandle, predict_catalogue
+    from modeling.predict import ModelHandle, update_predictions
     from modeling.registry import remember
 
     report(0.0, "collecting labels")
@@ -260,7 +349,7 @@ def _run(
 
     report(0.80, "saving the candidate")
     path = new_model_path(arch)
-    outcome.model.save(path)
+    save_model(outcome.model, path)
     remember(path, outcome.model)
     with session_scope(engine, write=True) as session:
         candidate_row = register(
@@ -273,6 +362,7 @@ def _run(
             base_weights=weights,
             training={**outcome.details, **data},
         )
+        session.get(Round, round_id).candidate_model_id = candidate_row.id  # so a dead round's candidate is found
         candidate = ModelHandle.of(candidate_row)
 
     holdout = labelled.holdout
@@ -308,7 +398,7 @@ def _run(
             )
         )
     if accepted:  # predictions first, so the queues never see a current model without them
-        predict_catalogue(engine, candidate, only_missing=False, progress=Stage(report, 0.92, 0.98))
+        update_predictions(engine, candidate, only_missing=False, progress=Stage(report, 0.92, 0.98))
         if arch == "inception":
             store_out_of_fold(engine, candidate, labelled, Stage(report, 0.98, 1.0))
     with session_scope(engine, write=True) as session:

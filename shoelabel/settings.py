@@ -5,6 +5,7 @@
 | ``SHOELABEL_HOME``            | ``./.shoelabel``                     |
 | ``SHOELABEL_DB``              | ``sqlite:///<home>/shoelabel.db``    |
 | ``SHOELABEL_INCEPTION_WEIGHTS``| ``imagenet`` (or a path to an .h5)  |
+| ``SHOELABEL_BUSY_TIMEOUT``    | ``30`` (seconds a writer waits for a lock; read in :mod:`db.engine`) |
 """
 
 from __future__ import annotations

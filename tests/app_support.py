@@ -57,12 +57,18 @@ Probabilities = Callable[[int, str, int], np.ndarray]  # (pool position, arch, n
 
 
 def fake_models(
-    engine: Engine, home: Path, class_names: list[str] = BRANDS, pool: Probabilities = pool_probabilities
+    engine: Engine,
+    home: Path,
+    class_names: list[str] = BRANDS,
+    pool: Probabilities = pool_probabilities,
+    archs: tuple[str, ...] = ("inception", "cnn"),
 ) -> dict[str, ModelHandle]:
-    """Register and promote one fake model per architecture and store predictions for every photo."""
+    """Register and promote one fake model per architecture in ``archs`` and store predictions for every photo."""
     handles: dict[str, ModelHandle] = {}
     with session_scope(engine, write=True) as session:
         for arch, size, accuracy in (("inception", 299, 0.85), ("cnn", 160, 0.7)):
+            if arch not in archs:
+                continue
             version = register(
                 session,
                 arch=arch,

@@ -193,7 +193,7 @@ def test_likely_mislabelled_reviews_labelled_photos(reviewing: AppTest, catalogu
 def test_unreviewed_scope_includes_imported_photos(reviewing: AppTest, catalogue: Engine) -> None:
     reviewing.selectbox(key="scope_least_confidence").set_value("unreviewed").run()
     assert_clean(reviewing)
-    assert any("waiting in the **unreviewed** queue: **44**" in m.value for m in reviewing.markdown)
+    assert any("waiting for you in the **unreviewed** queue: **44**" in m.value for m in reviewing.markdown)
 
 
 def test_review_page_without_brands_says_what_to_do(engine: Engine, pool_folder: Path) -> None:
@@ -256,6 +256,9 @@ def test_conflicts_are_listed_and_settled_on_the_browse_page(catalogue: Engine) 
     record_review(image_id, "bob", "correct", brand="crest", engine=catalogue)
     at = new_app().run()
     at.switch_page("ui/pages/browse.py").run()
+    assert not any("have reviewers who disagree" in m.value for m in at.markdown)  # the Photos tab is open
+    at.session_state["browse_tab"] = "Conflicts"  # what a click on the tab does
+    at.run()
     assert_clean(at)
     assert any("have reviewers who disagree" in m.value for m in at.markdown)
     at.text_input(key="reviewer_name").input("carol")
@@ -263,6 +266,8 @@ def test_conflicts_are_listed_and_settled_on_the_browse_page(catalogue: Engine) 
     at.selectbox(key=f"resolve_choice_{image_id}").set_value("bolt")
     at.button(key=f"resolve_{image_id}").click().run()
     assert_clean(at)
+    assert at.session_state["browse_tab"] == "Conflicts"  # settling stays on the tab
+    assert any("No conflicts" in s.value for s in at.success)
     with session_scope(catalogue) as session:
         assert conflicts(session) == []
         settled = session.scalar(select(Review).where(Review.reviewer == "carol"))

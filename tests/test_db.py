@@ -62,6 +62,17 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine) -> None:
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
 
 
+def test_busy_timeout_can_be_set_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoelabel.settings import SettingsError
+
+    monkeypatch.setenv("SHOELABEL_BUSY_TIMEOUT", "2.5")
+    with create_db_engine(f"sqlite:///{tmp_path / 'a.db'}").connect() as connection:
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 2500
+    monkeypatch.setenv("SHOELABEL_BUSY_TIMEOUT", "soon")
+    with pytest.raises(SettingsError, match="SHOELABEL_BUSY_TIMEOUT='soon' is not a number of seconds"):
+        create_db_engine(f"sqlite:///{tmp_path / 'b.db'}")
+
+
 def test_enum_columns_reject_unknown_values(engine) -> None:
     with pytest.raises(Exception), session_scope(engine, write=True) as session:  # noqa: B017
         session.execute(

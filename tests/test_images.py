@@ -136,3 +136,96 @@ def test_files_cut_short_anywhere_are_image_errors(fmt: str) -> None:
     for cut in range(1, len(data), max(1, len(data) // 40)):
         with pytest.raises(ImageError):
             load_array(data[:cut], 32)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def test_a_huge_png_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    from modeling.images import MAX_PIXELS
+
+    path = tmp_path / "poster.png"
+    Image.new("1", (13000, 13000)).save(path)  # 169 MP in 20 kB: 0.5 GB once decoded to RGB
+    before = _peak_rss_mb()
+    for attempt in (inspect, open_rgb, lambda p: load_array(p, 64)):
+        with pytest.raises(ImageError, match="too large to decode safely") as err:
+            attempt(path)
+        assert err.value.reason.startswith("image too large to decode safely (13000x13000 = 169 MP, 20.6 kB file")
+        assert "resize it" in err.value.reason
+        assert f"{MAX_PIXELS / 1e6:.0f} MP" in err.value.reason and "poster.png" in str(err.value)
+    assert _peak_rss_mb() - before < 100
+
+
+def test_a_big_jpeg_is_fine_when_the_decoder_can_shrink_it(tmp_path: Path) -> None:
+    path = tmp_path / "panorama.jpg"
+    Image.new("L", (8000, 7000), 128).save(path, quality=50)  # 56 MP: over the cap at full size
+    assert (inspect(path).width, inspect(path).height) == (8000, 7000)
+    assert load_array(path, 64).shape == (64, 64, 3)
+    with pytest.raises(ImageError, match="too large to decode safely"):
+        open_rgb(path)  # full size asked for: refused
+
+
+def test_a_big_non_image_is_refused_without_being_read(tmp_path: Path) -> None:
+    path = tmp_path / "disk.jpg"
+    with path.open("wb") as handle:
+        handle.truncate(1_500_000_000)  # sparse: 1.5 GB of zeros that take no disk space
+    before = _peak_rss_mb()
+    with pytest.raises(ImageError, match="not an image"):
+        inspect(path)
+    assert _peak_rss_mb() - before < 100
+
+
+def test_a_file_over_the_size_cap_is_refused_without_being_read(tmp_path: Path) -> None:
+    from modeling.images import MAX_FILE_BYTES
+
+    path = make_photo(tmp_path / "padded.jpg", fmt="JPEG")
+    with path.open("r+b") as handle:
+        handle.truncate(1_500_000_000)  # a valid JPEG followed by 1.5 GB of (sparse) padding
+    before = _peak_rss_mb()
+    with pytest.raises(ImageError, match=r"file too large \(1.5 GB; the limit is") as err:
+        inspect(path)
+    assert f"the limit is {MAX_FILE_BYTES / 1e6:.0f} MB" in err.value.reason and "padded.jpg" in str(err.value)
+    assert _peak_rss_mb() - before < 100
+    with pytest.raises(ImageError, match="file too large"):
+        load_array(b"\xff\xd8\xff" + bytes(MAX_FILE_BYTES), 32)  # uploaded bytes too
+
+
+def _without_hanging(call, fifo: Path | None = None) -> BaseException | None:
+    """Run ``call`` in a thread; fail (and unblock it) if it does not return within 10 s."""
+    import os
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        if fifo is not None:  # a reader blocked on the FIFO gets end-of-file
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        pytest.fail(f"{call} blocked")
+    return outcome[0]
+
+
+def test_devices_and_fifos_are_refused_without_reading_them(tmp_path: Path) -> None:
+    import os
+
+    error = _without_hanging(lambda: inspect("/dev/zero"))
+    assert isinstance(error, ImageError) and "a device" in error.reason and "/dev/zero" in str(error)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    error = _without_hanging(lambda: load_array(fifo, 32), fifo)
+    assert isinstance(error, ImageError) and "named pipe (FIFO)" in error.reason
+    error = _without_hanging(lambda: inspect(tmp_path))
+    assert isinstance(error, ImageError) and "a folder" in error.reason

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from db import session_scope
-from db.models import Brand, Image, Split
+from db import get_engine, session_scope
+from db.models import Brand, Image, ModelStatus, ModelVersion, Split
 from feedback.ingest import IngestError, ingest_folder, main
 from tests.conftest import make_brand_photo, make_photo
 
@@ -30,19 +30,20 @@ def test_labelled_folder_gets_brands_and_a_stratified_holdout(engine, brand_fold
     assert per_brand == {"acme": 3, "bolt": 3, "crest": 3}
 
 
-def test_second_run_adds_nothing_and_holdout_stays_frozen(engine, brand_folder: Path) -> None:
+def test_second_run_adds_nothing_and_held_out_photos_never_move(engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.25)
     with session_scope(engine) as session:
         holdout_before = set(session.scalars(select(Image.sha256).where(Image.split == Split.HOLDOUT)))
-    for i in range(12, 24):  # more data arrives later
+    for i in range(12, 24):  # more data arrives later: acme's held-out share is topped up to 6 of 24
         make_brand_photo(brand_folder / "acme" / f"late_{i}.jpg", 0, seed=5000 + i)
     again = ingest_folder(brand_folder, holdout_fraction=0.25)
-    assert again.added == 12 and again.already_stored == 36 and again.holdout_drawn == {}
+    assert again.added == 12 and again.already_stored == 36 and again.holdout_drawn == {"acme": 3}
+    assert again.totals_per_brand["acme"] == {"train": 18, "holdout": 6}
     with session_scope(engine) as session:
         holdout_after = set(session.scalars(select(Image.sha256).where(Image.split == Split.HOLDOUT)))
-    assert holdout_after == holdout_before
+    assert holdout_before < holdout_after and len(holdout_after) == 12
     third = ingest_folder(brand_folder, holdout_fraction=0.25)
-    assert third.added == 0 and third.already_stored == 48 and third.ok
+    assert third.added == 0 and third.already_stored == 48 and third.ok and third.holdout_drawn == {}
 
 
 def test_holdout_is_drawn_for_a_brand_that_arrives_later(engine, brand_folder: Path, tmp_path: Path) -> None:
@@ -126,11 +127,20 @@ def test_real_photos_ingest_into_three_brands_with_holdout(engine, photos_dir: P
     assert ingest_folder(photos_dir).added == 0
 
 
-def test_a_late_held_out_set_is_drawn_only_from_photos_just_added(engine, tmp_path: Path) -> None:
+def _a_model_trains(engine) -> None:
+    """Record a model version, as a round does: every photo stored so far may be in its training data."""
+    with session_scope(engine, write=True) as session:
+        session.add(
+            ModelVersion(arch="cnn", path="m.keras", status=ModelStatus.CURRENT, class_names=["x"], input_size=32)
+        )
+
+
+def test_a_late_held_out_set_is_drawn_only_from_photos_no_model_trained_on(engine, tmp_path: Path) -> None:
     first = tmp_path / "first"
-    for i in range(3):  # too few to hold any out: all three train (and models learn from them)
+    for i in range(3):  # too few to hold any out: all three train, and a model learns from them
         make_brand_photo(first / "delta" / f"d{i}.jpg", 3, seed=7000 + i)
     assert ingest_folder(first, holdout_fraction=0.15).holdout_drawn == {}
+    _a_model_trains(engine)
     later = tmp_path / "later"
     for i in range(12):
         make_brand_photo(later / "delta" / f"e{i}.jpg", 3, seed=7100 + i)
@@ -138,3 +148,83 @@ def test_a_late_held_out_set_is_drawn_only_from_photos_just_added(engine, tmp_pa
     with session_scope(engine) as session:
         held_out = list(session.scalars(select(Image.path).where(Image.split == Split.HOLDOUT)))
     assert len(held_out) == 2 and all("/later/" in path for path in held_out)
+
+
+def test_an_ingest_killed_after_its_first_commit_reaches_the_held_out_target_when_run_again(
+    engine, brand_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import feedback.ingest as ingest
+
+    real_store, stored = ingest._store, []
+
+    def store_then_die(*args, **kwargs) -> None:
+        if len(stored) == 10:  # the first chunk of 10 is committed; the process dies in the second
+            raise KeyboardInterrupt("killed")
+        stored.append(args)
+        real_store(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "COMMIT_EVERY", 10)
+    monkeypatch.setattr(ingest, "_store", store_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_folder(brand_folder, holdout_fraction=0.25)
+    assert _counts(engine) == {"train": 10}  # acme's first 10 photos, no held-out draw yet
+    monkeypatch.setattr(ingest, "_store", real_store)
+    report = ingest_folder(brand_folder, holdout_fraction=0.25)
+    assert report.added == 26 and report.already_stored == 10
+    assert report.holdout_drawn == {"acme": 3, "bolt": 3, "crest": 3}  # round(12 * 0.25) each, not 1 for acme
+    assert report.totals_per_brand == {b: {"train": 9, "holdout": 3} for b in ("acme", "bolt", "crest")}
+    other = get_engine(f"sqlite:///{tmp_path / 'uninterrupted.db'}")
+    ingest_folder(brand_folder, holdout_fraction=0.25, engine=other)
+    assert _held_out(engine) == _held_out(other)  # the same draw as an ingest that was never killed
+
+
+def _held_out(engine) -> set[str]:
+    with session_scope(engine) as session:
+        return set(session.scalars(select(Image.sha256).where(Image.split == Split.HOLDOUT)))
+
+
+def test_a_short_held_out_set_is_topped_up_only_from_photos_no_model_trained_on(
+    engine, brand_folder: Path, tmp_path: Path
+) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.25)
+    before = _held_out(engine)
+    _a_model_trains(engine)
+    more = tmp_path / "more"
+    for i in range(12):
+        make_brand_photo(more / "acme" / f"m{i}.jpg", 0, seed=8000 + i)
+    report = ingest_folder(more, holdout_fraction=0.25)
+    assert report.holdout_drawn == {"acme": 3}
+    with session_scope(engine) as session:
+        new = session.scalars(select(Image.path).where(Image.sha256.in_(_held_out(engine) - before))).all()
+    assert len(new) == 3 and all("/more/" in path for path in new)
+    assert before < _held_out(engine)
+
+
+def test_symlinks_that_loop_or_lead_outside_are_reported_and_skipped(
+    engine, brand_folder: Path, tmp_path: Path
+) -> None:
+    import os
+
+    (brand_folder / "dotloop").symlink_to(".")  # would be a brand "dotloop" holding every photo again
+    (brand_folder / "acme" / "up").symlink_to("..")
+    elsewhere = make_brand_photo(tmp_path / "elsewhere" / "e.jpg", 1, seed=4242)
+    (brand_folder / "bolt" / "outside.jpg").symlink_to(elsewhere)
+    (brand_folder / "bolt" / "gone.jpg").symlink_to("nothing-here.jpg")
+    hidden = make_brand_photo(brand_folder / ".store" / "h.jpg", 2, seed=4343)
+    (brand_folder / "crest" / "linked.jpg").symlink_to(hidden)  # inside the folder: fine
+    os.mkfifo(brand_folder / "pipe")
+    report = ingest_folder(brand_folder)
+    skipped = dict(report.skipped)
+    assert set(skipped) == {"dotloop", "acme/up", "bolt/outside.jpg", "bolt/gone.jpg", "pipe"}
+    assert "symlink loop" in skipped["dotloop"] and "symlink loop" in skipped["acme/up"]
+    assert "outside" in skipped["bolt/outside.jpg"] and "broken symlink" in skipped["bolt/gone.jpg"]
+    assert "named pipe" in skipped["pipe"]
+    assert report.added == 37 and report.added_per_brand == {"acme": 12, "bolt": 12, "crest": 13}
+    assert "dotloop: symlink loop" in report.summary()
+    with session_scope(engine) as session:
+        assert sorted(session.scalars(select(Brand.name))) == ["acme", "bolt", "crest"]
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "dotloop").symlink_to(".")
+    with pytest.raises(IngestError, match="dotloop: symlink loop"):
+        ingest_folder(lonely)

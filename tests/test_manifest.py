@@ -139,6 +139,18 @@ def test_a_changed_file_is_skipped(engine, tmp_path: Path) -> None:
             "entry 2: the path is empty",
         ),
         ("m.txt", "path,brand\n", "a .csv or .json"),
+        (
+            "m.json",
+            '{"format": "shoelabel-manifest", "version": "2", "images": [{"path": "good.jpg", "brand": "acme"}]}',
+            r"m.json is manifest version '2'; this version of shoelabel reads shoelabel-manifest version 1",
+        ),
+        ("m.json", '{"version": [1], "images": []}', r"version \[1\]; .* reads shoelabel-manifest version 1"),
+        (
+            "m.csv",
+            'path,brand\ngood.jpg,acme\n"x.jpg,acme\ny.jpg,bolt\n',
+            r"m.csv, line 3: unterminated quote: .* never closed",
+        ),
+        ("m.csv", 'path,brand\ngood.jpg,acme\n"x.jpg"y,acme\n', r"m.csv, line 3: not valid CSV"),
     ],
 )
 def test_bad_manifests_are_refused_with_the_line_and_change_nothing(
@@ -161,3 +173,58 @@ def test_command_line_round_trip(reviewed, tmp_path: Path, capsys: pytest.Captur
     assert "Manifest not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export"])  # neither a file nor --folder
+
+
+def _refused_without_hanging(manifest: Path, engine) -> ManifestError:
+    """Import ``manifest`` in a thread; fail (and unblock it) if it blocks."""
+    import os
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            import_manifest(manifest, engine=engine)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        os.close(os.open(manifest, os.O_WRONLY | os.O_NONBLOCK))  # a reader blocked on a FIFO gets end-of-file
+        thread.join(5)
+        pytest.fail(f"importing {manifest} blocked")
+    assert isinstance(outcome[0], ManifestError), outcome[0]
+    return outcome[0]
+
+
+def test_devices_fifos_and_huge_files_are_refused_as_manifests_without_being_read(engine, tmp_path: Path) -> None:
+    import os
+    import resource
+
+    from feedback.manifest import MAX_MANIFEST_BYTES
+
+    assert "/dev/zero is not a regular file" in str(_refused_without_hanging(Path("/dev/zero"), engine))
+    fifo = tmp_path / "labels.csv"
+    os.mkfifo(fifo)
+    assert "labels.csv is not a regular file" in str(_refused_without_hanging(fifo, engine))
+    huge = tmp_path / "huge.csv"
+    with huge.open("wb") as handle:
+        handle.write(b"path,brand\n")
+        handle.truncate(MAX_MANIFEST_BYTES + 50_000_000)  # sparse: no disk space, but too large to read
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ManifestError, match=r"huge.csv is too large for a manifest \(250 MB; the limit is 200 MB\)"):
+        import_manifest(huge, engine=engine)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 100
+    assert _catalogue(engine) == set()
+
+
+def test_a_device_listed_in_a_manifest_is_skipped_with_the_reason(engine, tmp_path: Path) -> None:
+    make_brand_photo(tmp_path / "good.jpg", 0, seed=3)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,brand\ngood.jpg,acme\n/dev/zero,acme\n")
+    report = import_manifest(manifest, engine=engine)
+    assert report.added == 1 and [path for path, _ in report.skipped] == ["/dev/zero"]
+    assert "a device, not a photo file" in report.skipped[0][1]

@@ -267,3 +267,110 @@ def test_a_round_left_running_by_a_dead_process_is_not_shown_as_running(engine) 
     with session_scope(engine) as session:
         failed = session.scalar(select(Round))
         assert failed.status == RoundStatus.FAILED and "ended before it finished" in failed.message
+
+
+def test_a_dead_rounds_candidate_is_rejected_and_partial_model_files_are_deleted(engine, home: Path) -> None:
+    import zipfile
+
+    from modeling.rounds import mark_abandoned_rounds
+    from shoelabel.settings import get_settings
+
+    models = get_settings().models_dir
+    models.mkdir(parents=True)
+
+    def keras_file(name: str) -> Path:  # a complete .keras file is a zip archive
+        with zipfile.ZipFile(models / name, "w") as archive:
+            archive.writestr("config.json", "{}")
+        return models / name
+
+    current_file, candidate_file, own_file = (
+        keras_file("cnn-1.keras"),
+        keras_file("cnn-2.keras"),
+        keras_file("mine.keras"),
+    )
+    empty, temporary, cut = models / "cnn-3.keras", models / "cnn-4.tmp-999.keras", models / "cnn-5.keras"
+    empty.write_bytes(b"")  # killed while saving, before the fix
+    temporary.write_bytes(b"PK\x03\x04partial")  # killed while saving under the temporary name
+    cut.write_bytes(b"PK\x03\x04cut short")  # not a whole zip archive
+    with session_scope(engine, write=True) as session:
+
+        def version(path: Path, status: ModelStatus) -> ModelVersion:
+            row = ModelVersion(arch="cnn", path=str(path), status=status, class_names=["a", "b"], input_size=32)
+            session.add(row)
+            session.flush()
+            return row
+
+        current = version(current_file, ModelStatus.CURRENT)
+        candidate = version(candidate_file, ModelStatus.CANDIDATE)
+        session.add(
+            Round(
+                arch="cnn",
+                trigger="app",
+                mode="train",
+                status=RoundStatus.RUNNING,
+                parent_model_id=current.id,
+                candidate_model_id=candidate.id,
+            )
+        )
+    with JobLock.acquire():
+        assert mark_abandoned_rounds(engine) == 1
+    with session_scope(engine) as session:
+        statuses = {v.id: v.status for v in session.scalars(select(ModelVersion))}
+        dead = session.scalar(select(Round))
+    assert statuses == {current.id: ModelStatus.CURRENT, candidate.id: ModelStatus.REJECTED}
+    assert dead.status == RoundStatus.FAILED and f"candidate model v{candidate.id} was discarded" in dead.message
+    assert sorted(p.name for p in models.iterdir()) == ["cnn-1.keras", "mine.keras"]  # the current model; a user's
+    assert own_file.is_file() and current_file.is_file()
+    with JobLock.acquire():
+        assert mark_abandoned_rounds(engine) == 0  # nothing more to do
+
+
+def test_a_model_is_saved_under_its_name_only_once_complete(tmp_path: Path) -> None:
+    from modeling.rounds import save_model
+
+    class Model:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+
+        def save(self, path: Path) -> None:
+            assert path.suffix == ".keras" and path.parent == tmp_path and path.name != "m.keras"
+            path.write_bytes(b"PK\x03\x04 half")
+            if self.fail:
+                raise KeyboardInterrupt("killed while saving")
+            path.write_bytes(b"PK\x03\x04 whole")
+
+    target = tmp_path / "m.keras"
+    with pytest.raises(KeyboardInterrupt):
+        save_model(Model(fail=True), target)
+    assert list(tmp_path.iterdir()) == []  # no partial file, under either name
+    save_model(Model(fail=False), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"] and target.read_bytes() == b"PK\x03\x04 whole"
+
+
+def test_a_round_that_fails_after_registering_its_candidate_discards_it(
+    catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modeling.rounds as rounds
+    from modeling.rounds import RoundError
+    from modeling.training import TrainOutcome
+
+    class Model:
+        def save(self, path: Path) -> None:
+            path.write_bytes(b"PK\x03\x04 model")
+
+    monkeypatch.setattr(
+        rounds, "_train_cnn", lambda *args: (TrainOutcome(Model(), ["acme", "bolt", "crest"], 32, {}), "")
+    )
+
+    def unreadable(*args, **kwargs):
+        raise RoundError("3 held-out image(s) could not be read")
+
+    monkeypatch.setattr(rounds, "evaluate_handle", unreadable)
+    with pytest.raises(RoundError, match="could not be read"):
+        run_round("cnn", engine=catalogue)
+    with session_scope(catalogue) as session:
+        version = session.scalar(select(ModelVersion))
+        row = session.scalar(select(Round))
+    assert version.status == ModelStatus.REJECTED and not Path(version.path).exists()
+    assert row.status == RoundStatus.FAILED and row.candidate_model_id == version.id
+    assert f"candidate model v{version.id} was discarded" in row.message

@@ -9,6 +9,7 @@ from db.models import ReviewAction
 from feedback.browse import (
     IN_CONFLICT,
     NO_BRAND,
+    SORTS,
     UNLABELLED,
     BrowseFilter,
     Conflict,
@@ -26,13 +27,29 @@ from ui import common
 
 PAGE_SIZE = 24
 COLUMNS = 6
+TABS = ("Photos", "Conflicts")  # fixed labels: the open tab is kept by its label across reruns
+SORT_WORDS = {
+    "oldest": "oldest first",
+    "newest": "newest first",
+    "least_confident": "lowest confidence first",
+    "most_confident": "highest confidence first",
+}
+#: A thumbnail opens its photo: its Open button's click area is stretched over the whole thumbnail.
+GRID_STYLE = """<style>
+.st-key-browse_grid [class*="st-key-cell_"] { position: relative; }
+.st-key-browse_grid [class*="st-key-open_"] { position: static; }
+.st-key-browse_grid [class*="st-key-open_"] button::after {
+  content: ""; position: absolute; inset: 0; cursor: zoom-in;
+}
+</style>"""
 
 
 def _any(value: object) -> str:
     return "any" if value is None else str(value)
 
 
-def _filters(options: FilterOptions) -> BrowseFilter:
+def _filters(options: FilterOptions) -> tuple[BrowseFilter, str]:
+    """The filter and the order chosen above the grid."""
     brands: list[str | None] = [None, *options.brands]
     with st.container(border=True):
         a, b, c, d = st.columns(4)
@@ -51,7 +68,7 @@ def _filters(options: FilterOptions) -> BrowseFilter:
             key="f_reviewed",
         )
         reviewer = d.selectbox("Reviewer", [None, *options.reviewers], format_func=_any, key="f_reviewer")
-        e, f, g = st.columns([1, 1, 2])
+        e, f, g, h = st.columns([1, 1, 2, 1])
         models = [m for m in ("inception", "cnn") if m in options.models] + [
             m for m in options.models if m not in ("inception", "cnn")
         ]
@@ -67,7 +84,14 @@ def _filters(options: FilterOptions) -> BrowseFilter:
         confidence = g.slider(
             "Confidence of the prediction", 0.0, 1.0, (0.0, 1.0), step=0.05, key="f_confidence", disabled=not has_models
         )
-    return BrowseFilter(
+        sort = h.selectbox(
+            "Order",
+            SORTS,
+            format_func=SORT_WORDS.__getitem__,
+            key="f_sort",
+            help="Confidence: that of the model chosen on the left; photos it has not predicted come last.",
+        )
+    flt = BrowseFilter(
         imported=imported,
         label=label,
         model=model,
@@ -76,16 +100,31 @@ def _filters(options: FilterOptions) -> BrowseFilter:
         reviewed=reviewed,
         reviewer=reviewer,
     )
+    return flt, sort
 
 
 def _caption(row: ImageRow) -> str:
-    parts = [f"#{row.image_id} · {row.label_text}"]
-    parts += [f"{g.arch}: {g.brand} {g.confidence:.0%}" for g in row.predictions.values()]
+    parts = [f"#{row.image_id} · {common.plain(row.label_text)}"]
+    parts += [f"{g.arch}: {common.plain(g.brand)} {g.confidence:.0%}" for g in row.predictions.values()]
     return "  \n".join(parts)
+
+
+def _text_table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+    """Rows as aligned plain text (shown with ``st.code``: fast, and nothing in it is read as markup)."""
+    lines = [header, *rows] if header else rows
+    widths = [max(len(cell) for cell in column) for column in zip(*lines, strict=True)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def _when(at: object) -> str:
+    return "-" if at is None else f"{at:%Y-%m-%d %H:%M}"
 
 
 @st.dialog("Photo details", width="large")
 def details_dialog(image_id: int) -> None:
+    """Everything about one photo. Drawn as text, not data grids: opening it loads nothing heavy."""
     try:
         details = image_details(image_id, engine=common.engine())
     except Exception as exc:
@@ -97,82 +136,99 @@ def details_dialog(image_id: int) -> None:
     left, right = st.columns([1, 1])
     with left:
         try:
-            st.image(common.review_image(details.path, details.sha256), width="stretch")
+            common.show_photo(details.path, details.sha256)  # its own size at most: a small photo stays sharp
         except ImageError as exc:
-            st.warning(f"Cannot show this photo: {exc.reason}")
+            st.warning(f"Cannot show this photo: {common.plain(exc.reason)}")
     label = details.label
-    answers = "".join(f"\n  - {a.reviewer}: {a.value} ({a.at:%Y-%m-%d %H:%M})" for a in label.answers.values())
-    right.markdown(
-        f"**Photo #{details.image_id}**\n"
-        f"- file: `{details.path}`\n"
-        f"- {details.width}×{details.height} {details.format}, {details.file_size / 1024:.0f} KiB\n"
-        f"- split: {details.split}; source: {details.source or '-'}\n"
-        f"- added: {details.added_at:%Y-%m-%d %H:%M} UTC\n"
-        f"- imported as: {details.imported or 'no brand'}\n"
-        f"- label now: **{IN_CONFLICT if label.conflict else (label.value or UNLABELLED)}** ({label.origin})"
-        + (f"\n- answers since the last resolution:{answers}" if answers else "")
-    )
+    facts = [
+        ("file", details.path),
+        ("size", f"{details.width}×{details.height} {details.format}, {details.file_size / 1024:.0f} KiB"),
+        ("split", details.split),
+        ("source", details.source or "-"),
+        ("added", f"{_when(details.added_at)} UTC"),
+        ("imported as", details.imported or "no brand"),
+        ("label now", f"{IN_CONFLICT if label.conflict else (label.value or UNLABELLED)} ({label.origin})"),
+    ]
+    facts += [(f"answer of {a.reviewer}", f"{a.value} ({_when(a.at)})") for a in label.answers.values()]
+    with right:
+        st.markdown(f"**Photo #{details.image_id}**")
+        st.code(_text_table(facts), language=None, wrap_lines=True)
     st.markdown("**Reviews** (oldest first; undone ones stay listed)")
     if details.reviews:
-        st.dataframe(
-            [
-                {
-                    "at": r["at"],
-                    "reviewer": r["reviewer"],
-                    "action": r["action"],
-                    "brand": r["brand"],
-                    "model shown": r["model_version_id"],
-                    "resolves conflict": r["resolves_conflict"],
-                    "undone at": r["undone_at"],
-                }
-                for r in details.reviews
-            ],
-            hide_index=True,
-        )
+        rows = [
+            (
+                _when(r["at"]),
+                r["reviewer"],
+                r["action"],
+                r["brand"] or "-",
+                "-" if r["model_version_id"] is None else f"v{r['model_version_id']}",
+                "yes" if r["resolves_conflict"] else "",
+                _when(r["undone_at"]) if r["undone_at"] else "",
+            )
+            for r in details.reviews
+        ]
+        header = ("at", "reviewer", "action", "brand", "model shown", "settles", "undone at")
+        st.code(_text_table(rows, header), language=None)
     else:
         st.caption("No reviews yet.")
     st.markdown("**Predictions**")
     if details.predictions:
-        st.dataframe(
-            [
-                {
-                    "model": f"{p['arch']} v{p['model_version_id']}",
-                    "model status": p["model_status"],
-                    "kind": p["kind"],
-                    "brand": p["brand"],
-                    "confidence": p["confidence"],
-                    "probabilities": ", ".join(f"{b} {v:.2f}" for b, v in sorted(p["probabilities"].items())),
-                    "at": p["at"],
-                }
-                for p in details.predictions
-            ],
-            hide_index=True,
-            column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f")},
-        )
+        rows = [
+            (
+                f"{p['arch']} v{p['model_version_id']}",
+                p["model_status"],
+                p["kind"],
+                p["brand"],
+                f"{p['confidence']:.2f}",
+                ", ".join(f"{b} {v:.2f}" for b, v in sorted(p["probabilities"].items())),
+                _when(p["at"]),
+            )
+            for p in details.predictions
+        ]
+        header = ("model", "status", "kind", "brand", "confidence", "probabilities", "at")
+        st.code(_text_table(rows, header), language=None)
     else:
         st.caption("No model has predicted this photo yet.")
 
 
-def _grid(flt: BrowseFilter) -> None:
-    key = f"page_{hash(flt)}"  # a new filter starts on page 1
+def _grid(flt: BrowseFilter, sort: str) -> None:
+    key = f"page_{hash((flt, sort))}"  # a new filter or order starts on page 1
     page = st.session_state.get(key, 1)
-    result = find_images(flt, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE, engine=common.engine())
+    result = find_images(flt, sort=sort, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE, engine=common.engine())
     pages = max(1, -(-result.total // PAGE_SIZE))
     if page > pages:  # the catalogue shrank under this filter
         st.session_state.pop(key, None)
         page = 1
-        result = find_images(flt, limit=PAGE_SIZE, engine=common.engine())
+        result = find_images(flt, sort=sort, limit=PAGE_SIZE, engine=common.engine())
     info, pager = st.columns([3, 1], vertical_alignment="bottom")
     info.markdown(f"**{result.total}** photo(s) match.")
     pager.selectbox("Page", range(1, pages + 1), key=key, format_func=lambda p: f"{p} of {pages}")
-    for start in range(0, len(result.rows), COLUMNS):
-        cells = st.columns(COLUMNS)
-        for cell, row in zip(cells, result.rows[start : start + COLUMNS], strict=False):
-            with cell:
-                common.show_thumbnail(row.path, row.sha256)
-                st.caption(_caption(row))
-                if st.button("Details", key=f"open_{row.image_id}", type="tertiary"):
-                    details_dialog(row.image_id)
+    st.html(GRID_STYLE)
+    with st.container(key="browse_grid"):
+        for start in range(0, len(result.rows), COLUMNS):
+            cells = st.columns(COLUMNS)
+            for cell, row in zip(cells, result.rows[start : start + COLUMNS], strict=False):
+                with cell:
+                    with st.container(key=f"cell_{row.image_id}", gap="small"):
+                        common.show_thumbnail(row.path, row.sha256)
+                        opened = st.button(
+                            f"Open #{row.image_id}",
+                            key=f"open_{row.image_id}",
+                            type="tertiary",
+                            icon=":material/open_in_full:",
+                            help="The photo with its reviews and predictions (or click the thumbnail)",
+                        )
+                    st.caption(_caption(row))
+                    if opened:
+                        details_dialog(row.image_id)
+
+
+@st.fragment
+def _photos(options: FilterOptions) -> None:
+    """The filters and the grid: a fragment, so paging or opening a photo reruns only this."""
+    flt, sort = _filters(options)
+    with common.guard():
+        _grid(flt, sort)
 
 
 def _resolve(conflict: Conflict) -> None:
@@ -191,7 +247,7 @@ def _resolve(conflict: Conflict) -> None:
     except Exception as exc:
         st.session_state["browse_error"] = common.error_text(exc)
         return
-    st.session_state["browse_flash"] = f"Photo #{conflict.image_id} settled as {choice}."
+    st.session_state["browse_flash"] = f"Photo #{conflict.image_id} settled as {common.plain(choice)}."
 
 
 def _conflicts(brands: list[str]) -> None:
@@ -216,13 +272,13 @@ def _conflicts(brands: list[str]) -> None:
             with thumb:
                 common.show_thumbnail(conflict.path, conflict.sha256)
             with body:
+                plain = common.plain
                 st.markdown(
-                    f"**Photo #{conflict.image_id}** (imported as {conflict.imported or 'no brand'})\n\n"
+                    f"**Photo #{conflict.image_id}** (imported as {plain(conflict.imported or 'no brand')})\n\n"
                     + "\n".join(
-                        f"- **{a.reviewer}**: {a.value} <span style='color:#888'>({a.at:%Y-%m-%d %H:%M})</span>"
+                        f"- **{plain(a.reviewer)}**: {plain(a.value)} :gray[({a.at:%Y-%m-%d %H:%M})]"
                         for a in conflict.answers
-                    ),
-                    unsafe_allow_html=True,
+                    )
                 )
                 latest = conflict.answers[-1].value if conflict.answers else None
                 pick, go = st.columns([3, 1], vertical_alignment="bottom")
@@ -251,10 +307,11 @@ def render() -> None:
         st.success(flash)
     if error := st.session_state.pop("browse_error", None):
         st.error(error)
-    photos, disputes = st.tabs(["Photos", "Conflicts"])
-    with photos:
-        flt = _filters(options)
-        with common.guard():
-            _grid(flt)
-    with disputes:
-        _conflicts(options.brands)
+    # keyed and stateful, so a rerun (settling a conflict) stays on the open tab; only the open tab is drawn
+    photos, disputes = st.tabs(TABS, key="browse_tab", on_change="rerun")
+    if photos.open:
+        with photos:
+            _photos(options)
+    if disputes.open:
+        with disputes:
+            _conflicts(options.brands)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from feedback.manifest import import_manifest, manifest_text
+from feedback.queue import SUMMARY_LABELS
 from ui import common
 
 
@@ -18,11 +19,8 @@ def render() -> None:
     if counts["images"] == 0:
         common.empty_catalogue()
         return
-    cols = st.columns(4)
-    cols[0].metric("Photos", counts["images"])
-    cols[1].metric("Labelled for training", counts.get("train", 0))
-    cols[2].metric("Held out for evaluation", counts.get("holdout", 0))
-    cols[3].metric("In the review pool", counts.get("pool", 0))
+    for col, key in zip(st.columns(4), ("images", "train", "holdout", "pool"), strict=True):
+        col.metric(SUMMARY_LABELS[key].capitalize(), counts.get(key, 0))
     st.markdown(
         "Add a folder: one subfolder per brand adds labelled photos; a flat folder of photos adds them to the "
         "review pool. The same photo is never stored twice. From a terminal: `python -m feedback.ingest PATH`."
@@ -56,6 +54,9 @@ def labels_section() -> None:
     if submitted:
         try:
             report = import_manifest(path.strip(), engine=common.engine())
+            summary = report.summary()
+            if report.ok:
+                summary += "\n" + "\n".join(common.new_photo_predictions())
         except Exception as exc:
             common.show_error(exc)
             return
@@ -64,4 +65,4 @@ def labels_section() -> None:
             if report.ok
             else "Nothing in that manifest could be imported."
         )
-        st.code(report.summary(), language=None)
+        st.code(summary, language=None)

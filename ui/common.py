@@ -6,20 +6,25 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import re
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import streamlit as st
+from PIL import Image as PILImage
 from sqlalchemy import Engine
 
 from db import DatabaseBusyError, get_engine
 from db.catalog import BrandError
 from feedback.ingest import IngestError, ingest_folder
-from feedback.queue import queue_summary
+from feedback.manifest import ManifestError
+from feedback.queue import SUMMARY_LABELS, queue_summary
 from feedback.reviews import ReviewError, clean_reviewer
+from modeling.arrivals import predict_arrivals
 from modeling.images import ImageError, open_rgb
 from modeling.jobs import JobBusyError
 from modeling.registry import ModelNotFoundError
@@ -30,6 +35,7 @@ log = logging.getLogger("shoelabel.app")
 #: Errors whose message is meant for the user: shown as they are, without a traceback.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     IngestError,
+    ManifestError,
     BrandError,
     ReviewError,
     DatabaseBusyError,
@@ -37,6 +43,13 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ModelNotFoundError,
     ImageError,
     SettingsError,
+)
+#: Expected errors of modules that load Keras or scikit-learn (seconds to import): matched once their module is
+#: loaded, since an error of a module that is not loaded cannot have been raised. The app starts without them.
+LAZY_EXPECTED_ERRORS: tuple[tuple[str, str], ...] = (
+    ("modeling.rounds", "RoundError"),
+    ("modeling.training", "TrainingError"),
+    ("modeling.architectures", "WeightsError"),
 )
 
 ARCH_ORDER = ("inception", "cnn")  # how the two models are listed everywhere
@@ -82,9 +95,24 @@ _settle_lock = threading.Lock()
 # --------------------------------------------------------------------------- errors
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """:data:`EXPECTED_ERRORS` and those of :data:`LAZY_EXPECTED_ERRORS` whose module is loaded."""
+    lazy = tuple(
+        error
+        for module, name in LAZY_EXPECTED_ERRORS
+        if module in sys.modules and isinstance(error := getattr(sys.modules[module], name, None), type)
+    )
+    return EXPECTED_ERRORS + lazy
+
+
+def is_expected(exc: BaseException) -> bool:
+    """Whether ``exc``'s message is meant for the user (shown as it is, without a traceback)."""
+    return isinstance(exc, expected_errors())
+
+
 def show_error(exc: BaseException) -> None:
     """An error as a message: expected ones as they are, others briefly (the traceback goes to the log)."""
-    if isinstance(exc, EXPECTED_ERRORS):
+    if is_expected(exc):
         st.error(str(exc), icon=":material/error:")
         return
     log.exception("unexpected error in the app", exc_info=exc)
@@ -105,10 +133,21 @@ def guard() -> Iterator[None]:
 
 def error_text(exc: BaseException) -> str:
     """The message :func:`show_error` would show, for callbacks that report on the next run."""
-    if isinstance(exc, EXPECTED_ERRORS):
+    if is_expected(exc):
         return str(exc)
     log.exception("unexpected error in the app", exc_info=exc)
     return f"Something went wrong: {type(exc).__name__}: {exc}. The details are in the server log."
+
+
+# --------------------------------------------------------------------------- text from users
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$&=^])")
+
+
+def plain(text: object) -> str:
+    """``text`` with every Markdown and HTML special character escaped, so names and paths from users
+    can go into ``st.markdown``, captions and labels as they are, never as formatting or markup."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 # --------------------------------------------------------------------------- reviewer and session
@@ -168,6 +207,19 @@ def review_image(path: str, sha256: str) -> bytes:
     return _jpeg(path, REVIEW_SIDE)
 
 
+def jpeg_width(data: bytes) -> int:
+    """The width in pixels of an encoded image (read from its header, not decoded)."""
+    with PILImage.open(io.BytesIO(data)) as image:
+        return image.width
+
+
+def show_photo(path: str, sha256: str, max_width: int | None = None) -> None:
+    """The photo at its own size, or narrower (``max_width``, the container): never scaled up, so a
+    small photo is not blurred."""
+    data = review_image(path, sha256)
+    st.image(data, width=min(jpeg_width(data), max_width) if max_width else "content")
+
+
 @st.cache_data(max_entries=2000, show_spinner=False)
 def thumbnail(path: str, sha256: str) -> bytes:
     return _jpeg(path, THUMB_SIDE)
@@ -187,8 +239,12 @@ def catalogue_counts() -> dict[str, int]:
     return queue_summary(engine())
 
 
-def ingest_form(key: str) -> None:
-    """Ingest a folder by path, with a progress bar and the report."""
+def ingest_form(key: str, *, refresh: bool = True) -> None:
+    """Ingest a folder by path, with a progress bar and the report.
+
+    With ``refresh``, the app reruns after an ingest, so the counts on the page and in the sidebar include
+    the new photos at once; the report is kept for that run and shown under the form.
+    """
     with st.form(f"ingest_{key}", border=True):
         folder = st.text_input(
             "Folder to ingest",
@@ -198,7 +254,10 @@ def ingest_form(key: str) -> None:
             "(they go to the review pool).",
         )
         submitted = st.form_submit_button("Ingest", type="primary")
+    report_key = f"ingest_report_{key}"
     if not submitted:
+        if report := st.session_state.pop(report_key, None):
+            _ingest_report(*report)
         return
     if not folder.strip():
         st.error("Give the path of a folder on the machine that runs the app.")
@@ -210,17 +269,36 @@ def ingest_form(key: str) -> None:
 
     try:
         report = ingest_folder(folder.strip(), progress=progress, engine=engine())
+        summary = report.summary()
+        if report.ok:
+            summary += "\n" + "\n".join(new_photo_predictions(bar))
     except Exception as exc:
         bar.empty()
         show_error(exc)
         return
+    if refresh:
+        st.session_state[report_key] = (report.ok, report.added, summary)
+        st.rerun()
     bar.progress(1.0, text="Done")
-    (st.success if report.ok else st.warning)(
-        f"Added {report.added} image(s)." if report.ok else "Nothing in that folder could be ingested."
-    )
-    st.code(report.summary(), language=None)
+    _ingest_report(report.ok, report.added, summary)
     if report.ok and st.button("Continue", type="primary", key=f"ingest_done_{key}"):
         st.rerun()
+
+
+def new_photo_predictions(bar: Any = None) -> list[str]:
+    """Predict the photos just added (the CNN at once, InceptionV3 in a background job); what happened."""
+    def progress(fraction: float, text: str) -> None:
+        if bar is not None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"Predicting the new photos: {text}")
+
+    return predict_arrivals(engine(), progress=progress).lines()
+
+
+def _ingest_report(ok: bool, added: int, summary: str) -> None:
+    (st.success if ok else st.warning)(
+        f"Added {added} image(s)." if ok else "Nothing in that folder could be ingested."
+    )
+    st.code(summary, language=None)
 
 
 def empty_catalogue() -> None:
@@ -232,7 +310,13 @@ def empty_catalogue() -> None:
         "review pool). Or ingest a folder from here:",
         icon=":material/photo_library:",
     )
-    ingest_form("empty")
+    ingest_form("empty", refresh=False)  # the page it is on changes once the catalogue has photos
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """What the catalogue holds, each number named by what it counts (see ``feedback.queue.SUMMARY_LABELS``)."""
+    parts = ", ".join(f"{counts.get(key, 0)} {SUMMARY_LABELS[key]}" for key in ("train", "holdout", "pool"))
+    return f"{counts['images']} {SUMMARY_LABELS['images']}: {parts}"
 
 
 def sidebar() -> None:
@@ -240,7 +324,7 @@ def sidebar() -> None:
     with st.sidebar:
         name = reviewer()
         if name:
-            st.markdown(f"Reviewing as **{name}**")
+            st.markdown(f"Reviewing as **{plain(name)}**")
             st.button("Change reviewer", key="change_reviewer", on_click=forget_reviewer, type="tertiary")
         try:
             counts = catalogue_counts()
@@ -249,6 +333,7 @@ def sidebar() -> None:
             return
         if counts["images"]:
             st.caption(
-                f"{counts['images']} photos: {counts.get('train', 0)} labelled for training, "
-                f"{counts.get('holdout', 0)} held out for evaluation, {counts.get('pool', 0)} in the review pool"
+                counts_text(counts),
+                help="The catalogue by split. Photos in the review pool stay there once reviewed; the Review page "
+                "counts what is still waiting for you in its queue.",
             )

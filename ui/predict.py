@@ -94,6 +94,7 @@ def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPre
                 added[sha]: r.opinions for sha, r in zip(shas, results, strict=True) if sha in added and r.opinions
             }
             store_upload_predictions(handles, opinions, engine=common.engine())
+        arrivals = common.new_photo_predictions() if report.added else []  # models that did not predict them
     except Exception as exc:
         common.show_error(exc)
         return
@@ -101,7 +102,7 @@ def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPre
         st.success(f"Added {len(report.added)} photo(s) to the review pool.", icon=":material/check:")
     for rejected in report.rejected:
         st.error(f"{rejected.name}: {rejected.reason}")
-    st.code(report.summary(), language=None)
+    st.code("\n".join([report.summary(), *arrivals]), language=None)
 
 
 def render() -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import html
+import logging
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from db import DatabaseBusyError
 from db.models import ReviewAction
-from feedback.browse import brand_list
+from feedback.browse import brand_list, filter_options
 from feedback.queue import (
     CLAIM_MINUTES,
     DEFAULT_STRATEGY,
@@ -32,7 +34,11 @@ from feedback.strategies import STRATEGIES, UNLABELLED_STRATEGIES
 from modeling.images import ImageError
 from ui import common
 
+log = logging.getLogger("shoelabel.app")
+
 MAX_KEYED_BRANDS = 9
+PHOTO_WIDTH = 560  # the most the Review page shows of a photo's width; a smaller photo keeps its own
+RENEW_TRIES = 3  # renewals in a row the database may refuse as busy before the page warns
 SCOPE_HELP = {
     "unlabelled": "photos that arrived without a brand and nobody has decided yet",
     "unreviewed": "every photo nobody has decided yet, imported labels included",
@@ -50,8 +56,13 @@ ACTION_WORDS = {
 # --------------------------------------------------------------------------- queue settings (sidebar)
 
 
+def _keep_scope(key: str) -> None:
+    """Remember the scope chosen by hand, so another strategy that offers it starts on it too."""
+    st.session_state["queue_scope"] = st.session_state[key]
+
+
 def queue_settings() -> tuple[str, str]:
-    """The strategy and scope chosen in the sidebar; the scope follows the strategy unless changed."""
+    """The strategy and scope chosen in the sidebar: the scope chosen last, where the strategy offers it."""
     names = list(STRATEGIES)
     with st.sidebar:
         st.subheader("Queue")
@@ -65,14 +76,43 @@ def queue_settings() -> tuple[str, str]:
             "labelled photos the models contradict (likely_mislabelled).",
         )
         scopes = list(SCOPES) if strategy in UNLABELLED_STRATEGIES else ["labelled"]
+        chosen = st.session_state.get("queue_scope")
+        key = f"scope_{strategy}"
         scope = st.selectbox(
             "Photos",
             scopes,
-            index=scopes.index(default_scope(strategy)),
-            key=f"scope_{strategy}",
+            index=scopes.index(chosen if chosen in scopes else default_scope(strategy)),
+            key=key,
             format_func=lambda s: f"{s}: {SCOPE_HELP[s]}",
+            on_change=_keep_scope,
+            args=(key,),
         )
+        _strategy_notice(strategy)
     return strategy, scope
+
+
+def _strategy_notice(strategy: str) -> None:
+    """Say so when a strategy falls back to another one because a model it needs is missing."""
+    if strategy not in ("disagreement", "diverse"):
+        return
+    try:
+        models = filter_options(common.engine()).models
+    except Exception as exc:
+        common.show_error(exc)
+        return
+    if strategy == "disagreement" and len(models) < 2:
+        only = f"only the {common.ARCH_NAMES.get(models[0], models[0])} model" if models else "no model"
+        st.info(
+            f"There is {only} yet, so there is no committee to disagree: **disagreement** ranks the photos "
+            "like **margin** until both models are trained.",
+            icon=":material/info:",
+        )
+    elif strategy == "diverse" and "inception" not in models:
+        st.info(
+            "There is no InceptionV3 model yet, so there are no features to spread the photos over: **diverse** "
+            "ranks them like **least_confidence** until one is trained.",
+            icon=":material/info:",
+        )
 
 
 # --------------------------------------------------------------------------- state
@@ -127,9 +167,11 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
         state["review_error"] = common.error_text(exc)
         return
     state.setdefault("review_ids", []).append(review_id)  # what Undo may take back in this tab
+    answer = f"photo #{image_id} {ACTION_WORDS[action]}" + (f" {brand}" if brand else "")
+    state.setdefault("review_answers", {})[review_id] = answer  # how Undo names it
     state["review_done"] += 1
     state.pop("review_error", None)
-    state["review_last"] = f"Photo #{image_id} {ACTION_WORDS[action]}" + (f" {brand}" if brand else "")
+    state["review_last"] = answer[0].upper() + answer[1:]
     _advance(image_id)
 
 
@@ -145,7 +187,10 @@ def _undo() -> None:
         state["review_last"] = "Nothing to undo in this tab."
         return
     state["review_done"] = max(0, state["review_done"] - 1)
-    state["review_last"] = f"Undone: photo #{review.image_id} {ACTION_WORDS[ReviewAction(review.action)]}"
+    answer = state.get("review_answers", {}).pop(review.id, None) or (
+        f"photo #{review.image_id} {ACTION_WORDS[ReviewAction(review.action)]}"  # defensive
+    )
+    state["review_last"] = f"Undone: {answer}"
     state["review_prefer"] = review.image_id
     state["review_queue"] = None
 
@@ -194,17 +239,20 @@ def _predictions(item: QueueItem, brands: list[str]) -> None:
 
 def _photo(item: QueueItem) -> None:
     try:
-        st.image(common.review_image(item.path, item.sha256), width=560)
+        common.show_photo(item.path, item.sha256, max_width=PHOTO_WIDTH)
     except ImageError as exc:
         st.warning(f"This photo cannot be shown: {exc.reason}. Skip it or mark it.", icon=":material/broken_image:")
     label = item.label
+    plain = common.plain
     if label.conflict:
-        label_text = "reviewers disagree: " + ", ".join(f"{a.reviewer} says {a.value}" for a in label.answers.values())
+        label_text = "reviewers disagree: " + ", ".join(
+            f"{plain(a.reviewer)} says {plain(a.value)}" for a in label.answers.values()
+        )
     elif label.value is None:
         label_text = "no label yet"
     else:
-        label_text = f"labelled **{label.value}** ({'imported' if label.origin == 'import' else 'reviewed'})"
-    name = Path(item.path).name
+        label_text = f"labelled **{plain(label.value)}** ({'imported' if label.origin == 'import' else 'reviewed'})"
+    name = plain(Path(item.path).name)
     st.caption(f"Photo #{item.image_id} · {name} · {item.width}×{item.height} · {label_text}")
 
 
@@ -310,9 +358,10 @@ def review_area(strategy: str, scope: str) -> None:
     done = _state()["review_done"]
     last = _state().get("review_last")
     st.markdown(
-        f"Reviewed this session: **{done}** · waiting in the **{scope}** queue: **{pending}**"
-        + (f" · <span style='color:#888'>last: {html.escape(last)}</span>" if last else ""),
-        unsafe_allow_html=True,
+        f"Reviewed this session: **{done}** · waiting for you in the **{scope}** queue: **{pending}**"
+        + (f" · :gray[last: {common.plain(last)}]" if last else ""),
+        help=f"Waiting for you: the photos the **{scope}** queue can still give you ({SCOPE_HELP[scope]}, "
+        "not answered by you, not on another reviewer's screen).",
     )
     if not items:
         _empty_queue(strategy, scope)
@@ -346,12 +395,29 @@ def render() -> None:
     strategy, scope = queue_settings()
     if common.ask_reviewer() is None:
         return
+    keep_claims()  # before the photo, so its warning shows above it
     review_area(strategy, scope)
-    keep_claims()
 
 
 @st.fragment(run_every=CLAIM_MINUTES * 60 / 3)
 def keep_claims() -> None:
-    """While this tab is open, its photos stay claimed, so no other reviewer gets them."""
-    with contextlib.suppress(Exception):  # a busy database only delays the renewal
+    """While this tab is open, its photos stay claimed, so no other reviewer gets them. A busy database only
+    delays a renewal; when renewals keep failing, the page says the photo may reach another reviewer."""
+    state = st.session_state
+    try:
         renew_claims(common.session_id(), engine=common.engine())
+    except DatabaseBusyError:
+        state["claim_failures"] = state.get("claim_failures", 0) + 1
+        log.warning("claim renewal refused (database busy), %d time(s) in a row", state["claim_failures"])
+    except Exception:
+        log.exception("claim renewal failed")
+        state["claim_failures"] = max(state.get("claim_failures", 0) + 1, RENEW_TRIES)  # not worth waiting for
+    else:
+        state["claim_failures"] = 0
+    if state["claim_failures"] >= RENEW_TRIES:
+        st.warning(
+            "This tab cannot keep its photos reserved (the database refuses to record it), so the photo on "
+            "screen may be shown to another reviewer too. Answers are still recorded; the details are in the "
+            "server log.",
+            icon=":material/group:",
+        )

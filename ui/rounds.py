@@ -7,10 +7,15 @@ survives a reload and shows in every tab.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
 import altair as alt
+import pandas as pd
 import streamlit as st
 
-from db.models import RoundStatus
+from db.models import Round, RoundStatus, utcnow
 from modeling.app_services import (
     ModelReport,
     comparison_frame,
@@ -24,6 +29,7 @@ from modeling.app_services import (
 from modeling.background import job_state, start_refresh, start_round
 from modeling.rounds import latest_rounds
 from ui import common
+from ui.jobs import duration
 
 POLL_SECONDS = 2.0
 STATUS_ICONS = {
@@ -32,32 +38,71 @@ STATUS_ICONS = {
     RoundStatus.FAILED: ":material/error:",
     RoundStatus.RUNNING: ":material/pending:",
 }
+MISSING = "–"  # a table cell with no value (a first round has no model to compare with)
+MIN_PROGRESS_FOR_ETA = 0.02  # below it, the time left is a guess from too little
+#: Why a round of a model that has no current version yet takes long: it starts from nothing.
+FIRST_TRAINING = {
+    "inception": "InceptionV3 first computes and caches the activations of every photo",
+    "cnn": "the CNN trains for 100 epochs from scratch",
+}
 
 
 # --------------------------------------------------------------------------- starting jobs
 
 
-def _start_round(arch: str, mode: str) -> None:
+def _start_round() -> None:
+    """Retrain's callback: runs before the page is drawn, so the page already shows the round running."""
+    state = st.session_state
     try:
-        job = start_round(arch, mode, engine=common.engine())
+        job = start_round(state["retrain_arch"], state["retrain_mode"], engine=common.engine())
     except Exception as exc:
-        common.show_error(exc)
+        state["rounds_flash"] = ("error", common.error_text(exc))
         return
-    st.session_state["watching_job"] = True
-    st.success(f"Round {job.round_id} started in the background. Progress shows below; the log is at {job.log}.")
+    state["rounds_flash"] = (
+        "success",
+        f"Round {job.round_id} started in the background. Progress shows below; the log is at {job.log}.",
+    )
 
 
 def _start_refresh() -> None:
     try:
         job = start_refresh()
     except Exception as exc:
-        common.show_error(exc)
+        st.session_state["rounds_flash"] = ("error", common.error_text(exc))
         return
-    st.session_state["watching_job"] = True
-    st.success(f"Predicting new photos in the background; the log is at {job.log}.")
+    st.session_state["rounds_flash"] = ("success", f"Predicting new photos in the background; the log is at {job.log}.")
+
+
+def _first_training(arch: str, current: set[str]) -> str | None:
+    """A warning when ``arch`` ("both" or one model) includes a model with no current version, whose first
+    training takes ten minutes or more; None otherwise."""
+    missing = [a for a in common.ARCH_ORDER if arch in ("both", a) and a not in current]
+    if not missing:
+        return None
+    names = " and ".join(common.ARCH_NAMES[a] for a in missing)
+    return (
+        f"There is no current {names} model yet, so this round trains {'them' if len(missing) > 1 else 'it'} from "
+        f"the start: expect ten minutes or more on a CPU ({'; '.join(FIRST_TRAINING[a] for a in missing)}). "
+        "Later rounds start from the current models and take a few minutes."
+    )
+
+
+def _busy_reason(running: bool, job: Round | None) -> str | None:
+    if not running:
+        return None
+    what = f"Round {job.id} ({job.arch}) is running" if job is not None else "A round or a prediction refresh runs"
+    return f"{what}, and one job runs at a time."
 
 
 def controls() -> None:
+    try:
+        state = job_state(common.engine())
+        current = {report.arch for report in current_models(common.engine())}
+    except Exception as exc:
+        common.show_error(exc)
+        return
+    st.session_state["rounds_job_running"] = state.running  # job_status redraws the page when this changes
+    busy = _busy_reason(state.running, state.round)
     with st.container(border=True):
         arch_col, mode_col, buttons = st.columns([2, 2, 2], vertical_alignment="bottom")
         arch = arch_col.radio(
@@ -67,26 +112,56 @@ def controls() -> None:
             key="retrain_arch",
             help="InceptionV3 (pretrained on ImageNet) and the small CNN trained from scratch.",
         )
-        mode = mode_col.radio(
+        mode_col.radio(
             "InceptionV3 training",
             ["finetune", "head"],
             horizontal=True,
             key="retrain_mode",
-            help="finetune: the top Inception blocks and the head learn; head: only the new head does (faster).",
+            disabled=arch == "cnn",
+            help="finetune: the top Inception blocks and the head learn; head: only the new head does (faster). "
+            "Only for InceptionV3: the CNN always trains as a whole.",
         )
         with buttons:
-            retrain = st.button("Retrain", type="primary", key="retrain", icon=":material/model_training:")
-            refresh = st.button(
-                "Refresh predictions", key="refresh", help="Predict photos the current models have not seen."
+            st.button(
+                "Retrain",
+                type="primary",
+                key="retrain",
+                icon=":material/model_training:",
+                on_click=_start_round,
+                disabled=busy is not None,
+                help=busy,
             )
+            st.button(
+                "Refresh predictions",
+                key="refresh",
+                on_click=_start_refresh,
+                disabled=busy is not None,
+                help=busy or "Predict photos the current models have not seen.",
+            )
+        if busy:
+            st.caption(f"Retrain and Refresh predictions are off until it ends: {busy} Its progress shows below.")
+        elif slow := _first_training(arch, current):
+            st.warning(slow, icon=":material/timer:")
         st.caption(
             "A candidate replaces the current model only if it does at least as well on the frozen held-out photos "
             "(macro F1). Rounds run in the background: closing or reloading this page does not stop them."
         )
-    if retrain:
-        _start_round(arch, mode)
-    if refresh:
-        _start_refresh()
+    if flash := st.session_state.pop("rounds_flash", None):
+        kind, text = flash
+        (st.success if kind == "success" else st.error)(text)
+
+
+def progress_text(r: Round, now: datetime | None = None) -> str:
+    """A running round's progress line: what it does, the share done, the time elapsed and an estimate of the
+    time left (from the share done so far, once there is enough of it)."""
+    fraction = min(max(float(r.progress or 0.0), 0.0), 1.0)
+    elapsed = max(((now or utcnow()) - r.started_at).total_seconds(), 0.0)
+    times = f"{duration(elapsed)} elapsed"
+    if MIN_PROGRESS_FOR_ETA <= fraction < 1.0:
+        times += f", about {duration(elapsed * (1.0 - fraction) / fraction)} left"
+    else:
+        times += ", estimating the time left"
+    return f"Round {r.id} ({r.arch}, {r.mode}): {r.progress_text or 'working'} · {fraction:.0%} · {times}"
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -96,19 +171,15 @@ def job_status() -> None:
     except Exception as exc:
         common.show_error(exc)
         return
+    if state.running != st.session_state.get("rounds_job_running", state.running):
+        st.rerun()  # a job started or ended since the page was drawn: redraw its buttons and results
     if state.running:
-        st.session_state["watching_job"] = True
         if state.round is not None:
             r = state.round
-            st.progress(
-                min(max(float(r.progress or 0.0), 0.0), 1.0),
-                text=f"Round {r.id} ({r.arch}, {r.mode}): {r.progress_text or 'working'} · {r.progress:.0%}",
-            )
+            st.progress(min(max(float(r.progress or 0.0), 0.0), 1.0), text=common.plain(progress_text(r)))
         else:
             st.info("A round or a prediction refresh is running.", icon=":material/hourglass_top:")
         return
-    if st.session_state.pop("watching_job", False):
-        st.rerun()  # the job just ended: redraw the whole page with its result
     st.caption("No round or refresh is running.")
 
 
@@ -124,18 +195,12 @@ def _results(rounds: list) -> None:
         with column, st.container(border=True):
             st.markdown(f"{STATUS_ICONS.get(r.status, '')} **Round {r.id}**: {r.arch} ({r.mode}), **{r.status}**")
             if r.message:
-                st.caption(r.message)
+                st.caption(common.plain(r.message))
             table = comparison_frame(r)
             if table is not None:
-                score = st.column_config.NumberColumn(format="%.3f")
                 st.dataframe(
-                    table,
+                    display_frame(table, {"current": ".3f", "candidate": ".3f", "change": "+.3f"}),
                     hide_index=True,
-                    column_config={
-                        "current": score,
-                        "candidate": score,
-                        "change": st.column_config.NumberColumn(format="%+.3f"),
-                    },
                 )
 
 
@@ -212,22 +277,54 @@ def _current_models() -> None:
             _model(report)
 
 
+def _cell(value: Any, fmt: str | Callable[[Any], str]) -> str:
+    if value is None or pd.isna(value):
+        return MISSING
+    return fmt(value) if callable(fmt) else format(value, fmt)
+
+
+def display_frame(frame: pd.DataFrame, formats: dict[str, str | Callable[[Any], str]]) -> pd.DataFrame:
+    """``frame`` for showing: the ``formats`` columns as text, and a dash for every missing value (never "None")."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if column in formats:
+            shown[column] = [_cell(value, formats[column]) for value in frame[column]]
+        elif frame[column].isna().any():
+            shown[column] = [_cell(value, "") for value in frame[column]]
+    return shown
+
+
+def _scores(accuracy: Any, f1: Any) -> str:
+    if (accuracy is None or pd.isna(accuracy)) and (f1 is None or pd.isna(f1)):
+        return MISSING
+    return f"{_cell(accuracy, '.3f')} / {_cell(f1, '.3f')}"
+
+
+def rounds_frame(rounds: list) -> pd.DataFrame:
+    """The All rounds table as text, few columns wide so that it fits the page: one column for the model and
+    its training mode, one for each model's accuracy and macro F1, a dash where a value is missing."""
+    frame = round_table(rounds)
+    rows = frame.to_dict("records")
+    return pd.DataFrame(
+        {
+            "round": frame["round"],
+            "started (UTC)": [_cell(r["started"], "%Y-%m-%d %H:%M") for r in rows],
+            "model": [f"{r['arch']} ({r['mode']})" for r in rows],
+            "status": frame["status"],
+            "photos trained on": [_cell(r["train images"], ".0f") for r in rows],
+            "reviews since last round": [_cell(r["reviews since last round"], ".0f") for r in rows],
+            "candidate accuracy / F1": [_scores(r["candidate accuracy"], r["candidate macro F1"]) for r in rows],
+            "current accuracy / F1": [_scores(r["current accuracy"], r["current macro F1"]) for r in rows],
+            "duration": [_cell(r["duration (s)"], duration) for r in rows],
+            "message": [_cell(r["message"] or None, "") for r in rows],
+        }
+    )
+
+
 def _table(rounds: list) -> None:
     st.subheader("All rounds")
-    frame = round_table(rounds)
-    score = st.column_config.NumberColumn(format="%.3f")
-    st.dataframe(
-        frame,
-        hide_index=True,
-        column_config={
-            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-            "candidate accuracy": score,
-            "candidate macro F1": score,
-            "current accuracy": score,
-            "current macro F1": score,
-            "duration (s)": st.column_config.NumberColumn(format="%.0f"),
-        },
-    )
+    # a table, not a data grid: it fits the page's width and wraps long messages instead of cutting them off
+    st.table(rounds_frame(rounds), hide_index=True, border="horizontal")
 
 
 def render() -> None:

@@ -1,0 +1,82 @@
+"""Background jobs on every page: a status line while one runs, a red notice when one failed.
+
+A failed round or prediction refresh stays on screen, with its reason and the last
+lines of its log, until someone dismisses it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from modeling.arrivals import ArrivalReport
+from modeling.jobs import JobView, dismiss_job, failed_jobs, running_jobs
+from ui import common
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def progress_line(job: JobView) -> str:
+    """What a running job is doing, how long it has run and about how long it has left."""
+    line = f"{job.title}: {job.progress:.0%}, {duration(job.elapsed_s())} elapsed"
+    eta = job.eta_s()
+    if eta is not None:
+        line += f", about {duration(eta)} left"
+    return f"{line} ({common.plain(job.progress_text)})" if job.progress_text else line
+
+
+def _dismiss(job_id: int) -> None:
+    dismiss_job(common.engine(), job_id)
+
+
+def _failed(job: JobView) -> None:
+    with st.container(border=True):
+        reason = common.plain(job.message) if job.message else "no reason was recorded"
+        st.error(f"{job.title} failed: {reason}", icon=":material/error:")
+        tail = job.log_tail()
+        if tail:
+            st.caption(f"Last lines of its log ({common.plain(job.log_path)}):")
+            st.code(tail, language=None)
+        st.button("Dismiss", key=f"dismiss_job_{job.id}", on_click=_dismiss, args=(job.id,))
+
+
+def _running(jobs: list[JobView]) -> None:
+    for job in jobs:
+        st.caption(progress_line(job))
+        st.progress(min(max(job.progress, 0.0), 1.0))
+
+
+@st.fragment(run_every=2.0)
+def _running_fragment() -> None:
+    jobs = running_jobs(common.engine())
+    if not jobs:
+        st.rerun()  # the job just ended: redraw the page (new predictions, or a failure notice)
+    _running(jobs)
+
+
+def job_notices() -> None:
+    """Failed jobs not yet dismissed, on top of the page; running ones in the sidebar."""
+    with common.guard():
+        engine = common.engine()
+        for job in failed_jobs(engine):
+            _failed(job)
+        if running_jobs(engine):
+            with st.sidebar:
+                _running_fragment()
+
+
+def show_arrivals(report: ArrivalReport) -> None:
+    """What happened to the predictions of photos just added."""
+    for label, reason in report.failed.items():
+        st.error(f"{label} could not predict the new photos: {common.plain(reason)}", icon=":material/error:")
+    for line in report.lines():
+        if " could not predict " not in line:
+            st.caption(common.plain(line))
