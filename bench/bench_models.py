@@ -48,10 +48,10 @@ def main() -> int:
         os.environ["SHOELABEL_INCEPTION_WEIGHTS"] = str(args.weights)
 
     from db import get_engine, session_scope
+    from db.labels import labelled_set
     from feedback.ingest import ingest_folder
-    from feedback.labels import labelled_set
-    from modeling.progress import TerminalProgress
     from modeling.rounds import run_round
+    from shoelabel.progress import TerminalProgress
 
     engine = get_engine()
     report = ingest_folder(args.data, show_bar=True)
@@ -110,9 +110,9 @@ def prediction_speed(arch: str, data: Path, n: int = 96, batch_size: int = 32) -
     import numpy as np
 
     from db import get_engine, session_scope
-    from modeling.images import load_batch
     from modeling.predict import ModelHandle, expand_paths, predict_sources
     from modeling.registry import require_current
+    from shoelabel.images import load_batch
 
     with session_scope(get_engine()) as session:
         handle = ModelHandle.of(require_current(session, arch))

@@ -6,11 +6,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Brand, Image
+from shoelabel.errors import UserError
 
 MAX_BRAND_LENGTH = 120
 
 
-class BrandError(ValueError):
+class BrandError(UserError, ValueError):
     """A brand name that cannot be used, or one that is not in the brand set."""
 
 

@@ -15,6 +15,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from db.connect import busy_error, create_db_engine
+from shoelabel import cli
+from shoelabel.settings import get_settings
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -43,8 +47,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """
     if revision == "head" and current_revision(engine) == head_revision():
         return
-    from db.engine import busy_error
-
     config = alembic_config()
     try:
         with engine.execution_options(sqlite_immediate=True).begin() as connection:
@@ -57,10 +59,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         raise busy from exc
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    from db.engine import create_db_engine
-    from shoelabel.settings import get_settings
-
     args = sys.argv[1:] if argv is None else argv
     url = args[0] if args else get_settings().db_url
     engine = create_db_engine(url)

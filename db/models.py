@@ -2,7 +2,7 @@
 
 Nothing here is deleted by normal use. A correction adds a review; an undo marks a
 review as undone; the effective label of an image is derived from its reviews
-(see :mod:`feedback.labels`).
+(see :mod:`db.labels`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Filters on stored columns (imported brand, reviews, the current model's
 prediction) run in SQL; the effective-label filter runs on the derived labels
-(:mod:`feedback.labels`), since labels are never stored.
+(:mod:`db.labels`), since labels are never stored.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db import get_engine, session_scope
+from db.labels import DECISIVE, NOT_A_SHOE, Answer, EffectiveLabel, conflicts, effective_labels
 from db.models import Brand, Image, ModelVersion, Prediction, PredictionKind, Review
-from feedback.labels import DECISIVE, NOT_A_SHOE, Answer, EffectiveLabel, conflicts, effective_labels
 from feedback.reviews import review_history
 from modeling.registry import current_versions
 

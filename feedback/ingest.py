@@ -37,7 +37,9 @@ from db import DatabaseBusyError, get_engine, session_scope
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
 from db.models import Brand, Image, ModelVersion, Round, Split
 from modeling.arrivals import predict_arrivals_in_terminal
-from modeling.images import ImageError, ImageInfo, inspect, link_target, list_images
+from shoelabel.cli import command, fail_if_nothing
+from shoelabel.errors import UserError
+from shoelabel.images import ImageError, ImageInfo, inspect, link_target, list_images
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
 WAIT_HELP = (
@@ -45,13 +47,12 @@ WAIT_HELP = (
     "(by default the CNN predicts them at once and InceptionV3 in the background)"
 )
 COMMIT_EVERY = 200
-BUSY_EXIT = 3  # exit status when another process kept the database locked: try again later
 
 ProgressCallback = Callable[[int, int], None]
 LAYOUTS = {True: "labelled, one subfolder per brand", False: "unlabelled, to the review pool"}
 
 
-class IngestError(ValueError):
+class IngestError(UserError, ValueError):
     """The folder as a whole cannot be ingested (missing, empty, not a folder)."""
 
 
@@ -325,6 +326,7 @@ def split_counts(session: Session) -> dict[str, dict[str, int]]:
     return totals
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m feedback.ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="a folder of photos, or of one subfolder per brand")
@@ -337,20 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
     parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
     args = parser.parse_args(argv)
-    try:
-        report = ingest_folder(args.folder, holdout_fraction=args.holdout_fraction, seed=args.seed, show_bar=True)
-    except (IngestError, BrandError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except DatabaseBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return BUSY_EXIT
+    report = ingest_folder(args.folder, holdout_fraction=args.holdout_fraction, seed=args.seed, show_bar=True)
     print(report.summary())
-    if not report.ok:
-        print(f"error: nothing in {report.folder} could be ingested", file=sys.stderr)
-        return 1
-    predict_arrivals_in_terminal(wait=args.wait)
-    return 0
+    if report.ok:
+        predict_arrivals_in_terminal(wait=args.wait)
+    return fail_if_nothing(report.ok, f"nothing in {report.folder} could be ingested")
 
 
 if __name__ == "__main__":

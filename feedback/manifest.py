@@ -34,11 +34,11 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from db import DatabaseBusyError, get_engine, session_scope
+from db import get_engine, session_scope
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
+from db.labels import EffectiveLabel, effective_labels
 from db.models import Brand, Image, Split
 from feedback.ingest import (
-    BUSY_EXIT,
     DEFAULT_HOLDOUT_FRACTION,
     WAIT_HELP,
     brand_lines,
@@ -47,9 +47,10 @@ from feedback.ingest import (
     per_brand,
     split_counts,
 )
-from feedback.labels import EffectiveLabel, effective_labels
 from modeling.arrivals import predict_arrivals_in_terminal
-from modeling.images import ImageError, ImageInfo, inspect
+from shoelabel.cli import command, fail_if_nothing
+from shoelabel.errors import UserError
+from shoelabel.images import ImageError, ImageInfo, inspect
 
 FORMAT = "shoelabel-manifest"
 VERSION = 1
@@ -58,7 +59,7 @@ SPLITS = (Split.TRAIN.value, Split.HOLDOUT.value)
 MAX_MANIFEST_BYTES = 200_000_000  # larger files are refused before they are read
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest that cannot be read or written as a whole (nothing was changed)."""
 
 
@@ -426,6 +427,7 @@ def _apply(
 # --------------------------------------------------------------------------- command line
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m feedback.manifest", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -443,22 +445,13 @@ def main(argv: list[str] | None = None) -> int:
     imported.add_argument("--seed", type=int, default=0)
     imported.add_argument("--wait", action="store_true", help=WAIT_HELP)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "export":
-            return _export(args, parser)
-        report = import_manifest(args.manifest, holdout_fraction=args.holdout_fraction, seed=args.seed)
-    except ManifestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except DatabaseBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return BUSY_EXIT
+    if args.command == "export":
+        return _export(args, parser)
+    report = import_manifest(args.manifest, holdout_fraction=args.holdout_fraction, seed=args.seed)
     print(report.summary())
-    if not report.ok:
-        print(f"error: nothing in {report.manifest} could be imported", file=sys.stderr)
-        return 1
-    predict_arrivals_in_terminal(wait=args.wait)
-    return 0
+    if report.ok:
+        predict_arrivals_in_terminal(wait=args.wait)
+    return fail_if_nothing(report.ok, f"nothing in {report.manifest} could be imported")
 
 
 def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

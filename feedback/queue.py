@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Exists, Select, and_, delete, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from db import get_engine, session_scope
+from db.labels import DECISIVE, EffectiveLabel, effective_labels
 from db.models import (
     Brand,
     Image,
@@ -31,8 +32,9 @@ from db.models import (
     Split,
     utcnow,
 )
-from feedback.labels import DECISIVE, EffectiveLabel, effective_labels
+from feedback.reviews import clean_reviewer
 from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
+from modeling.feature_cache import inception_activation_cache
 from modeling.predict import ModelAnswer
 from modeling.registry import current_versions
 
@@ -170,8 +172,6 @@ def build_candidates(
 def _feature_loader(
     session: Session, version: ModelVersion, image_ids: list[int]
 ) -> Callable[[np.ndarray], np.ndarray]:
-    from modeling.feature_cache import inception_activation_cache
-
     cache = inception_activation_cache(version.base_weights, version.input_size)
     shas: dict[int, str] = {}
     for chunk in _chunks(image_ids):
@@ -210,7 +210,6 @@ def next_items(
     ``first`` keeps an image at the front while it is still in the queue: the one
     preloaded after the last answer, or the one an undo brought back.
     """
-    from feedback.reviews import clean_reviewer
 
     reviewer = clean_reviewer(reviewer)
     rank = get_strategy(strategy)

@@ -11,11 +11,12 @@ from sqlalchemy import Engine, delete, select
 from db import get_engine, session_scope
 from db.catalog import require_brand
 from db.models import Image, ImageClaim, Review, ReviewAction, utcnow
+from shoelabel.errors import UserError
 
 MAX_REVIEWER_LENGTH = 120
 
 
-class ReviewError(ValueError):
+class ReviewError(UserError, ValueError):
     """A review that cannot be recorded as asked (nothing was written)."""
 
 

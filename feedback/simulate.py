@@ -28,7 +28,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
-from modeling.progress import Progress
+from modeling.evaluate import read_labelled_folder
+from modeling.feature_cache import inception_activation_cache
+from shoelabel.cli import command
+from shoelabel.images import ImageError, inspect
+from shoelabel.progress import Progress, TerminalProgress
+from shoelabel.settings import get_settings
 
 MIXED8_DIM = 1280  # the first columns of the pooled features; the rest are mixed10
 
@@ -192,11 +197,7 @@ def folder_features(
     """Pooled InceptionV3 features (ImageNet weights, no fine-tuning) of a labelled folder,
     through the product's activation cache. Unreadable files are reported and left out."""
     from modeling.architectures import build_inception, split_inception, weights_id
-    from modeling.evaluate import read_labelled_folder
-    from modeling.feature_cache import inception_activation_cache
-    from modeling.images import ImageError, inspect
-    from modeling.training import ensure_activations, upper_pooled
-    from shoelabel.settings import get_settings
+    from modeling.fitting import ensure_activations, upper_pooled
 
     listed, listed_brands = read_labelled_folder(folder)
     files, brands, shas = [], [], []
@@ -220,6 +221,7 @@ def folder_features(
     return features, np.array([names.index(b) for b in brands]), names
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m feedback.simulate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="labelled folder (one subfolder per brand)")
@@ -236,16 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in strategies:
         if name not in UNLABELLED_STRATEGIES:
             parser.error(f"unknown strategy {name!r}; choose from {', '.join(UNLABELLED_STRATEGIES)} or 'all'")
-    from modeling.cli import expected_errors
-    from modeling.evaluate import EvaluationError
-    from modeling.progress import TerminalProgress
 
     bar = TerminalProgress("InceptionV3 features")
     try:
         features, labels, names = folder_features(args.data, args.input_size, bar)
-    except (*expected_errors(), EvaluationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     finally:
         bar.close()
     full = full_data_accuracy(features, labels)

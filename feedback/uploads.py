@@ -1,6 +1,6 @@
 """Photos uploaded in the app: kept under ``<home>/uploads/<sha256>.<ext>`` and added to the review pool.
 
-Uploads are checked by content (:func:`modeling.images.inspect`) before anything
+Uploads are checked by content (:func:`shoelabel.images.inspect`) before anything
 is written, so a bad file leaves no trace; the same photo uploaded twice, or a
 photo already in the catalogue, is stored once.
 """
@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from db import get_engine, session_scope
 from db.catalog import image_by_hash
 from feedback.ingest import new_image
-from modeling.images import ImageError, ImageInfo, inspect
+from shoelabel.images import ImageError, ImageInfo, inspect_upload
 from shoelabel.settings import get_settings
 
 EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
@@ -58,16 +58,6 @@ class UploadReport:
         return "\n".join(lines)
 
 
-def check_upload(name: str, data: bytes) -> ImageInfo:
-    """Decode the upload by content; :class:`ImageError` names the uploaded file and says why not."""
-    try:
-        return inspect(bytes(data))
-    except ImageError as exc:
-        raise ImageError(name or "upload", exc.reason) from exc
-    except (OSError, SyntaxError, ValueError) as exc:  # e.g. a header cut short: Pillow fails while opening
-        raise ImageError(name or "upload", f"corrupt or truncated image data ({exc})") from exc
-
-
 def upload_path(info: ImageInfo) -> Path:
     return get_settings().uploads_dir / f"{info.sha256}{EXTENSIONS.get(info.format, '.' + info.format)}"
 
@@ -94,7 +84,7 @@ def store_upload(name: str, data: bytes, *, engine: Engine | None = None) -> Sto
 
     Raises :class:`ImageError` for a file that is not a usable photo; nothing is written then.
     """
-    info = check_upload(name, data)
+    info = inspect_upload(name, data)
     engine = engine or get_engine()
     with session_scope(engine) as session:
         existing = image_by_hash(session, info.sha256)

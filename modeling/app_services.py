@@ -14,9 +14,9 @@ from sqlalchemy import Engine
 
 from db import get_engine, session_scope
 from db.models import Round, RoundStatus
-from modeling.images import ImageError
 from modeling.predict import ModelAnswer, ModelHandle, predict_sources, store_predictions
 from modeling.registry import ARCHITECTURES, current_versions, load_keras
+from shoelabel.images import ImageError, inspect_upload
 
 # --------------------------------------------------------------------------- predictions for uploads
 
@@ -42,13 +42,11 @@ def load_model(handle: ModelHandle) -> Any:
 
 def predict_uploads(files: Sequence[tuple[str, bytes]], handles: Mapping[str, ModelHandle]) -> list[UploadPrediction]:
     """Each current model's probabilities for each uploaded photo; unusable files get an error, not a raise."""
-    from feedback.uploads import check_upload
-
     results = [UploadPrediction(name) for name, _ in files]
     usable: list[int] = []
     for i, (name, data) in enumerate(files):
         try:
-            check_upload(name, data)
+            inspect_upload(name, data)
             usable.append(i)
         except ImageError as exc:
             results[i].error = str(exc)

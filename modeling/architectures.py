@@ -21,6 +21,7 @@ from keras import layers
 import modeling  # noqa: F401  (selects the JAX backend)
 from modeling.feature_cache import INCEPTION_CUT
 from modeling.layers import RandomAffine
+from shoelabel.errors import UserError
 from shoelabel.settings import IMAGENET
 
 CNN_INPUT_SIZE = 128
@@ -28,7 +29,7 @@ INCEPTION_INPUT_SIZE = 299
 INCEPTION_TOP = "mixed10"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """The InceptionV3 ImageNet weights cannot be loaded."""
 
 

@@ -18,7 +18,7 @@ from db import get_engine
 from modeling.background import StartedJob, start_refresh
 from modeling.jobs import JobBusyError
 from modeling.predict import current_handles, missing_predictions, update_predictions
-from modeling.progress import Progress, Stage, silent
+from shoelabel.progress import Progress, Stage, TerminalProgress, silent
 
 AT_ONCE = ("cnn",)  # architectures cheap enough to predict while the caller waits
 AT_ONCE_LIMIT = 5_000  # above this many new photos, the CNN goes to the background too
@@ -85,8 +85,6 @@ def predict_arrivals(engine: Engine | None = None, *, wait: bool = False, progre
 def predict_arrivals_in_terminal(*, wait: bool = False) -> ArrivalReport:
     """:func:`predict_arrivals` for a command line: a progress bar, then what happened, one line each."""
     import sys
-
-    from modeling.progress import TerminalProgress
 
     bar = TerminalProgress("predicting new photos")
     try:

@@ -30,6 +30,7 @@ from modeling.jobs import (
     set_job_pid,
 )
 from modeling.registry import ARCHITECTURES
+from modeling.rounds import mark_abandoned_rounds, open_round
 from shoelabel.settings import get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +77,6 @@ def start_round(
     arch: str = "both", mode: str = "finetune", *, trigger: str = "app", engine: Engine | None = None
 ) -> StartedJob:
     """Start ``python -m modeling.retrain`` in the background; raises JobBusyError if a job runs."""
-    from modeling.rounds import mark_abandoned_rounds, open_round
 
     if arch not in (*ARCHITECTURES, "both"):
         raise ValueError(f"Unknown architecture {arch!r}.")
@@ -120,7 +120,6 @@ class JobState:
 
 def job_state(engine: Engine | None = None) -> JobState:
     """Whether a job runs, and the round it is running (None for a prediction refresh)."""
-    from modeling.rounds import mark_abandoned_rounds
 
     engine = engine or get_engine()
     with session_scope(engine) as session:

@@ -6,32 +6,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from db import DatabaseBusyError, get_engine
-from modeling.jobs import JobBusyError, JobLock, job_record, mark_abandoned_jobs
-from modeling.progress import Stage, TerminalProgress, fan_out
-
-
-def expected_errors() -> tuple[type[Exception], ...]:
-    """Errors that carry a message for the user (printed without a traceback)."""
-    from db.catalog import BrandError
-    from modeling.architectures import WeightsError
-    from modeling.images import ImageError
-    from modeling.registry import ModelNotFoundError
-    from modeling.rounds import RoundError
-    from modeling.training import TrainingError
-    from shoelabel.settings import SettingsError
-
-    return (
-        BrandError,
-        WeightsError,
-        ImageError,
-        ModelNotFoundError,
-        RoundError,
-        TrainingError,
-        SettingsError,
-        DatabaseBusyError,
-        JobBusyError,
-    )
+from db import get_engine
+from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
+from modeling.predict import refresh_until_done
+from modeling.rounds import mark_abandoned_rounds, run_round
+from shoelabel.errors import UserError
+from shoelabel.progress import Stage, TerminalProgress, fan_out
 
 
 def run_rounds(
@@ -45,15 +25,8 @@ def run_rounds(
     Ends by predicting the photos that arrived while the lock was held (a rejected round
     leaves the current model, which has not seen them yet).
     """
-    from modeling.predict import refresh_until_done
-    from modeling.rounds import mark_abandoned_rounds, run_round
 
-    errors = expected_errors()
-    try:
-        lock = JobLock.acquire()
-    except JobBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    lock = JobLock.acquire()
     status = 0
     engine = get_engine()
     with lock, job_record(engine, job_id) as job:
@@ -66,7 +39,7 @@ def run_rounds(
             progress = fan_out(bar, Stage(job.progress, n / len(archs), (n + 1) / len(archs)))
             try:
                 result = run_round(arch, progress=progress, engine=engine, round_id=round_id, **round_kwargs(arch))
-            except errors as exc:
+            except UserError as exc:
                 bar.close()
                 print(f"error: {arch} round failed: {exc}", file=sys.stderr)
                 job.fail(f"{arch} round failed: {exc}")

@@ -16,16 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from db import get_engine, session_scope
-from modeling.cli import expected_errors
-from modeling.evaluation import Metrics, compute_metrics, format_report, plot_confusion
-from modeling.images import list_images
+from db.labels import labelled_set
+from modeling.metrics import Metrics, compute_metrics, format_report, plot_confusion
 from modeling.predict import ModelHandle, predict_sources
-from modeling.progress import Progress, TerminalProgress
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions
+from modeling.rounds import evaluate_handle
+from shoelabel.cli import command
+from shoelabel.errors import UserError
+from shoelabel.images import list_images
+from shoelabel.progress import Progress, TerminalProgress
 from shoelabel.settings import get_settings
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """The evaluation data does not fit the model."""
 
 
@@ -65,9 +68,6 @@ def evaluate_folder(handle: ModelHandle, folder: Path, progress: Progress | None
 
 
 def evaluate_holdout(handle: ModelHandle, progress: Progress | None = None) -> Metrics:
-    from feedback.labels import labelled_set
-    from modeling.rounds import evaluate_handle
-
     with session_scope(get_engine()) as session:
         holdout = labelled_set(session).holdout
     if not holdout:
@@ -76,6 +76,7 @@ def evaluate_holdout(handle: ModelHandle, progress: Progress | None = None) -> M
     return evaluate_handle(handle, holdout, names, progress or (lambda f, t: None))
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modeling.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="folder of brand subfolders (default: the frozen held-out set)")
@@ -83,49 +84,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.add_argument("--plot-dir", type=Path, default=None, help="where to save confusion-matrix PNGs")
     args = parser.parse_args(argv)
-    try:
-        with session_scope(get_engine()) as session:
-            versions = current_versions(session)
-        wanted = list(ARCHITECTURES) if args.model == "both" else [args.model]
-        handles = [ModelHandle.of(versions[a]) for a in wanted if a in versions]
-        if not handles:
-            raise ModelNotFoundError(f"No current {args.model} model yet; train one with python -m modeling.train.")
-        results: dict[str, dict] = {}
-        for handle in handles:
-            bar = TerminalProgress(f"evaluating {handle.label}")
-            try:
-                if args.data:
-                    metrics, skipped = evaluate_folder(handle, args.data, bar)
-                else:
-                    metrics, skipped = evaluate_holdout(handle, bar), []
-            except (EvaluationError, *expected_errors()):
-                raise  # the data or the settings, not this model: the same for every model
-            except Exception as exc:  # one broken model never stops the others
-                print(f"error: {handle.label} could not be evaluated: {exc}", file=sys.stderr)
-                results[handle.arch] = {"model_version": handle.id, "error": str(exc) or type(exc).__name__}
-                continue
-            finally:
-                bar.close()
-            where = args.data.name if args.data else "holdout"
-            png = plot_confusion(
-                metrics,
-                (args.plot_dir or get_settings().reports_dir) / f"evaluate-{handle.arch}-v{handle.id}-{where}.png",
-                title=f"{handle.label} on {where}",
-            )
-            results[handle.arch] = {
-                "model_version": handle.id,
-                **metrics.to_dict(),
-                "skipped": skipped,
-                "confusion_png": str(png),
-            }
-            if not args.json:
-                print(format_report(metrics, f"\n== {handle.label} on {args.data or 'the held-out set'}"))
-                for line in skipped:
-                    print(f"skipped {line}")
-                print(f"confusion matrix: {png}")
-    except (*expected_errors(), EvaluationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    with session_scope(get_engine()) as session:
+        versions = current_versions(session)
+    wanted = list(ARCHITECTURES) if args.model == "both" else [args.model]
+    handles = [ModelHandle.of(versions[a]) for a in wanted if a in versions]
+    if not handles:
+        raise ModelNotFoundError(f"No current {args.model} model yet; train one with python -m modeling.train.")
+    results: dict[str, dict] = {}
+    for handle in handles:
+        bar = TerminalProgress(f"evaluating {handle.label}")
+        try:
+            if args.data:
+                metrics, skipped = evaluate_folder(handle, args.data, bar)
+            else:
+                metrics, skipped = evaluate_holdout(handle, bar), []
+        except EvaluationError:
+            raise  # the data, not this model: the same for every model
+        except Exception as exc:  # one broken model never stops the others
+            print(f"error: {handle.label} could not be evaluated: {exc}", file=sys.stderr)
+            results[handle.arch] = {"model_version": handle.id, "error": str(exc) or type(exc).__name__}
+            continue
+        finally:
+            bar.close()
+        where = args.data.name if args.data else "holdout"
+        png = plot_confusion(
+            metrics,
+            (args.plot_dir or get_settings().reports_dir) / f"evaluate-{handle.arch}-v{handle.id}-{where}.png",
+            title=f"{handle.label} on {where}",
+        )
+        results[handle.arch] = {
+            "model_version": handle.id,
+            **metrics.to_dict(),
+            "skipped": skipped,
+            "confusion_png": str(png),
+        }
+        if not args.json:
+            print(format_report(metrics, f"\n== {handle.label} on {args.data or 'the held-out set'}"))
+            for line in skipped:
+                print(f"skipped {line}")
+            print(f"confusion matrix: {png}")
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if any("error" in r for r in results.values()) else 0

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shoelabel.settings import get_settings
+
 VIEWS = 4  # the photo, its mirror image, and two augmented views
 INCEPTION_CUT = "mixed8"  # InceptionV3 is frozen up to this block, fine-tuned above it
 
@@ -80,7 +82,5 @@ class FeatureCache:
 def inception_activation_cache(weights_id: str, input_size: int, root: Path | None = None) -> FeatureCache:
     """The cache of ``mixed8`` activations for one weights file and input size."""
     if root is None:
-        from shoelabel.settings import get_settings
-
         root = get_settings().cache_dir / "activations"
     return FeatureCache(root, f"inception-{weights_id}-{input_size}-{INCEPTION_CUT}-v{VIEWS}")

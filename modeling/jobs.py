@@ -22,7 +22,8 @@ from sqlalchemy import Engine, select
 
 from db import DatabaseBusyError, session_scope
 from db.models import Job, JobKind, JobStatus, utcnow
-from modeling.progress import Progress, Throttled, silent
+from shoelabel.errors import BusyError
+from shoelabel.progress import Progress, Throttled, silent
 from shoelabel.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 LOCK_FD_ENV = "SHOELABEL_JOB_LOCK_FD"
 
 
-class JobBusyError(RuntimeError):
+class JobBusyError(BusyError, RuntimeError):
     """Another round or refresh is running."""
 
 

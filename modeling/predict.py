@@ -24,9 +24,11 @@ from db import get_engine, session_scope
 from db.catalog import get_or_create_brand
 from db.models import Image, ModelVersion, Prediction, PredictionKind
 from modeling.feature_cache import FeatureCache, inception_activation_cache
-from modeling.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
-from modeling.progress import Progress, Stage, TerminalProgress, fan_out, silent
+from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
+from shoelabel.cli import command
+from shoelabel.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
+from shoelabel.progress import Progress, Stage, TerminalProgress, fan_out, silent
 
 if TYPE_CHECKING:
     import keras
@@ -120,7 +122,7 @@ def predict_images(
         probs, errors = predict_sources(handle, [path for _, _, path in images], batch_size, progress)
         return ({images[i][0]: p for i, p in probs.items()}, {images[i][0]: e for i, e in errors.items()})
     from modeling.architectures import split_inception
-    from modeling.training import ensure_activations
+    from modeling.fitting import ensure_activations
 
     model = handle.model()
     lower, upper = split_inception(model)
@@ -310,6 +312,7 @@ def _handles(engine: Engine, model: str) -> list[ModelHandle]:
     return handles
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modeling.predict", description="Predict the brand of photos.")
     parser.add_argument("paths", nargs="*", help="image files or folders")
@@ -336,11 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"error: no files under {', '.join(args.paths)}", file=sys.stderr)
         return 2
-    try:
-        handles = _handles(engine, args.model)
-    except ModelNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    handles = _handles(engine, args.model)
     rows: list[dict[str, object]] = []
     failed: dict[int, ImageError] = {}
     broken = 0
@@ -388,13 +387,8 @@ def refresh_until_done(
 
 def _refresh_command(engine: Engine, *, archs: Sequence[str], every: bool, job_id: int | None) -> int:
     """``--refresh``: under the job lock, recorded in the job's row when the app started it."""
-    from modeling.jobs import JobBusyError, JobLock, job_record, mark_abandoned_jobs
 
-    try:
-        lock = JobLock.acquire()
-    except JobBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    lock = JobLock.acquire()
     bar = TerminalProgress("refreshing predictions")
     with lock, job_record(engine, job_id) as job:
         if job_id is None:  # we hold the lock: no other job can be running

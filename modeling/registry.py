@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import ModelStatus, ModelVersion, utcnow
+from shoelabel.errors import UserError
 from shoelabel.settings import get_settings
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ _loaded: OrderedDict[str, Any] = OrderedDict()  # least recently used first
 _load_lock = threading.Lock()
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(UserError, LookupError):
     """No model of the asked kind exists yet, or its file is gone."""
 
 

@@ -12,8 +12,10 @@ import argparse
 
 from modeling.cli import run_rounds
 from modeling.registry import ARCHITECTURES
+from shoelabel.cli import command
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modeling.retrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=[*ARCHITECTURES, "both"], default="both")

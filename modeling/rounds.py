@@ -23,21 +23,25 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.models import ModelStatus, ModelVersion, Review, Round, RoundStatus, utcnow
-from feedback.labels import MIN_PHOTOS_PER_BRAND, LabelledImage, LabelledSet, labelled_set
-from modeling.evaluation import Metrics, compare_table, compute_metrics, plot_confusion
-from modeling.progress import Progress, Stage, Throttled, fan_out, silent
-from modeling.registry import check_arch, current, new_model_path, promote, register, reject
+from db.labels import MIN_PHOTOS_PER_BRAND, LabelledImage, LabelledSet, labelled_set
+from db.models import ModelStatus, ModelVersion, PredictionKind, Review, Round, RoundStatus, utcnow
+from modeling.feature_cache import inception_activation_cache
+from modeling.label_issues import out_of_fold_probabilities
+from modeling.metrics import Metrics, compare_table, compute_metrics, plot_confusion
+from modeling.predict import ModelHandle, predict_images, store_predictions, update_predictions
+from modeling.registry import check_arch, current, load_fresh, new_model_path, promote, register, reject, remember
+from shoelabel.errors import UserError
+from shoelabel.progress import Progress, Stage, Throttled, fan_out, silent
 from shoelabel.settings import get_settings
 
 if TYPE_CHECKING:
+    from modeling.fitting import CnnConfig, InceptionConfig, TrainOutcome
     from modeling.predict import ModelHandle
-    from modeling.training import CnnConfig, InceptionConfig, TrainOutcome
 
 TOLERANCE = 1e-9
 
 
-class RoundError(RuntimeError):
+class RoundError(UserError, RuntimeError):
     """A round could not run (too little data, no weights, ...); the message says what to do."""
 
 
@@ -253,7 +257,6 @@ def evaluate_handle(
     handle: ModelHandle, items: list[LabelledImage], class_names: list[str], progress: Progress = silent
 ) -> Metrics:
     """Metrics of a registered model on labelled catalogue images, in ``class_names`` space."""
-    from modeling.predict import predict_images
 
     probs, errors = predict_images(handle, [(i.image_id, i.sha256, i.path) for i in items], progress=progress)
     if errors:
@@ -320,9 +323,6 @@ def _run(
     cnn_config: CnnConfig | None,
     inception_config: InceptionConfig | None,
 ) -> RoundResult:
-    from modeling.predict import ModelHandle, update_predictions
-    from modeling.registry import remember
-
     report(0.0, "collecting labels")
     with session_scope(engine) as session:
         labelled = labelled_set(session)
@@ -465,9 +465,7 @@ def _train_inception(
     progress: Progress,
 ) -> tuple[TrainOutcome, str]:
     from modeling.architectures import split_inception, weights_id
-    from modeling.feature_cache import inception_activation_cache
-    from modeling.registry import load_fresh
-    from modeling.training import InceptionConfig, ensure_activations, train_inception, unreadable
+    from modeling.fitting import InceptionConfig, ensure_activations, train_inception, unreadable
 
     config = config or InceptionConfig()
     if parent is not None:
@@ -510,8 +508,7 @@ def _train_inception(
 def _train_cnn(
     labelled: LabelledSet, parent: ModelHandle | None, config: CnnConfig | None, progress: Progress
 ) -> tuple[TrainOutcome, str]:
-    from modeling.registry import load_fresh
-    from modeling.training import train_cnn
+    from modeling.fitting import train_cnn
 
     train = labelled.train
     parent_arg = (load_fresh(parent.path), list(parent.class_names)) if parent is not None else None
@@ -523,10 +520,7 @@ def _train_cnn(
 
 def store_out_of_fold(engine: Engine, handle: ModelHandle, labelled: LabelledSet, progress: Progress = silent) -> int:
     """Out-of-fold probabilities of every labelled image, for the ``likely_mislabelled`` queue."""
-    from db.models import PredictionKind
-    from feedback.mislabelled import out_of_fold_probabilities
-    from modeling.predict import store_predictions
-    from modeling.training import upper_pooled
+    from modeling.fitting import upper_pooled
 
     items = [i for i in labelled.train + labelled.holdout if i.brand in handle.class_names]
     if len(items) < 4:

@@ -10,10 +10,12 @@ import argparse
 
 from modeling.cli import run_rounds
 from modeling.registry import ARCHITECTURES
+from shoelabel.cli import command
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    from modeling.training import CnnConfig, InceptionConfig
+    from modeling.fitting import CnnConfig, InceptionConfig
 
     parser = argparse.ArgumentParser(prog="python -m modeling.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=ARCHITECTURES, required=True)

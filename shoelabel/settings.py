@@ -14,10 +14,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoelabel.errors import UserError
+
 IMAGENET = "imagenet"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting has a value that cannot work."""
 
 

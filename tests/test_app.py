@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,12 +13,13 @@ from PIL import Image as PILImage
 from sqlalchemy import Engine, func, select
 from streamlit.testing.v1 import AppTest
 
-from db import session_scope
-from db.models import Image, Review, ReviewAction, Round, RoundStatus
-from feedback.labels import conflicts
+from db import DatabaseBusyError, session_scope
+from db.labels import conflicts
+from db.models import Image, Review, ReviewAction, Round, RoundStatus, utcnow
+from feedback.ingest import ingest_folder
 from feedback.reviews import record_review
 from modeling.jobs import JobLock
-from tests.app_support import REPO, pool_ids, seed_catalogue
+from tests.app_support import REPO, fake_metrics, fake_models, pool_ids, seed_catalogue
 
 TIMEOUT = 60
 
@@ -42,6 +46,15 @@ def reviews(engine: Engine) -> list[Review]:
 
 def shown_image(at: AppTest) -> int:
     return at.session_state["review_queue"][0].image_id
+
+
+def unescaped(text: str) -> str:
+    """Markdown as a reader sees it: the backslashes that escape names from users taken out."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def texts(elements: object) -> list[str]:
+    return [unescaped(e.value) for e in elements]
 
 
 @pytest.fixture
@@ -245,9 +258,11 @@ def test_rounds_page_shows_history_current_models_and_results(catalogue: Engine)
     before_after = [t for t in tables if "held-out metric" in t.columns]
     assert len(before_after) == 2  # the latest round of each model
     macro_f1 = before_after[0].set_index("held-out metric").loc["macro F1"]
-    assert (macro_f1["current"], macro_f1["candidate"]) == pytest.approx((0.68, 0.78))
+    assert (macro_f1["current"], macro_f1["candidate"], macro_f1["change"]) == ("0.680", "0.780", "+0.100")
     assert sum("precision" in t.columns for t in tables) == 2  # per-brand table of each current model
-    assert [list(t["round"]) for t in tables if "round" in t.columns] == [[3, 2, 1]]
+    [every_round] = [t.value for t in at.table]
+    assert list(every_round["round"]) == [3, 2, 1]
+    assert list(every_round["candidate accuracy / F1"]) == ["0.800 / 0.780", "0.750 / 0.730", "0.700 / 0.680"]
 
 
 def test_conflicts_are_listed_and_settled_on_the_browse_page(catalogue: Engine) -> None:
@@ -341,3 +356,251 @@ def test_import_page_imports_a_manifest(catalogue: Engine, tmp_path: Path) -> No
     with session_scope(catalogue) as session:
         added = session.scalar(select(Image).where(Image.path == str(photo.resolve())))
         assert added is not None and added.source_brand.name == "dash"
+
+
+# --------------------------------------------------------------------------- issue #10: what reviewers saw
+
+
+def test_undo_names_the_answer_it_takes_back(reviewing: AppTest) -> None:
+    first = shown_image(reviewing)
+    reviewing.button(key=f"brand_{first}_3").click().run()
+    assert any(f"last: Photo #{first} corrected to crest" in m for m in texts(reviewing.markdown))
+    reviewing.button(key=f"undo_{shown_image(reviewing)}").click().run()
+    assert_clean(reviewing)
+    assert any(f"last: Undone: photo #{first} corrected to crest" in m for m in texts(reviewing.markdown))
+
+
+def test_the_chosen_photos_scope_stays_when_the_strategy_changes(reviewing: AppTest) -> None:
+    reviewing.selectbox(key="scope_least_confidence").set_value("unreviewed").run()
+    reviewing.selectbox(key="strategy").set_value("margin").run()
+    assert_clean(reviewing)
+    assert reviewing.selectbox(key="scope_margin").value == "unreviewed"
+    assert any("waiting for you in the **unreviewed** queue: **44**" in m.value for m in reviewing.markdown)
+    reviewing.selectbox(key="strategy").set_value("likely_mislabelled").run()  # offers labelled photos only
+    assert reviewing.selectbox(key="scope_likely_mislabelled").value == "labelled"
+    reviewing.selectbox(key="strategy").set_value("entropy").run()
+    assert reviewing.selectbox(key="scope_entropy").value == "unreviewed"
+
+
+@pytest.fixture
+def cnn_only(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> Engine:
+    """The catalogue with a current CNN and no InceptionV3 model."""
+    ingest_folder(brand_folder, engine=engine)
+    ingest_folder(pool_folder, engine=engine)
+    fake_models(engine, home, archs=("cnn",))
+    return engine
+
+
+def test_disagreement_with_one_model_says_it_ranks_like_margin(cnn_only: Engine) -> None:
+    at = new_app().run()
+    at.selectbox(key="strategy").set_value("disagreement").run()
+    assert_clean(at)
+    assert any("only the CNN model" in i and "like **margin**" in i for i in texts(at.sidebar.info))
+    at.selectbox(key="strategy").set_value("margin").run()
+    assert not at.sidebar.info
+
+
+def test_disagreement_with_both_models_needs_no_notice(catalogue: Engine) -> None:
+    at = new_app().run()
+    at.selectbox(key="strategy").set_value("disagreement").run()
+    assert_clean(at)
+    assert not at.sidebar.info
+
+
+def test_sidebar_and_review_page_say_what_they_count(reviewing: AppTest) -> None:
+    for _ in range(3):
+        reviewing.button(key=f"skip_{shown_image(reviewing)}").click().run()
+    reviewing.run()
+    sidebar = texts(reviewing.sidebar.caption)
+    assert any("44 photos" in c and "8 added without a brand (the review pool, reviewed or not)" in c for c in sidebar)
+    assert any("waiting for you in the **unlabelled** queue: **5**" in m for m in texts(reviewing.markdown))
+
+
+def test_import_page_counts_include_an_ingest_at_once(engine: Engine, brand_folder: Path, pool_folder: Path) -> None:
+    ingest_folder(brand_folder, engine=engine)
+    at = new_app().run()
+    at.switch_page("ui/pages/catalogue.py").run()
+    assert [m.value for m in at.metric] == ["36", "30", "6", "0"]
+    at.text_input(key="ingest_path_more").input(str(pool_folder))
+    at.button(key="FormSubmitter:ingest_more-Ingest").click().run()
+    assert_clean(at)
+    assert [m.value for m in at.metric] == ["44", "30", "6", "8"]  # no "Continue" needed
+    assert any(c.startswith("44 photos") for c in texts(at.sidebar.caption))
+    assert any("Images added: 8" in c.value for c in at.code)  # the report survives the refresh
+    at.run()
+    assert not any("Images added" in c.value for c in at.code)  # once
+
+
+def test_import_page_says_when_a_manifest_is_not_found(catalogue: Engine, tmp_path: Path) -> None:
+    at = new_app().run()
+    at.switch_page("ui/pages/catalogue.py").run()
+    at.text_input(key="manifest_path").input(str(tmp_path / "missing.csv"))
+    at.button(key="FormSubmitter:import_manifest-Import").click().run()
+    assert_clean(at)
+    assert any(e.value.startswith("Manifest not found") for e in at.error)
+    assert not any("Something went wrong" in e.value for e in at.error)
+
+
+def test_errors_of_rounds_training_and_weights_are_shown_as_they_are() -> None:
+    from feedback.manifest import ManifestError
+    from modeling.architectures import WeightsError
+    from modeling.fitting import TrainingError
+    from modeling.rounds import RoundError
+    from ui import common
+
+    for error in (ManifestError, RoundError, TrainingError, WeightsError):
+        assert common.error_text(error("clear words")) == "clear words", error
+        assert common.is_expected(error("clear words")), error
+    assert common.error_text(KeyError("clear words")).startswith("Something went wrong")
+
+
+def rounds_page() -> AppTest:
+    at = new_app().run()
+    at.switch_page("ui/pages/rounds.py").run()
+    assert_clean(at)
+    return at
+
+
+def test_retrain_is_disabled_with_the_reason_while_a_job_runs(catalogue: Engine) -> None:
+    with JobLock.acquire():
+        at = rounds_page()
+        assert at.button(key="retrain").disabled and at.button(key="refresh").disabled
+        assert "one job runs at a time" in at.button(key="retrain").help
+        assert any("off until it ends" in c for c in texts(at.caption))
+    at.run()
+    assert not at.button(key="retrain").disabled and not at.button(key="refresh").disabled
+
+
+def test_inception_training_choice_is_off_for_the_cnn(catalogue: Engine) -> None:
+    at = rounds_page()
+    assert not at.radio(key="retrain_mode").disabled
+    at.radio(key="retrain_arch").set_value("cnn").run()
+    assert at.radio(key="retrain_mode").disabled
+    at.radio(key="retrain_arch").set_value("inception").run()
+    assert not at.radio(key="retrain_mode").disabled
+
+
+def test_progress_shows_the_time_elapsed_and_an_estimate_of_the_time_left() -> None:
+    from ui.rounds import progress_text
+
+    started = utcnow()
+    running = Round(id=7, arch="inception", mode="head", started_at=started, progress=0.25, progress_text="epoch 3")
+    line = progress_text(running, now=started + timedelta(seconds=90))
+    assert line == "Round 7 (inception, head): epoch 3 · 25% · 1m 30s elapsed, about 4m 30s left"
+    running.progress = 0.01  # too little done to tell
+    assert progress_text(running, now=started + timedelta(seconds=5)).endswith("5s elapsed, estimating the time left")
+
+
+def test_a_running_round_shows_its_elapsed_time_and_time_left(catalogue: Engine) -> None:
+    with session_scope(catalogue, write=True) as session:
+        session.add(
+            Round(
+                arch="inception",
+                trigger="app",
+                mode="head",
+                status=RoundStatus.RUNNING,
+                started_at=utcnow() - timedelta(seconds=120),
+                progress=0.5,
+                progress_text="training the head",
+            )
+        )
+    with JobLock.acquire():
+        at = rounds_page()
+    [bar] = at.get("progress")
+    found = re.search(r"(\d+)m (\d+)s elapsed, about (\d+)m (\d+)s left", unescaped(bar.text))
+    assert found, bar.text
+    elapsed, left = (60 * int(found[1]) + int(found[2]), 60 * int(found[3]) + int(found[4]))
+    assert 120 <= elapsed < 180 and left == elapsed  # half done: as long again
+
+
+def test_first_round_shows_dashes_not_none(catalogue: Engine) -> None:
+    with session_scope(catalogue, write=True) as session:
+        session.add(
+            Round(
+                arch="inception",
+                trigger="app",
+                mode="finetune",
+                status=RoundStatus.ACCEPTED,
+                data={"n_train": 30},
+                metrics={"candidate": fake_metrics(0.8), "current": None},
+                message="First model.",
+                duration_s=61.0,
+            )
+        )
+    at = rounds_page()
+    [comparison] = [d.value for d in at.dataframe if "held-out metric" in d.value.columns]
+    assert set(comparison["current"]) == set(comparison["change"]) == {"–"}
+    [every_round] = [t.value for t in at.table]
+    row = every_round.iloc[0]
+    assert (row["reviews since last round"], row["current accuracy / F1"], row["duration"]) == ("–", "–", "1m 01s")
+    for frame in (comparison, every_round):
+        assert not frame.isna().any().any()
+        assert not any(str(value) in ("None", "nan", "NaN") for value in frame.to_numpy().ravel())
+
+
+def test_retrain_warns_before_a_first_training(engine: Engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, engine=engine)
+    at = rounds_page()
+    [warning] = [w for w in texts(at.warning) if "ten minutes or more" in w]
+    assert "no current InceptionV3 and CNN model" in warning
+    at.radio(key="retrain_arch").set_value("cnn").run()
+    [warning] = [w for w in texts(at.warning) if "ten minutes or more" in w]
+    assert "no current CNN model" in warning and "InceptionV3" not in warning
+
+
+def test_retrain_of_models_that_exist_gives_no_long_training_warning(cnn_only: Engine) -> None:
+    at = rounds_page()
+    assert any("InceptionV3 model" in w and "ten minutes" in w for w in texts(at.warning))  # "both" trains one
+    at.radio(key="retrain_arch").set_value("cnn").run()
+    assert not any("ten minutes" in w for w in texts(at.warning))
+
+
+def test_browse_sorts_by_confidence(catalogue: Engine) -> None:
+    pool = pool_ids(catalogue)
+    at = new_app().run()
+    at.switch_page("ui/pages/browse.py").run()
+    at.selectbox(key="f_sort").set_value("least_confident").run()
+    assert_clean(at)
+    first = next(c for c in texts(at.caption) if c.startswith("#"))
+    assert first.startswith(f"#{pool[0]} ·")  # InceptionV3 is 0.40 sure of it, less than of any other photo
+    at.selectbox(key="f_sort").set_value("newest").run()
+    assert next(c for c in texts(at.caption) if c.startswith("#")).startswith(f"#{pool[-1]} ·")
+
+
+def test_claim_renewal_tolerates_a_busy_database_a_few_times_then_warns(
+    reviewing: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ui.review
+
+    def busy(*args: object, **kwargs: object) -> int:
+        raise DatabaseBusyError("database is locked")
+
+    def warned() -> bool:
+        return any("may be shown to another reviewer" in w.value for w in reviewing.warning)
+
+    monkeypatch.setattr(ui.review, "renew_claims", busy)
+    for _ in range(2):  # a busy database only delays a renewal ...
+        reviewing.run()
+        assert not warned()
+    reviewing.run()  # ... until it has refused three in a row
+    assert_clean(reviewing)
+    assert warned()
+    monkeypatch.undo()
+    reviewing.run()
+    assert not warned()
+
+
+def test_claim_renewal_errors_are_logged_and_shown_at_once(
+    reviewing: AppTest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ui.review
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("no such table: image_claims")
+
+    monkeypatch.setattr(ui.review, "renew_claims", broken)
+    with caplog.at_level(logging.ERROR, logger="shoelabel.app"):
+        reviewing.run()
+    assert_clean(reviewing)
+    assert any("may be shown to another reviewer" in w.value for w in reviewing.warning)
+    assert "claim renewal failed" in caplog.text and "no such table" in caplog.text

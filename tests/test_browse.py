@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from db import session_scope
+from db.labels import NOT_A_SHOE
 from db.models import Brand, Image, ReviewAction
 from feedback.browse import (
     IN_CONFLICT,
@@ -20,7 +21,6 @@ from feedback.browse import (
     open_conflicts,
 )
 from feedback.ingest import ingest_folder
-from feedback.labels import NOT_A_SHOE
 from feedback.reviews import record_review, undo_last
 from tests.app_support import pool_ids, seed_catalogue
 
@@ -31,8 +31,8 @@ def catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path)
     return engine
 
 
-def ids(flt: BrowseFilter, engine: Engine) -> list[int]:
-    page = find_images(flt, limit=None, engine=engine)
+def ids(flt: BrowseFilter, engine: Engine, sort: str = "oldest") -> list[int]:
+    page = find_images(flt, sort=sort, limit=None, engine=engine)
     assert page.total == len(page.rows)
     return [row.image_id for row in page.rows]
 
@@ -159,3 +159,35 @@ def test_open_conflicts_list_every_reviewers_answer(catalogue: Engine) -> None:
     assert [(a.reviewer, a.value) for a in conflict.answers] == [("ann", "acme"), ("bob", NOT_A_SHOE)]
     record_review(pool[0], "carol", "correct", brand="bolt", resolves_conflict=True, engine=catalogue)
     assert open_conflicts(catalogue) == []
+
+
+def test_sort_by_newest_and_by_confidence(catalogue: Engine) -> None:
+    pool = pool_ids(catalogue)
+    everything = ids(BrowseFilter(), catalogue)
+    labelled = [i for i in everything if i not in pool]
+    assert ids(BrowseFilter(), catalogue, "newest") == everything[::-1]
+    # InceptionV3 is 0.40, 0.45, ... sure of the pool photos and 0.80 of every labelled one (ties: catalogue order)
+    assert ids(BrowseFilter(), catalogue, "least_confident") == pool + labelled
+    assert ids(BrowseFilter(), catalogue, "most_confident") == labelled + pool[::-1]
+    assert ids(BrowseFilter(model="cnn"), catalogue, "least_confident") == pool + labelled
+    # with the filters: the order applies to what matches
+    assert ids(BrowseFilter(imported=NO_BRAND), catalogue, "most_confident") == pool[::-1]
+    assert ids(BrowseFilter(confidence=(0.0, 0.46)), catalogue, "most_confident") == [pool[1], pool[0]]
+    page = find_images(BrowseFilter(), sort="least_confident", offset=2, limit=3, engine=catalogue)
+    assert [r.image_id for r in page.rows] == pool[2:5] and page.total == 44
+    with pytest.raises(ValueError, match="Unknown order"):
+        find_images(BrowseFilter(), sort="sideways", engine=catalogue)
+
+
+def test_photos_no_model_has_predicted_come_last_in_confidence_order(catalogue: Engine, tmp_path: Path) -> None:
+    from tests.conftest import make_brand_photo
+
+    make_brand_photo(tmp_path / "late" / "late.jpg", 1, seed=777)
+    [late] = ingest_folder(tmp_path / "late", engine=catalogue).added_ids  # no prediction yet
+    for sort in ("least_confident", "most_confident"):
+        assert ids(BrowseFilter(), catalogue, sort)[-1] == late
+
+
+def test_confidence_order_without_a_model_is_catalogue_order(engine: Engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, engine=engine)
+    assert ids(BrowseFilter(), engine, "least_confident") == ids(BrowseFilter(), engine)

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from db import session_scope
-from db.models import Review, ReviewAction
-from tests.app_support import AppServerError, pool_ids, running_app, seed_catalogue
+from db.models import Review, ReviewAction, Round, RoundStatus
+from feedback.reviews import record_review
+from tests.app_support import AppServerError, fake_metrics, pool_ids, running_app, seed_catalogue
 
 pytestmark = pytest.mark.browser
 
@@ -155,3 +156,101 @@ def test_keyboard_answers_land_in_the_database(
         "bolt",
     )
     print(f"\nkey press to next photo on screen: {', '.join(f'{t * 1000:.0f} ms' for t in timings)}")
+
+
+#: Each loaded image under an element: its width on screen and its own width, in pixels.
+IMAGE_WIDTHS = """(root) => [...root.querySelectorAll('img')]
+  .filter(i => i.complete && i.naturalWidth > 0).map(i => [i.getBoundingClientRect().width, i.naturalWidth])"""
+
+
+def image_widths(locator: object) -> list[tuple[float, int]]:
+    """(on screen, own) widths of the images under ``locator``, once they have loaded."""
+    locator.locator("img").first.wait_for()
+    deadline = time.monotonic() + 10
+    while not (widths := locator.evaluate(IMAGE_WIDTHS)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return widths
+
+
+def test_review_photo_is_never_scaled_above_its_own_size(
+    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
+) -> None:
+    seed_catalogue(engine, home, brand_folder, pool_folder)  # photos 64 px wide: stretched, they would blur
+    pool = pool_ids(engine)
+    sign_in(page, server, "ann")
+    ready(page, pool[0])
+    widths = image_widths(page.get_by_test_id("stMain"))
+    assert widths and all(shown <= own for shown, own in widths), widths
+
+
+def test_browse_thumbnail_opens_its_photo_and_settling_stays_on_conflicts(
+    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
+) -> None:
+    seed_catalogue(engine, home, brand_folder, pool_folder)
+    for image_id in pool_ids(engine)[:2]:
+        record_review(image_id, "ann", "correct", brand="acme", engine=engine)
+        record_review(image_id, "bob", "correct", brand="crest", engine=engine)
+    page.goto(f"{server}/browse")
+    page.get_by_text("photo(s) match").wait_for()
+    thumbnail = page.get_by_test_id("stMain").get_by_test_id("stImage").locator("img").first  # catalogue order
+    thumbnail.wait_for()
+    page.wait_for_timeout(SETTLE_MS)
+    box = thumbnail.bounding_box()
+    started = time.monotonic()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # the picture, not a button
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Photo #1", exact=True).wait_for(timeout=10_000)
+    opened_s = time.monotonic() - started
+    widths = image_widths(dialog)
+    assert widths and all(shown <= own for shown, own in widths), widths
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+
+    conflicts_tab = page.get_by_role("tab", name="Conflicts")
+    conflicts_tab.click()
+    name_box = page.get_by_label("Your name")
+    name_box.fill("carol")
+    name_box.press("Enter")
+    page.get_by_role("button", name="Settle").first.click()
+    page.get_by_text("settled as").wait_for()
+    page.get_by_text("1 photo(s) have reviewers who disagree").wait_for()
+    assert conflicts_tab.get_attribute("aria-selected") == "true"
+    print(f"\nthumbnail click to photo details on screen: {opened_s * 1000:.0f} ms")
+
+
+def test_all_rounds_table_fits_the_page(
+    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
+) -> None:
+    seed_catalogue(engine, home, brand_folder, pool_folder)
+    with session_scope(engine, write=True) as session:
+        for n, arch in enumerate(["inception", "cnn", "inception"]):
+            session.add(
+                Round(
+                    arch=arch,
+                    trigger="app",
+                    mode="finetune",
+                    status=RoundStatus.ACCEPTED,
+                    data={"n_train": 30, **({"reviews_since_last_round": n} if n else {})},
+                    metrics={"candidate": fake_metrics(0.7 + 0.05 * n), "current": fake_metrics(0.7) if n else None},
+                    message="Promoted: the candidate's held-out macro F1 is not below the current model's, so it "
+                    "replaces the current model from now on.",
+                    duration_s=125.0,
+                )
+            )
+    page.goto(f"{server}/rounds")
+    heading = page.get_by_test_id("stElementContainer").filter(has=page.get_by_role("heading", name="All rounds"))
+    table = heading.locator("xpath=following-sibling::*[1]")  # whatever shows the rounds
+    table.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)  # drawn
+    found = table.evaluate(
+        """(t) => {
+          const main = document.querySelector('[data-testid=stMainBlockContainer]').getBoundingClientRect();
+          const cut = [...t.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1
+              && (e.matches('th, td') || ['auto', 'scroll', 'hidden'].includes(getComputedStyle(e).overflowX)));
+          return {right: t.getBoundingClientRect().right, mainRight: main.right, text: t.innerText,
+                  cut: cut.map(e => `${e.tagName}.${e.className}: ${e.scrollWidth} > ${e.clientWidth}`)};
+        }"""
+    )
+    assert found["right"] <= found["mainRight"] + 1, found  # within the page, and nothing scrolls or is cut
+    assert not found["cut"], found["cut"]
+    assert "replaces the current model from now on." in found["text"] and "None" not in found["text"]

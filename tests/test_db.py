@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from db import DatabaseBusyError, session_scope
-from db.engine import create_db_engine
+from db.connect import create_db_engine
 from db.migrate import current_revision, head_revision, upgrade
 from db.models import Base, Brand, Image, Review, ReviewAction, Split
 
@@ -84,7 +84,7 @@ def test_enum_columns_reject_unknown_values(engine) -> None:
 
 
 def _write_reviews(url: str, reviewer: str, image_id: int, count: int) -> None:
-    from db.engine import create_db_engine
+    from db.connect import create_db_engine
 
     engine = create_db_engine(url)
     for _ in range(count):
@@ -118,7 +118,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
 def test_locked_database_gives_a_clear_error_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import db.engine as engine_module
+    import db.connect as engine_module
 
     path = tmp_path / "locked.db"
     engine = create_db_engine(f"sqlite:///{path}")

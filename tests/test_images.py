@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling.images import ImageError, inspect, iter_batches, load_array, open_rgb, square
+from shoelabel.images import ImageError, inspect, iter_batches, load_array, open_rgb, square
 from tests.conftest import make_photo
 
 
@@ -145,7 +145,7 @@ def _peak_rss_mb() -> float:
 
 
 def test_a_huge_png_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
-    from modeling.images import MAX_PIXELS
+    from shoelabel.images import MAX_PIXELS
 
     path = tmp_path / "poster.png"
     Image.new("1", (13000, 13000)).save(path)  # 169 MP in 20 kB: 0.5 GB once decoded to RGB
@@ -179,7 +179,7 @@ def test_a_big_non_image_is_refused_without_being_read(tmp_path: Path) -> None:
 
 
 def test_a_file_over_the_size_cap_is_refused_without_being_read(tmp_path: Path) -> None:
-    from modeling.images import MAX_FILE_BYTES
+    from shoelabel.images import MAX_FILE_BYTES
 
     path = make_photo(tmp_path / "padded.jpg", fmt="JPEG")
     with path.open("r+b") as handle:

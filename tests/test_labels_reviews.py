@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from db import session_scope
 from db.catalog import BrandError
+from db.labels import NOT_A_SHOE, ReviewRow, conflicts, derive, effective_labels, labelled_set
 from db.models import Review, ReviewAction
 from feedback.ingest import ingest_folder
-from feedback.labels import NOT_A_SHOE, ReviewRow, conflicts, derive, effective_labels, labelled_set
 from feedback.reviews import ReviewError, Shown, record_review, review_history, undo_last
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from db import get_engine, session_scope
+from db.labels import effective_labels
 from db.models import Image, Split
 from feedback.ingest import ingest_folder
-from feedback.labels import effective_labels
 from feedback.manifest import (
     ManifestError,
     export_folder,

@@ -28,7 +28,7 @@ def test_keras_runs_on_jax_without_the_user_setting_it() -> None:
 
 
 def test_cnn_learns_synthetic_brands(tmp_path: Path) -> None:
-    from modeling.training import CnnConfig, load_pixels, train_cnn
+    from modeling.fitting import CnnConfig, load_pixels, train_cnn
 
     paths, labels = synthetic(tmp_path / "train", per_brand=12)
     test_paths, test_labels = synthetic(tmp_path / "test", per_brand=4)
@@ -43,7 +43,7 @@ def test_cnn_learns_synthetic_brands(tmp_path: Path) -> None:
 
 
 def test_training_refuses_a_single_brand(tmp_path: Path) -> None:
-    from modeling.training import TrainingError, train_cnn
+    from modeling.fitting import TrainingError, train_cnn
 
     paths, labels = synthetic(tmp_path, per_brand=3, brands=1)
     with pytest.raises(TrainingError, match="at least 2 brands"):
@@ -51,7 +51,7 @@ def test_training_refuses_a_single_brand(tmp_path: Path) -> None:
 
 
 def test_cnn_training_names_every_unreadable_photo(tmp_path: Path) -> None:
-    from modeling.training import TrainingError, load_pixels
+    from modeling.fitting import TrainingError, load_pixels
 
     paths, _ = synthetic(tmp_path, per_brand=2, brands=1)
     (tmp_path / "empty.jpg").write_bytes(b"")
@@ -79,7 +79,7 @@ def test_replace_head_keeps_known_brands(tmp_path: Path) -> None:
 def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
     """weights=None and 75 px inputs: the real architecture and training path, at test size."""
     from modeling.architectures import INCEPTION_CUT
-    from modeling.training import InceptionConfig, ensure_activations, train_inception
+    from modeling.fitting import InceptionConfig, ensure_activations, train_inception
 
     paths, labels = synthetic(tmp_path / "photos", per_brand=4)
     shas = [f"{i:064x}" for i in range(len(paths))]

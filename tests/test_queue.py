@@ -82,8 +82,8 @@ def test_labelled_and_not_a_shoe_images_leave_the_unlabelled_queue(engine, pool:
 
 
 def test_likely_mislabelled_queue_reads_out_of_fold_predictions(engine, pool: list[int]) -> None:
+    from db.labels import labelled_set
     from db.models import ModelVersion, PredictionKind
-    from feedback.labels import labelled_set
 
     version_id = fake_model(engine, "inception", {})
     with session_scope(engine) as session:

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from db import session_scope
 from db.models import Image, ModelStatus, ModelVersion, Prediction, PredictionKind, Round, RoundStatus
 from feedback.ingest import ingest_folder
-from modeling.evaluation import compute_metrics
+from modeling.fitting import CnnConfig, InceptionConfig
 from modeling.jobs import JobBusyError, JobLock
+from modeling.metrics import compute_metrics
 from modeling.rounds import decide, run_round
-from modeling.training import CnnConfig, InceptionConfig
 
 TINY_CNN = CnnConfig(input_size=32, epochs=10, round_epochs=2, batch_size=12, learning_rate=3e-3)
 TINY_INCEPTION = InceptionConfig(
@@ -71,7 +71,7 @@ def test_worse_candidate_is_rejected_and_current_model_stays(catalogue, monkeypa
     first = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
     import modeling.rounds as rounds
     from modeling.architectures import build_cnn
-    from modeling.training import TrainOutcome
+    from modeling.fitting import TrainOutcome
 
     def untrained(labelled, parent, config, progress):
         model = build_cnn(3, input_size=32)
@@ -208,7 +208,7 @@ def test_both_models_train_end_to_end_on_real_photos(
 
 
 def test_current_model_is_rescored_only_when_the_held_out_set_changes(catalogue) -> None:
-    from feedback.labels import labelled_set
+    from db.labels import labelled_set
     from feedback.reviews import record_review
     from modeling.rounds import holdout_fingerprint, stored_metrics
 
@@ -228,7 +228,7 @@ def test_current_model_is_rescored_only_when_the_held_out_set_changes(catalogue)
 
 
 def test_a_thin_new_brand_and_a_brand_left_only_in_the_holdout_do_not_block_a_round(catalogue, tmp_path: Path) -> None:
-    from feedback.labels import labelled_set
+    from db.labels import labelled_set
     from feedback.reviews import record_review
     from tests.conftest import make_brand_photo
 
@@ -351,8 +351,8 @@ def test_a_round_that_fails_after_registering_its_candidate_discards_it(
     catalogue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import modeling.rounds as rounds
+    from modeling.fitting import TrainOutcome
     from modeling.rounds import RoundError
-    from modeling.training import TrainOutcome
 
     class Model:
         def save(self, path: Path) -> None:

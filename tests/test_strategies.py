@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feedback.mislabelled import out_of_fold_probabilities
 from feedback.strategies import STRATEGIES, Candidates, cluster_representatives, get_strategy
+from modeling.label_issues import out_of_fold_probabilities
 
 NAMES = ["adidas", "converse", "nike"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from db.labels import NOT_A_SHOE
 from db.models import ReviewAction
 from feedback.browse import (
     IN_CONFLICT,
@@ -20,9 +21,8 @@ from feedback.browse import (
     image_details,
     open_conflicts,
 )
-from feedback.labels import NOT_A_SHOE
 from feedback.reviews import record_review
-from modeling.images import ImageError
+from shoelabel.images import ImageError
 from ui import common
 
 PAGE_SIZE = 24

@@ -25,9 +25,9 @@ from feedback.manifest import ManifestError
 from feedback.queue import SUMMARY_LABELS, queue_summary
 from feedback.reviews import ReviewError, clean_reviewer
 from modeling.arrivals import predict_arrivals
-from modeling.images import ImageError, open_rgb
 from modeling.jobs import JobBusyError
 from modeling.registry import ModelNotFoundError
+from shoelabel.images import ImageError, open_rgb
 from shoelabel.settings import SettingsError, get_settings
 
 log = logging.getLogger("shoelabel.app")
@@ -48,7 +48,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 #: loaded, since an error of a module that is not loaded cannot have been raised. The app starts without them.
 LAZY_EXPECTED_ERRORS: tuple[tuple[str, str], ...] = (
     ("modeling.rounds", "RoundError"),
-    ("modeling.training", "TrainingError"),
+    ("modeling.fitting", "TrainingError"),
     ("modeling.architectures", "WeightsError"),
 )
 

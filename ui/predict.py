@@ -7,7 +7,7 @@ import io
 
 import streamlit as st
 
-from feedback.uploads import check_upload, store_uploads
+from feedback.uploads import store_uploads
 from modeling.app_services import (
     UploadPrediction,
     current_handles,
@@ -15,8 +15,8 @@ from modeling.app_services import (
     predict_uploads,
     store_upload_predictions,
 )
-from modeling.images import ImageError, open_rgb
 from modeling.predict import ModelAnswer, ModelHandle
+from shoelabel.images import ImageError, inspect_upload, open_rgb
 from ui import common
 
 Upload = tuple[str, bytes]
@@ -57,7 +57,7 @@ def _opinion(opinion: ModelAnswer) -> None:
 def _problem(sha256: str, name: str, _data: bytes) -> str | None:
     """Why the upload cannot be used (decoded by content), or None."""
     try:
-        check_upload(name, _data)
+        inspect_upload(name, _data)
     except ImageError as exc:
         return str(exc)
     return None

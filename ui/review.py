@@ -31,7 +31,7 @@ from feedback.queue import (
 )
 from feedback.reviews import Shown, record_review, undo_last
 from feedback.strategies import STRATEGIES, UNLABELLED_STRATEGIES
-from modeling.images import ImageError
+from shoelabel.images import ImageError
 from ui import common
 
 log = logging.getLogger("shoelabel.app")

@@ -6,7 +6,7 @@ from db.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    from db.engine import create_db_engine
+    from db.connect import create_db_engine
     from shoelabel.settings import get_settings
 
     connection = create_db_engine(get_settings().db_url).connect()

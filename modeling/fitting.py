@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 import modeling  # noqa: F401  (selects the JAX backend)
-from feedback.labels import MIN_PHOTOS_PER_BRAND
+from db.labels import MIN_PHOTOS_PER_BRAND
 from modeling.architectures import (
     CNN_INPUT_SIZE,
     INCEPTION_INPUT_SIZE,
@@ -30,11 +30,12 @@ from modeling.architectures import (
     split_inception,
 )
 from modeling.feature_cache import VIEWS, FeatureCache
-from modeling.images import ImageError, iter_batches
-from modeling.progress import Progress, Stage, Throttled, silent
+from shoelabel.errors import UserError
+from shoelabel.images import ImageError, iter_batches
+from shoelabel.progress import Progress, Stage, Throttled, silent
 
 
-class TrainingError(ValueError):
+class TrainingError(UserError, ValueError):
     """Training cannot start with the data given."""
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from shoelabel.errors import UserError
+
 SUPPORTED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp"}
 MIN_SIDE = 32
@@ -41,7 +43,7 @@ Source = str | Path | bytes
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image that cannot be used, with the file and the reason."""
 
     def __init__(self, name: str, reason: str) -> None:
@@ -229,6 +231,16 @@ def inspect(source: Source) -> ImageInfo:
         format=SUPPORTED_FORMATS[image.format or ""],
         file_size=len(data),
     )
+
+
+def inspect_upload(name: str, data: bytes) -> ImageInfo:
+    """Decode the upload by content; :class:`ImageError` names the uploaded file and says why not."""
+    try:
+        return inspect(bytes(data))
+    except ImageError as exc:
+        raise ImageError(name or "upload", exc.reason) from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # e.g. a header cut short: Pillow fails while opening
+        raise ImageError(name or "upload", f"corrupt or truncated image data ({exc})") from exc
 
 
 def open_rgb(source: Source, max_side: int | None = None) -> Image.Image:
