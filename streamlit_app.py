@@ -18,7 +18,7 @@ pages = [
     st.Page("ui/pages/browse.py", title="Browse", icon=":material/photo_library:"),
     st.Page("ui/pages/rounds.py", title="Rounds", icon=":material/model_training:"),
     st.Page("ui/pages/predict.py", title="Predict", icon=":material/upload:"),
-    st.Page("ui/pages/catalogue.py", title="Import", icon=":material/create_new_folder:"),
+    st.Page("ui/pages/imports.py", title="Import", icon=":material/create_new_folder:"),
 ]
 page = st.navigation(pages)
 common.sidebar()

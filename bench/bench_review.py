@@ -70,14 +70,13 @@ def _probabilities(position: int, arch: str, n: int) -> np.ndarray:
 
 def bench_service(actions: int) -> dict[str, float]:
     from feedback.queue import next_items
-    from feedback.reviews import Shown, record_review
+    from feedback.reviews import record_review
 
     timings = []
     items = next_items("bench-service", "s-service", k=2)
     for _ in range(actions):
         started = time.perf_counter()
-        version, probabilities = items[0].shown()
-        record_review(items[0].image_id, "bench-service", "confirm", shown=Shown(version, probabilities))
+        record_review(items[0].image_id, "bench-service", "confirm", shown=items[0].shown())
         items = next_items("bench-service", "s-service", k=2, first=items[1].image_id)
         timings.append(time.perf_counter() - started)
     return summary(timings)

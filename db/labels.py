@@ -13,13 +13,14 @@ never silently.
 
 from __future__ import annotations
 
+import enum
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Exists, exists, select
+from sqlalchemy.orm import Session, aliased
 
 from db.models import Brand, Image, Review, ReviewAction, Split
 
@@ -121,6 +122,37 @@ def effective_labels(session: Session, image_ids: Iterable[int] | None = None) -
     return {iid: derive(iid, imported, reviews.get(iid, [])) for iid, imported in session.execute(query)}
 
 
+class Offer(enum.StrEnum):
+    """What became of a brand offered again for a stored photo (see :func:`offer_brand`)."""
+
+    LABELLED = "labelled"  # it had no brand at all: it takes this one and joins training
+    UNCHANGED = "unchanged"  # it has this brand already
+    DISAGREES = "disagrees"  # it has another brand (or reviewers disagree on it): kept, and reported
+
+
+def offer_brand(image: Image, brand: Brand, label: EffectiveLabel) -> Offer:
+    """The relabelling rule for photos that arrive again with a brand (a labelled folder, a manifest).
+
+    A stored brand is never overridden by an import, whether it came from an earlier import
+    or a review: a disagreement is reported for a reviewer to settle. A photo with no brand
+    at all takes the offered one; a pool photo then moves to training (a held-out photo
+    stays held out: the held-out set is frozen).
+    """
+    if image.source_brand_id is None and label.value is None:
+        image.source_brand_id = brand.id
+        if image.split == Split.POOL:
+            image.split = Split.TRAIN
+        return Offer.LABELLED
+    if label.value == brand.name and not label.conflict:
+        return Offer.UNCHANGED
+    return Offer.DISAGREES
+
+
+def kept_label(label: EffectiveLabel) -> str:
+    """How a stored label reads in a disagreement report."""
+    return "(in conflict)" if label.conflict else (label.value or "(none)")
+
+
 def conflicts(session: Session) -> list[EffectiveLabel]:
     """Images whose reviewers disagree, with every reviewer's answer."""
     return [label for label in effective_labels(session).values() if label.conflict]
@@ -167,3 +199,30 @@ def labelled_set(session: Session) -> LabelledSet:
         item = LabelledImage(image.id, image.sha256, image.path, label.brand)
         (holdout if image.split == Split.HOLDOUT else train).append(item)
     return LabelledSet(train, holdout, excluded, not_shoe)
+
+
+# --------------------------------------------------------------------------- the same rules as SQL filters
+
+
+def has_decision() -> Exists:
+    """An image with a live decisive review (the queues' and Browse's "reviewed")."""
+    return exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.action.in_(DECISIVE))
+
+
+def answered_by(reviewer: str) -> Exists:
+    """An image ``reviewer`` has a live answer for, decisive or not."""
+    return exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.reviewer == reviewer)
+
+
+def latest_says_not_a_shoe() -> Exists:
+    """An image whose latest live decisive review flags it as not a shoe."""
+    flag, later = aliased(Review), aliased(Review)
+    overtaken = exists().where(
+        later.image_id == flag.image_id,
+        later.undone_at.is_(None),
+        later.action.in_(DECISIVE),
+        (later.created_at > flag.created_at) | ((later.created_at == flag.created_at) & (later.id > flag.id)),
+    )
+    return exists().where(
+        flag.image_id == Image.id, flag.undone_at.is_(None), flag.action == ReviewAction.NOT_A_SHOE, ~overtaken
+    )

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, exists, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db import get_engine, session_scope
-from db.labels import DECISIVE, NOT_A_SHOE, Answer, EffectiveLabel, conflicts, effective_labels
+from db.labels import NOT_A_SHOE, Answer, EffectiveLabel, answered_by, conflicts, effective_labels, has_decision
 from db.models import Brand, Image, ModelVersion, Prediction, PredictionKind, Review
 from feedback.reviews import review_history
+from modeling.predict import ModelAnswer, stored_answers
 from modeling.registry import current_versions
 
 NO_BRAND = "(none)"  # imported filter: images that arrived without a brand
@@ -49,14 +50,6 @@ class BrowseFilter:
 
 
 @dataclass(frozen=True)
-class ModelGuess:
-    arch: str
-    version_id: int
-    brand: str
-    confidence: float
-
-
-@dataclass(frozen=True)
 class ImageRow:
     image_id: int
     path: str
@@ -64,7 +57,7 @@ class ImageRow:
     split: str
     imported: str | None
     label: EffectiveLabel
-    predictions: dict[str, ModelGuess] = field(default_factory=dict)  # by architecture
+    predictions: dict[str, ModelAnswer] = field(default_factory=dict)  # by architecture
 
     @property
     def label_text(self) -> str:
@@ -110,12 +103,10 @@ def _filtered_ids(session: Session, flt: BrowseFilter, version: ModelVersion | N
         query = query.join(imported, imported.id == Image.source_brand_id).where(
             func.lower(imported.name) == flt.imported.lower()
         )
-    live = (Review.image_id == Image.id) & Review.undone_at.is_(None)
     if flt.reviewed is not None:
-        decided = exists().where(live, Review.action.in_(DECISIVE))
-        query = query.where(decided if flt.reviewed else ~decided)
+        query = query.where(has_decision() if flt.reviewed else ~has_decision())
     if flt.reviewer is not None:
-        query = query.where(exists().where(live, Review.reviewer == flt.reviewer))
+        query = query.where(answered_by(flt.reviewer))
     by_confidence = sort in ("least_confident", "most_confident") and version is not None
     if flt.uses_prediction:
         if version is None:
@@ -163,30 +154,6 @@ def _label_matches(label: EffectiveLabel, wanted: str) -> bool:
     return (label.value or "").lower() == wanted.lower()
 
 
-def _guesses(session: Session, versions: dict[str, ModelVersion], ids: list[int]) -> dict[int, dict[str, ModelGuess]]:
-    if not versions or not ids:
-        return {}
-    arch_of = {v.id: arch for arch, v in versions.items()}
-    rows = (
-        row
-        for chunk in _chunks(ids)
-        for row in session.execute(
-            select(Prediction.image_id, Prediction.model_version_id, Brand.name, Prediction.confidence)
-            .join(Brand, Brand.id == Prediction.brand_id)
-            .where(
-                Prediction.model_version_id.in_(list(arch_of)),
-                Prediction.kind == PredictionKind.MODEL,
-                Prediction.image_id.in_(chunk),
-            )
-        )
-    )
-    guesses: dict[int, dict[str, ModelGuess]] = {}
-    for image_id, version_id, brand, confidence in rows:
-        arch = arch_of[version_id]
-        guesses.setdefault(image_id, {})[arch] = ModelGuess(arch, version_id, brand, float(confidence))
-    return guesses
-
-
 def find_images(
     flt: BrowseFilter | None = None,
     *,
@@ -210,7 +177,7 @@ def find_images(
         if not page:
             return BrowsePage([], total)
         labels = effective_labels(session, page if len(page) <= MAX_IN else None)
-        guesses = _guesses(session, versions, page)
+        answers = stored_answers(session, versions, page)
         imported = aliased(Brand)
         images = {
             row.id: row
@@ -223,7 +190,7 @@ def find_images(
         }
     rows = [
         ImageRow(
-            i, images[i].path, images[i].sha256, str(images[i].split), images[i].imported, labels[i], guesses.get(i, {})
+            i, images[i].path, images[i].sha256, str(images[i].split), images[i].imported, labels[i], answers.get(i, {})
         )
         for i in page
     ]

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from db import DatabaseBusyError, get_engine, session_scope
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
+from db.labels import Offer, effective_labels, kept_label, offer_brand
 from db.models import Brand, Image, ModelVersion, Round, Split
 from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
@@ -236,16 +237,17 @@ def _store(
         if brand:
             report.added_per_brand[brand.name] += 1
         return
-    if brand is not None and existing.source_brand_id is None and existing.split == Split.POOL:
-        existing.source_brand_id = brand.id
-        existing.split = Split.TRAIN
+    if brand is None:
+        report.already_stored += 1
+        return
+    label = effective_labels(session, [existing.id])[existing.id]
+    outcome = offer_brand(existing, brand, label)
+    if outcome == Offer.LABELLED:
         report.newly_labelled += 1
-    elif brand is not None and existing.source_brand_id not in (None, brand.id):
-        kept = existing.source_brand.name if existing.source_brand else "?"
-        report.label_conflicts.append((relative, kept, brand.name))
-        report.already_stored += 1
-    else:
-        report.already_stored += 1
+        return
+    if outcome == Offer.DISAGREES:
+        report.label_conflicts.append((relative, kept_label(label), brand.name))
+    report.already_stored += 1
 
 
 def new_image(info: ImageInfo, path: Path, *, source: str, brand: Brand | None = None) -> Image:

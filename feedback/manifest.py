@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
-from db.labels import EffectiveLabel, effective_labels
+from db.labels import EffectiveLabel, Offer, effective_labels, kept_label, offer_brand
 from db.models import Brand, Image, Split
 from feedback.ingest import (
     DEFAULT_HOLDOUT_FRACTION,
@@ -414,14 +414,13 @@ def _apply(
         report.added_per_brand[brand.name] += 1
         return
     current = labels[stored.id]
-    if stored.source_brand_id is None and current.value is None:
-        stored.source_brand_id, stored.split = brand.id, Split.TRAIN
+    outcome = offer_brand(stored, brand, current)
+    if outcome == Offer.LABELLED:
         report.labelled += 1
-    elif current.value == brand.name and not current.conflict:
+    elif outcome == Offer.UNCHANGED:
         report.unchanged += 1
     else:
-        kept = "(in conflict)" if current.conflict else (current.value or "(none)")
-        report.disagreements.append((row.path, kept, brand.name))
+        report.disagreements.append((row.path, kept_label(current), brand.name))
 
 
 # --------------------------------------------------------------------------- command line

@@ -15,31 +15,27 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Exists, Select, and_, delete, exists, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Engine, Select, and_, delete, exists, select
+from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.labels import DECISIVE, EffectiveLabel, effective_labels
+from db.labels import EffectiveLabel, answered_by, effective_labels, has_decision, latest_says_not_a_shoe
 from db.models import (
     Brand,
     Image,
     ImageClaim,
     ModelVersion,
-    Prediction,
     PredictionKind,
-    Review,
-    ReviewAction,
     Split,
     utcnow,
 )
 from feedback.reviews import clean_reviewer
-from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
+from feedback.strategies import SCOPES, Candidates, get_strategy
 from modeling.feature_cache import inception_activation_cache
-from modeling.predict import ModelAnswer
-from modeling.registry import current_versions
+from modeling.predict import ModelAnswer, stored_answers
+from modeling.registry import ARCHITECTURES, current_versions
 
 CLAIM_MINUTES = 3  # renewed while the tab is open (see renew_claims); a closed tab frees its images soon
-SCOPES = ("unlabelled", "unreviewed", "labelled")
 DEFAULT_STRATEGY = "least_confidence"
 #: What each count of :func:`queue_summary` counts, in the app's words. The pool is where photos that came
 #: without a brand live, reviewed or not; what is still to review is a queue's count (:func:`pending_count`).
@@ -61,31 +57,27 @@ class QueueItem:
     label: EffectiveLabel
     predictions: dict[str, ModelAnswer] = field(default_factory=dict)  # by architecture
 
-    def shown(self) -> tuple[int | None, dict[str, float] | None]:
-        """The model version and probabilities to keep with a review (InceptionV3 first)."""
-        for arch in ("inception", "cnn"):
-            if arch in self.predictions:
-                view = self.predictions[arch]
-                return view.model_version_id, view.probabilities
-        return None, None
+    def shown(self) -> ModelAnswer | None:
+        """The answer shown first, kept with a review (InceptionV3's where it has one)."""
+        return next((self.predictions[arch] for arch in ARCHITECTURES if arch in self.predictions), None)
 
     def confirm_target(self) -> str | None:
         """The brand Confirm records: the photo's label when it has one (Confirm means "the label
         is right", also when the models disagree with it), else the top brand shown."""
         if self.label.brand is not None:
             return self.label.brand
-        _, probabilities = self.shown()
-        return max(probabilities, key=probabilities.__getitem__) if probabilities else None
+        shown = self.shown()
+        return shown.brand if shown else None
 
 
 def default_scope(strategy: str) -> str:
-    return "labelled" if strategy not in UNLABELLED_STRATEGIES else "unlabelled"
+    return get_strategy(strategy).default_scope
 
 
 def _candidate_query(reviewer: str, session_id: str, scope: str) -> Select[tuple[int]]:
     now = utcnow()
-    decided = exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.action.in_(DECISIVE))
-    handled = exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.reviewer == reviewer)
+    decided = has_decision()
+    handled = answered_by(reviewer)
     claimed = exists().where(
         ImageClaim.image_id == Image.id, ImageClaim.session_id != session_id, ImageClaim.expires_at > now
     )
@@ -95,24 +87,10 @@ def _candidate_query(reviewer: str, session_id: str, scope: str) -> Select[tuple
     elif scope == "unreviewed":
         query = query.where(~decided)
     elif scope == "labelled":
-        query = query.where(and_(Image.source_brand_id.is_not(None)) | decided, ~_latest_says_not_a_shoe())
+        query = query.where(and_(Image.source_brand_id.is_not(None)) | decided, ~latest_says_not_a_shoe())
     else:
         raise ValueError(f"Unknown queue scope {scope!r}; choose one of: {', '.join(SCOPES)}.")
     return query.order_by(Image.id)
-
-
-def _latest_says_not_a_shoe() -> Exists:
-    """The image's latest live decisive review flags it as not a shoe."""
-    flag, later = aliased(Review), aliased(Review)
-    overtaken = exists().where(
-        later.image_id == flag.image_id,
-        later.undone_at.is_(None),
-        later.action.in_(DECISIVE),
-        (later.created_at > flag.created_at) | ((later.created_at == flag.created_at) & (later.id > flag.id)),
-    )
-    return exists().where(
-        flag.image_id == Image.id, flag.undone_at.is_(None), flag.action == ReviewAction.NOT_A_SHOE, ~overtaken
-    )
 
 
 def _probabilities(
@@ -124,27 +102,14 @@ def _probabilities(
     column = {n: j for j, n in enumerate(names)}
     row_of = {image_id: i for i, image_id in enumerate(ids)}
     probs = {arch: np.full((len(ids), len(names)), np.nan) for arch in versions}
-    views: dict[int, dict[str, ModelAnswer]] = {}
-    if not versions or not ids:
-        return names, probs, views
-    arch_of = {v.id: arch for arch, v in versions.items()}
-    rows = (
-        row
-        for chunk in _chunks(ids)
-        for row in session.execute(
-            select(Prediction.image_id, Prediction.model_version_id, Prediction.probabilities).where(
-                Prediction.model_version_id.in_(list(arch_of)), Prediction.kind == kind, Prediction.image_id.in_(chunk)
-            )
-        )
-    )
-    for image_id, version_id, p in rows:
-        arch = arch_of[version_id]
-        target = probs[arch][row_of[image_id]]
-        target[:] = 0.0
-        for name, value in p.items():
-            target[column[name]] = value
-        views.setdefault(image_id, {})[arch] = ModelAnswer(arch, version_id, {k: float(v) for k, v in p.items()})
-    return names, probs, views
+    answers = stored_answers(session, versions, ids, kind)
+    for image_id, by_arch in answers.items():
+        for arch, answer in by_arch.items():
+            target = probs[arch][row_of[image_id]]
+            target[:] = 0.0
+            for name, value in answer.probabilities.items():
+                target[column[name]] = value
+    return names, probs, answers
 
 
 def build_candidates(
@@ -152,7 +117,7 @@ def build_candidates(
 ) -> tuple[Candidates, dict[int, dict[str, ModelAnswer]]]:
     """The :class:`Candidates` a strategy ranks, from stored predictions and cached features."""
     versions = current_versions(session)
-    names, probs, views = _probabilities(session, versions, image_ids, PredictionKind.MODEL)
+    names, probs, answers = _probabilities(session, versions, image_ids, PredictionKind.MODEL)
     candidates = Candidates(np.array(image_ids, dtype=int), names, probs)
     if "inception" in versions:
         candidates.features = _feature_loader(session, versions["inception"], image_ids)
@@ -166,7 +131,7 @@ def build_candidates(
             )
             if not np.isnan(oof["inception"]).all():
                 candidates.out_of_fold = oof["inception"]
-    return candidates, views
+    return candidates, answers
 
 
 def _feature_loader(
@@ -212,16 +177,18 @@ def next_items(
     """
 
     reviewer = clean_reviewer(reviewer)
-    rank = get_strategy(strategy)
-    scope = scope or default_scope(strategy)
+    chosen = get_strategy(strategy)
+    scope = scope or chosen.default_scope
+    if scope not in chosen.scopes:
+        raise ValueError(f"The strategy {strategy} ranks {' or '.join(chosen.scopes)} photos, not {scope} ones.")
     engine = engine or get_engine()
     with session_scope(engine, write=claim) as session:
         ids = list(session.scalars(_candidate_query(reviewer, session_id, scope)))
         if not ids:
             return []
-        candidates, views = build_candidates(session, ids, with_labels=scope == "labelled")
+        candidates, answers = build_candidates(session, ids, with_labels="labels" in chosen.needs)
         if candidates.class_names:
-            picked = [int(ids[p]) for p in rank(candidates, k + 1, _rng(session_id + strategy))]
+            picked = [int(ids[p]) for p in chosen.rank(candidates, k + 1, _rng(session_id + strategy))]
         else:  # no brands yet, so no predictions either: oldest first
             picked = ids[: k + 1]
         if first is not None and first in ids:
@@ -233,7 +200,7 @@ def next_items(
         labels = effective_labels(session, picked)
         return [
             QueueItem(
-                i, images[i].path, images[i].sha256, images[i].width, images[i].height, labels[i], views.get(i, {})
+                i, images[i].path, images[i].sha256, images[i].width, images[i].height, labels[i], answers.get(i, {})
             )
             for i in picked
         ]

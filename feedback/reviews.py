@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -11,6 +10,7 @@ from sqlalchemy import Engine, delete, select
 from db import get_engine, session_scope
 from db.catalog import require_brand
 from db.models import Image, ImageClaim, Review, ReviewAction, utcnow
+from modeling.predict import ModelAnswer
 from shoelabel.errors import UserError
 
 MAX_REVIEWER_LENGTH = 120
@@ -18,20 +18,6 @@ MAX_REVIEWER_LENGTH = 120
 
 class ReviewError(UserError, ValueError):
     """A review that cannot be recorded as asked (nothing was written)."""
-
-
-@dataclass(frozen=True)
-class Shown:
-    """What the reviewer saw: the model version and its probabilities, kept with the review."""
-
-    model_version_id: int | None
-    probabilities: dict[str, float] | None
-
-    @property
-    def top_brand(self) -> str | None:
-        if not self.probabilities:
-            return None
-        return max(self.probabilities, key=lambda b: self.probabilities[b])  # type: ignore[index]
 
 
 def clean_reviewer(name: str) -> str:
@@ -49,7 +35,7 @@ def record_review(
     action: ReviewAction | str,
     *,
     brand: str | None = None,
-    shown: Shown | None = None,
+    shown: ModelAnswer | None = None,
     resolves_conflict: bool = False,
     engine: Engine | None = None,
 ) -> int:
@@ -65,7 +51,7 @@ def record_review(
         choices = ", ".join(a.value for a in ReviewAction)
         raise ReviewError(f"Unknown review action {action!r}; use one of: {choices}.") from exc
     if action == ReviewAction.CONFIRM and brand is None:
-        brand = shown.top_brand if shown else None
+        brand = shown.brand if shown and shown.probabilities else None
         if brand is None:
             raise ReviewError("Nothing to confirm: no prediction was shown. Pick the brand instead.")
     if action == ReviewAction.CORRECT and brand is None:

@@ -95,7 +95,7 @@ def simulate(
     labelled = np.concatenate(
         [rng.choice(pool[labels[pool] == c], seed_per_class, replace=False) for c in range(n_classes)]
     )
-    rank = get_strategy(strategy)
+    rank = get_strategy(strategy).rank
     curve = Curve(strategy, seed)
     for round_index in range(rounds + 1):
         head = Head().fit(features[labelled], labels[labelled], n_classes)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EPS = 1e-12
+from modeling.label_issues import likely_mislabelled_scores
+from modeling.uncertainty import EPS, disagreement_scores, entropy_scores, least_confidence_scores, margin_scores
 
 
 @dataclass
@@ -46,7 +47,23 @@ class Candidates:
             return np.nanmean(stacked, axis=0)
 
 
-Strategy = Callable[[Candidates, int, np.random.Generator], np.ndarray]
+Ranker = Callable[[Candidates, int, np.random.Generator], np.ndarray]  # -> up to k positions, best first
+
+SCOPES = ("unlabelled", "unreviewed", "labelled")  # which photos a queue draws from
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A query strategy and what it declares: the photos it ranks and the inputs it needs."""
+
+    name: str
+    rank: Ranker
+    scopes: tuple[str, ...]  # the photos it can rank; the first is its default
+    needs: frozenset[str] = frozenset()  # beyond predictions: "features", "labels", "out_of_fold"
+
+    @property
+    def default_scope(self) -> str:
+        return self.scopes[0]
 
 
 def _rank(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -55,26 +72,6 @@ def _rank(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     scored = np.where(np.isnan(scores), -np.inf, scores)
     order = np.lexsort((jitter, -scored))
     return order[:k]
-
-
-def sorted_probs(probs: np.ndarray) -> np.ndarray:
-    return -np.sort(-probs, axis=1)
-
-
-def least_confidence_scores(probs: np.ndarray) -> np.ndarray:
-    return 1.0 - np.max(probs, axis=1)
-
-
-def margin_scores(probs: np.ndarray) -> np.ndarray:
-    """Higher is more uncertain: minus the gap between the two most likely brands."""
-    top = sorted_probs(probs)
-    if probs.shape[1] < 2:
-        return np.zeros(len(probs))
-    return -(top[:, 0] - top[:, 1])
-
-
-def entropy_scores(probs: np.ndarray) -> np.ndarray:
-    return -np.sum(probs * np.log(np.clip(probs, EPS, 1.0)), axis=1)
 
 
 def least_confidence(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,17 +88,6 @@ def entropy(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def random(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(len(c))[:k]
-
-
-def disagreement_scores(probs_by_model: list[np.ndarray]) -> np.ndarray:
-    """Query-by-committee: 1 for each model whose vote differs from the majority, plus the
-    Jensen-Shannon divergence of the models' probability vectors (in [0, ln 2])."""
-    stacked = np.stack(probs_by_model)  # (m, n, c)
-    votes = stacked.argmax(axis=2)
-    mean = stacked.mean(axis=0)
-    vote_split = np.array([len(set(col)) - 1 for col in votes.T], dtype=float)
-    js = entropy_scores(mean) - np.mean([entropy_scores(p) for p in stacked], axis=0)
-    return vote_split + np.clip(js, 0.0, None)
 
 
 def disagreement(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -166,21 +152,6 @@ def _with_features(
     return np.array(kept, dtype=positions.dtype), np.array(rows)
 
 
-def likely_mislabelled_scores(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Confident-learning style: an image is suspect when some other brand's probability
-    reaches that brand's own average self-confidence, while its given brand's does not.
-    Suspects score 1 + (p_other - p_given); the rest score p_other - p_given (< 1)."""
-    n, n_classes = probs.shape
-    thresholds = np.array([probs[given == j, j].mean() if np.any(given == j) else 1.0 for j in range(n_classes)])
-    p_given = probs[np.arange(n), given]
-    others = probs.copy()
-    others[np.arange(n), given] = -np.inf
-    best_other = others.max(axis=1)
-    best_other_class = others.argmax(axis=1)
-    suspect = (best_other >= thresholds[best_other_class]) & (p_given < thresholds[given])
-    return np.where(suspect, 1.0, 0.0) + (best_other - p_given)
-
-
 def likely_mislabelled(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
     """Labelled images whose given brand the models contradict with high confidence,
     scored on out-of-fold probabilities where available (a model's own training
@@ -198,18 +169,23 @@ def likely_mislabelled(c: Candidates, k: int, rng: np.random.Generator) -> np.nd
     return _rank(scores, k, rng)
 
 
+_FOR_NEW = SCOPES  # photos without a decision first; labelled ones may be re-checked
+
 STRATEGIES: dict[str, Strategy] = {
-    "least_confidence": least_confidence,
-    "margin": margin,
-    "entropy": entropy,
-    "disagreement": disagreement,
-    "diverse": diverse,
-    "random": random,
-    "likely_mislabelled": likely_mislabelled,
+    s.name: s
+    for s in (
+        Strategy("least_confidence", least_confidence, _FOR_NEW),
+        Strategy("margin", margin, _FOR_NEW),
+        Strategy("entropy", entropy, _FOR_NEW),
+        Strategy("disagreement", disagreement, _FOR_NEW),
+        Strategy("diverse", diverse, _FOR_NEW, frozenset({"features"})),
+        Strategy("random", random, _FOR_NEW),
+        Strategy("likely_mislabelled", likely_mislabelled, ("labelled",), frozenset({"labels", "out_of_fold"})),
+    )
 }
 
-#: Strategies that rank unlabelled images; ``likely_mislabelled`` ranks labelled ones.
-UNLABELLED_STRATEGIES = [name for name in STRATEGIES if name != "likely_mislabelled"]
+#: Strategies that rank photos nobody has labelled yet (what the simulation compares).
+UNLABELLED_STRATEGIES = [name for name, s in STRATEGIES.items() if "unlabelled" in s.scopes]
 
 
 def get_strategy(name: str) -> Strategy:

@@ -24,7 +24,7 @@ from shoelabel.images import ImageError, inspect_upload
 @dataclass
 class UploadPrediction:
     name: str
-    opinions: dict[str, ModelAnswer] = field(default_factory=dict)  # by architecture
+    answers: dict[str, ModelAnswer] = field(default_factory=dict)  # by architecture
     error: str | None = None  # why the photo could not be used
 
 
@@ -32,7 +32,7 @@ def current_handles(engine: Engine | None = None) -> dict[str, ModelHandle]:
     """The current model of each architecture that has one, InceptionV3 first."""
     with session_scope(engine or get_engine()) as session:
         versions = current_versions(session)
-    return {arch: ModelHandle.of(versions[arch]) for arch in ("inception", "cnn") if arch in versions}
+    return {arch: ModelHandle.of(versions[arch]) for arch in ARCHITECTURES if arch in versions}
 
 
 def load_model(handle: ModelHandle) -> Any:
@@ -54,7 +54,7 @@ def predict_uploads(files: Sequence[tuple[str, bytes]], handles: Mapping[str, Mo
         probabilities, errors = predict_sources(handle, [bytes(files[i][1]) for i in usable])
         for position, probs in probabilities.items():
             i = usable[position]
-            results[i].opinions[arch] = ModelAnswer(
+            results[i].answers[arch] = ModelAnswer(
                 arch, handle.id, {name: float(p) for name, p in zip(handle.class_names, probs, strict=True)}
             )
         for position, exc in errors.items():
@@ -64,18 +64,18 @@ def predict_uploads(files: Sequence[tuple[str, bytes]], handles: Mapping[str, Mo
 
 def store_upload_predictions(
     handles: Mapping[str, ModelHandle],
-    opinions: Mapping[int, Mapping[str, ModelAnswer]],
+    answers: Mapping[int, Mapping[str, ModelAnswer]],
     *,
     engine: Engine | None = None,
 ) -> int:
-    """Keep the predictions made for uploaded photos that joined the catalogue (image id -> opinions),
+    """Keep the predictions made for uploaded photos that joined the catalogue (image id -> answers),
     so they enter the review queues ranked without waiting for a refresh."""
     engine = engine or get_engine()
     stored = 0
     for arch, handle in handles.items():
         probabilities = {
             image_id: np.array([by_arch[arch].probabilities[name] for name in handle.class_names])
-            for image_id, by_arch in opinions.items()
+            for image_id, by_arch in answers.items()
             if arch in by_arch and by_arch[arch].model_version_id == handle.id
         }
         if probabilities:

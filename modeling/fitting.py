@@ -342,6 +342,66 @@ def train_head(
     return {"head_loss": float(history.history["loss"][-1]), "head_accuracy": float(history.history["accuracy"][-1])}
 
 
+def _fit_head(
+    model: keras.Model,
+    cache: FeatureCache,
+    shas: Sequence[str],
+    targets: np.ndarray,
+    mode: str,
+    new_head: bool,
+    config: InceptionConfig,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Train the head alone on pooled cached features; a head-only round keeps to the photo and its
+    mirror image (seconds, not minutes)."""
+    progress(0.0, "pooling cached features")
+    features = upper_pooled(model, cache, shas, n_views=2 if mode == "head" else VIEWS)
+    lr = config.head_learning_rate if new_head else config.head_learning_rate / 2
+    details = train_head(
+        model,
+        features,
+        targets,
+        config.head_epochs,
+        lr,
+        config.label_smoothing,
+        config.batch_size,
+        config.seed,
+        Stage(progress, 0.1, 1.0),
+    )
+    return {**details, "head_epochs": config.head_epochs}
+
+
+def _fine_tune(
+    model: keras.Model,
+    upper: keras.Model,
+    cache: FeatureCache,
+    shas: Sequence[str],
+    targets: np.ndarray,
+    new_head: bool,
+    config: InceptionConfig,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Fine-tune ``mixed9``/``mixed10`` at a low learning rate over every cached view."""
+    epochs = config.finetune_epochs if new_head else config.round_finetune_epochs
+    lr = config.finetune_learning_rate if new_head else config.round_learning_rate
+    set_frozen_below_cut(model)
+    upper.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    data = CachedActivations(cache, shas, targets, config.batch_size, config.seed)
+    history = upper.fit(
+        data, epochs=epochs, verbose=0, callbacks=[KerasProgress(progress, epochs, "fine-tuning mixed9-10")]
+    )
+    return {
+        "finetune_epochs": epochs,
+        "finetune_learning_rate": lr,
+        "final_train_loss": float(history.history["loss"][-1]),
+        "final_train_accuracy": float(history.history["accuracy"][-1]),
+    }
+
+
 def train_inception(
     shas: Sequence[str],
     paths: Sequence[str],
@@ -386,49 +446,9 @@ def train_inception(
     }
     head_end = 0.55 if mode == "finetune" else 1.0
     if new_head or mode == "head":
-        progress(0.45, "pooling cached features")
-        # a head-only round keeps to the photo and its mirror image: seconds, not minutes
-        features = upper_pooled(model, cache, shas, n_views=2 if mode == "head" else VIEWS)
-        epochs = config.head_epochs
-        lr = config.head_learning_rate if new_head else config.head_learning_rate / 2
-        details.update(
-            train_head(
-                model,
-                features,
-                targets,
-                epochs,
-                lr,
-                config.label_smoothing,
-                config.batch_size,
-                config.seed,
-                Stage(progress, 0.5, head_end),
-            )
-        )
-        details["head_epochs"] = epochs
+        details.update(_fit_head(model, cache, shas, targets, mode, new_head, config, Stage(progress, 0.45, head_end)))
     if mode == "finetune":
-        epochs = config.finetune_epochs if new_head else config.round_finetune_epochs
-        lr = config.finetune_learning_rate if new_head else config.round_learning_rate
-        set_frozen_below_cut(model)
-        upper.compile(
-            optimizer=keras.optimizers.Adam(lr),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
-        data = CachedActivations(cache, shas, targets, config.batch_size, config.seed)
-        history = upper.fit(
-            data,
-            epochs=epochs,
-            verbose=0,
-            callbacks=[KerasProgress(Stage(progress, head_end, 1.0), epochs, "fine-tuning mixed9-10")],
-        )
-        details.update(
-            {
-                "finetune_epochs": epochs,
-                "finetune_learning_rate": lr,
-                "final_train_loss": float(history.history["loss"][-1]),
-                "final_train_accuracy": float(history.history["accuracy"][-1]),
-            }
-        )
+        details.update(_fine_tune(model, upper, cache, shas, targets, new_head, config, Stage(progress, head_end, 1.0)))
     for layer in model.layers:
         layer.trainable = True
     return TrainOutcome(model, class_names, input_size, details)

@@ -12,17 +12,19 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Engine, Select, delete, func, select
+from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
 from db.catalog import get_or_create_brand
 from db.models import Image, ModelVersion, Prediction, PredictionKind
+from modeling import uncertainty
 from modeling.feature_cache import FeatureCache, inception_activation_cache
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
@@ -33,7 +35,6 @@ from shoelabel.progress import Progress, Stage, TerminalProgress, fan_out, silen
 if TYPE_CHECKING:
     import keras
 
-EPS = 1e-12
 MAX_PASSES = 5  # refresh passes while new photos keep arriving
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,33 @@ class ModelAnswer:
     @property
     def label(self) -> str:
         return f"{self.arch} v{self.model_version_id}"
+
+
+def stored_answers(
+    session: Session,
+    versions: Mapping[str, ModelVersion],
+    image_ids: Sequence[int],
+    kind: PredictionKind = PredictionKind.MODEL,
+    chunk: int = 500,
+) -> dict[int, dict[str, ModelAnswer]]:
+    """What each model version in ``versions`` (by architecture) said about these photos, as stored."""
+    arch_of = {v.id: arch for arch, v in versions.items()}
+    answers: dict[int, dict[str, ModelAnswer]] = {}
+    ids = list(image_ids)
+    for start in range(0, len(ids) if arch_of else 0, chunk):
+        rows = session.execute(
+            select(Prediction.image_id, Prediction.model_version_id, Prediction.probabilities).where(
+                Prediction.model_version_id.in_(list(arch_of)),
+                Prediction.kind == kind,
+                Prediction.image_id.in_(ids[start : start + chunk]),
+            )
+        )
+        for image_id, version_id, probabilities in rows:
+            arch = arch_of[version_id]
+            answers.setdefault(image_id, {})[arch] = ModelAnswer(
+                arch, version_id, {name: float(p) for name, p in probabilities.items()}
+            )
+    return answers
 
 
 @dataclass(frozen=True)
@@ -85,15 +113,6 @@ class ModelHandle:
 
     def feature_cache(self) -> FeatureCache:
         return inception_activation_cache(self.base_weights, self.input_size)
-
-
-def uncertainty(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(confidence, margin between the top two, entropy) for each row."""
-    ordered = -np.sort(-probs, axis=1)
-    confidence = ordered[:, 0]
-    margin = ordered[:, 0] - (ordered[:, 1] if probs.shape[1] > 1 else 0.0)
-    entropy = -np.sum(probs * np.log(np.clip(probs, EPS, 1.0)), axis=1)
-    return confidence, margin, entropy
 
 
 def predict_sources(
@@ -161,7 +180,11 @@ def store_predictions(
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
         probs = np.stack([p for _, p in part])
-        confidence, margin, entropy = uncertainty(probs)
+        confidence, margin, entropy = (
+            uncertainty.confidence(probs),
+            uncertainty.margin(probs),
+            uncertainty.entropy(probs),
+        )
         with session_scope(engine, write=True) as session:
             brand_ids = {name: get_or_create_brand(session, name).id for name in handle.class_names}
             session.execute(

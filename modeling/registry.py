@@ -22,7 +22,8 @@ from shoelabel.settings import get_settings
 if TYPE_CHECKING:
     import keras
 
-ARCHITECTURES = ("cnn", "inception")
+ARCHITECTURES = ("inception", "cnn")  # the one order in which models are listed, trained and shown
+ARCH_NAMES = {"inception": "InceptionV3", "cnn": "CNN"}
 
 MODELS_IN_MEMORY = 4  # the two current models, and room for a round's candidates
 _loaded: OrderedDict[str, Any] = OrderedDict()  # least recently used first
@@ -75,7 +76,7 @@ def register(
     path: Path,
     class_names: list[str],
     input_size: int,
-    parent: ModelVersion | None,
+    parent_id: int | None,
     base_weights: str = "",
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
@@ -83,7 +84,7 @@ def register(
     version = ModelVersion(
         arch=check_arch(arch),
         path=str(path),
-        parent_id=parent.id if parent else None,
+        parent_id=parent_id,
         status=ModelStatus.CANDIDATE,
         class_names=list(class_names),
         input_size=input_size,

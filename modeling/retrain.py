@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
     parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
     args = parser.parse_args(argv)
-    archs = ["inception", "cnn"] if args.arch == "both" else [args.arch]
+    archs = list(ARCHITECTURES) if args.arch == "both" else [args.arch]
     return run_rounds(
         archs,
         lambda arch: {

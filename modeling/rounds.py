@@ -36,7 +36,6 @@ from shoelabel.settings import get_settings
 
 if TYPE_CHECKING:
     from modeling.fitting import CnnConfig, InceptionConfig, TrainOutcome
-    from modeling.predict import ModelHandle
 
 TOLERANCE = 1e-9
 
@@ -312,6 +311,116 @@ def run_round(
     return result
 
 
+@dataclass
+class RoundStart:
+    """What a round starts from: the labels, the model it continues (None: from scratch) and the
+    current model it must not be worse than, with that model's recorded held-out metrics."""
+
+    labelled: LabelledSet
+    data: dict[str, Any]
+    parent: ModelHandle | None
+    current: ModelHandle | None
+    current_metrics: dict[str, Any]
+
+
+@dataclass
+class HeldOutScores:
+    """The promotion inputs: both models scored on the same frozen held-out photos and classes."""
+
+    class_names: list[str]
+    candidate: Metrics | None  # None when there are no held-out photos
+    current: Metrics | None  # None without a current model
+
+
+def _start(engine: Engine, arch: str, from_scratch: bool) -> RoundStart:
+    with session_scope(engine) as session:
+        labelled = labelled_set(session)
+        current_row = current(session, arch)
+        start = RoundStart(
+            labelled=labelled,
+            data=data_summary(session, labelled, arch),
+            parent=ModelHandle.of(current_row) if current_row and not from_scratch else None,
+            current=ModelHandle.of(current_row) if current_row else None,
+            current_metrics=dict(current_row.metrics) if current_row else {},
+        )
+    if not labelled.train:
+        raise RoundError(
+            "No labelled photos to train on. Ingest a folder with one subfolder per brand, or review photos first."
+        )
+    thin = {b: n for b, n in labelled.counts("train").items() if n < MIN_PHOTOS_PER_BRAND}
+    if thin and len(labelled.counts("train")) - len(thin) >= 2:  # a new brand with one photo blocks nobody
+        labelled.train = [i for i in labelled.train if i.brand not in thin]
+        start.data["left_out_brands"] = thin
+    return start
+
+
+def _register_candidate(
+    engine: Engine, round_id: int, arch: str, start: RoundStart, outcome: TrainOutcome, weights: str
+) -> ModelHandle:
+    path = new_model_path(arch)
+    save_model(outcome.model, path)
+    remember(path, outcome.model)
+    with session_scope(engine, write=True) as session:
+        row = register(
+            session,
+            arch=arch,
+            path=path,
+            class_names=outcome.class_names,
+            input_size=outcome.input_size,
+            parent_id=start.parent.id if start.parent else None,
+            base_weights=weights,
+            training={**outcome.details, **start.data},
+        )
+        session.get(Round, round_id).candidate_model_id = row.id  # so a dead round's candidate is found
+        return ModelHandle.of(row)
+
+
+def _score_on_holdout(start: RoundStart, candidate: ModelHandle, progress: Progress) -> HeldOutScores:
+    """Score the candidate, and the current model unless its stored scores are on this very held-out set."""
+    holdout, current_model = start.labelled.holdout, start.current
+    known = set(candidate.class_names) | (set(current_model.class_names) if current_model else set())
+    scores = HeldOutScores(sorted(known | {i.brand for i in holdout}), None, None)  # unknown held-out brand: missed
+    if not holdout:
+        return scores
+    fingerprint = holdout_fingerprint(holdout)
+    progress(0.0, "evaluating the candidate on the held-out set")
+    scores.candidate = evaluate_handle(candidate, holdout, scores.class_names, Stage(progress, 0.0, 0.6))
+    scores.candidate.holdout = fingerprint
+    if current_model is not None:
+        progress(0.6, "evaluating the current model on the held-out set")
+        scores.current = stored_metrics(start.current_metrics, fingerprint, scores.class_names) or evaluate_handle(
+            current_model, holdout, scores.class_names, Stage(progress, 0.6, 1.0)
+        )
+        scores.current.holdout = fingerprint
+    return scores
+
+
+def _settle(
+    engine: Engine,
+    arch: str,
+    start: RoundStart,
+    candidate: ModelHandle,
+    scores: HeldOutScores,
+    accepted: bool,
+    progress: Progress,
+) -> None:
+    """Promote or reject the candidate; a promoted one stores its predictions first, so the queues
+    never see a current model without them."""
+    if accepted:
+        update_predictions(engine, candidate, only_missing=False, progress=Stage(progress, 0.0, 0.75))
+        if arch == "inception":
+            store_out_of_fold(engine, candidate, start.labelled, Stage(progress, 0.75, 1.0))
+    with session_scope(engine, write=True) as session:
+        row = session.get(ModelVersion, candidate.id)
+        row.metrics = scores.candidate.to_dict() if scores.candidate else {}
+        if start.current is not None and scores.current is not None:  # scored on today's held-out set
+            session.get(ModelVersion, start.current.id).metrics = scores.current.to_dict()
+        if accepted:
+            promote(session, row)
+        else:
+            reject(row)
+
+
 def _run(
     engine: Engine,
     round_id: int,
@@ -324,97 +433,32 @@ def _run(
     inception_config: InceptionConfig | None,
 ) -> RoundResult:
     report(0.0, "collecting labels")
-    with session_scope(engine) as session:
-        labelled = labelled_set(session)
-        data = data_summary(session, labelled, arch)
-        parent_row = None if from_scratch else current(session, arch)
-        parent = ModelHandle.of(parent_row) if parent_row else None
-        baseline_row = current(session, arch)
-        baseline = ModelHandle.of(baseline_row) if baseline_row else None
-        baseline_metrics = dict(baseline_row.metrics) if baseline_row else {}
-    if not labelled.train:
-        raise RoundError(
-            "No labelled photos to train on. Ingest a folder with one subfolder per brand, or review photos first."
-        )
-    thin = {b: n for b, n in labelled.counts("train").items() if n < MIN_PHOTOS_PER_BRAND}
-    if thin and len(labelled.counts("train")) - len(thin) >= 2:  # a new brand with one photo blocks nobody
-        labelled.train = [i for i in labelled.train if i.brand not in thin]
-        data["left_out_brands"] = thin
-
+    start = _start(engine, arch, from_scratch)
     train_stage = Stage(report, 0.02, 0.80)
     if arch == "inception":
-        outcome, weights = _train_inception(labelled, parent, mode, inception_config, train_stage)
+        outcome, weights = _train_inception(start.labelled, start.parent, mode, inception_config, train_stage)
     else:
-        outcome, weights = _train_cnn(labelled, parent, cnn_config, train_stage)
-
+        outcome, weights = _train_cnn(start.labelled, start.parent, cnn_config, train_stage)
     report(0.80, "saving the candidate")
-    path = new_model_path(arch)
-    save_model(outcome.model, path)
-    remember(path, outcome.model)
-    with session_scope(engine, write=True) as session:
-        candidate_row = register(
-            session,
-            arch=arch,
-            path=path,
-            class_names=outcome.class_names,
-            input_size=outcome.input_size,
-            parent=parent_row,
-            base_weights=weights,
-            training={**outcome.details, **data},
-        )
-        session.get(Round, round_id).candidate_model_id = candidate_row.id  # so a dead round's candidate is found
-        candidate = ModelHandle.of(candidate_row)
-
-    holdout = labelled.holdout
-    known = set(outcome.class_names) | (set(baseline.class_names) if baseline else set())
-    class_names = sorted(known | {i.brand for i in holdout})  # a held-out brand no model knows counts as missed
-    cand_metrics = base_metrics = None
-    if holdout:
-        fingerprint = holdout_fingerprint(holdout)
-        report(0.82, "evaluating the candidate on the held-out set")
-        cand_metrics = evaluate_handle(candidate, holdout, class_names, Stage(report, 0.82, 0.88))
-        cand_metrics.holdout = fingerprint
-        if baseline is not None:
-            report(0.88, "evaluating the current model on the held-out set")
-            base_metrics = stored_metrics(baseline_metrics, fingerprint, class_names) or evaluate_handle(
-                baseline, holdout, class_names, Stage(report, 0.88, 0.92)
-            )
-            base_metrics.holdout = fingerprint
-
-    accepted, message = decide(cand_metrics, base_metrics, baseline is not None, force)
-    if thin := data.get("left_out_brands"):
+    candidate = _register_candidate(engine, round_id, arch, start, outcome, weights)
+    scores = _score_on_holdout(start, candidate, Stage(report, 0.82, 0.92))
+    accepted, message = decide(scores.candidate, scores.current, start.current is not None, force)
+    if thin := start.data.get("left_out_brands"):
         listed = ", ".join(f"{b} ({n})" for b, n in sorted(thin.items()))
         message += (
             f" Left out of training, with fewer than {MIN_PHOTOS_PER_BRAND} labelled photos: {listed}; "
             "label more of them to add the brand."
         )
     png = None
-    if cand_metrics is not None:
+    if scores.candidate is not None:
+        title = f"Round {round_id}: {arch} candidate v{candidate.id}"
         png = str(
             plot_confusion(
-                cand_metrics,
-                get_settings().reports_dir / f"round-{round_id}-{arch}-confusion.png",
-                title=f"Round {round_id}: {arch} candidate v{candidate.id}",
+                scores.candidate, get_settings().reports_dir / f"round-{round_id}-{arch}-confusion.png", title=title
             )
         )
-    if accepted:  # predictions first, so the queues never see a current model without them
-        update_predictions(engine, candidate, only_missing=False, progress=Stage(report, 0.92, 0.98))
-        if arch == "inception":
-            store_out_of_fold(engine, candidate, labelled, Stage(report, 0.98, 1.0))
-    with session_scope(engine, write=True) as session:
-        row = session.get(ModelVersion, candidate.id)
-        row.metrics = cand_metrics.to_dict() if cand_metrics else {}
-        if baseline is not None and base_metrics is not None:
-            session.get(ModelVersion, baseline.id).metrics = base_metrics.to_dict()  # scored on today's held-out set
-        if accepted:
-            promote(session, row)
-        else:
-            reject(row)
+    _settle(engine, arch, start, candidate, scores, accepted, Stage(report, 0.92, 1.0))
     status = RoundStatus.ACCEPTED if accepted else RoundStatus.REJECTED
-    metrics = {
-        "candidate": cand_metrics.to_dict() if cand_metrics else None,
-        "current": base_metrics.to_dict() if base_metrics else None,
-    }
     finish_round(
         engine,
         round_id,
@@ -422,13 +466,21 @@ def _run(
         message=message,
         progress=1.0,
         progress_text="done",
-        parent_model_id=parent.id if parent else None,
+        parent_model_id=start.parent.id if start.parent else None,
         candidate_model_id=candidate.id,
-        data={**data, "training": outcome.details, "confusion_png": png},
-        metrics=metrics,
-        confusion={"class_names": class_names, "matrix": cand_metrics.confusion if cand_metrics else []},
+        data={**start.data, "training": outcome.details, "confusion_png": png},
+        metrics={
+            "candidate": scores.candidate.to_dict() if scores.candidate else None,
+            "current": scores.current.to_dict() if scores.current else None,
+        },
+        confusion={
+            "class_names": scores.class_names,
+            "matrix": scores.candidate.confusion if scores.candidate else [],
+        },
     )
-    return RoundResult(round_id, arch, status, message, cand_metrics, base_metrics, 0.0, candidate.id, data, png)
+    return RoundResult(
+        round_id, arch, status, message, scores.candidate, scores.current, 0.0, candidate.id, start.data, png
+    )
 
 
 def decide(

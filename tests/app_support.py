@@ -44,6 +44,29 @@ def fake_metrics(accuracy: float, class_names: list[str] = BRANDS) -> dict:
     }
 
 
+def add_round(engine: Engine, **values: object) -> None:
+    """A ``rounds`` row as a finished app round leaves it; ``values`` override the defaults."""
+    from db.models import Round, RoundStatus
+
+    defaults: dict[str, object] = {"arch": "inception", "trigger": "app", "mode": "finetune"}
+    defaults["status"] = RoundStatus.ACCEPTED
+    with session_scope(engine, write=True) as session:
+        session.add(Round(**{**defaults, **values}))
+
+
+def add_round_history(engine: Engine, message: str = "Promoted.", duration_s: float = 12.0) -> None:
+    """Three accepted rounds (InceptionV3, CNN, InceptionV3), each better than the one before."""
+    for n, arch in enumerate(["inception", "cnn", "inception"]):
+        add_round(
+            engine,
+            arch=arch,
+            data={"n_train": 30, **({"reviews_since_last_round": n} if n else {})},
+            metrics={"candidate": fake_metrics(0.7 + 0.05 * n), "current": fake_metrics(0.7) if n else None},
+            message=message,
+            duration_s=duration_s,
+        )
+
+
 def pool_probabilities(position: int, arch: str, n_classes: int = 3) -> np.ndarray:
     """Distinct, deterministic probabilities: the first pool photo is the least confident, and
     the models always put the second brand (``bolt``) on top, so Confirm means ``bolt``."""
@@ -75,7 +98,7 @@ def fake_models(
                 path=home / "models" / f"{arch}-fake.keras",
                 class_names=class_names,
                 input_size=size,
-                parent=None,
+                parent_id=None,
                 metrics=fake_metrics(accuracy, class_names),
             )
             promote(session, version)

@@ -110,3 +110,28 @@ def pool_folder(tmp_path: Path) -> Path:
     for i in range(8):
         make_brand_photo(root / f"new_{i}.jpg", i % 3, seed=10_000 + i)
     return root
+
+
+def without_hanging(call, fifo: Path | None = None) -> BaseException | None:
+    """Run ``call`` in a thread and return what it raised (None if nothing); fail, and unblock it, if it
+    has not returned within 10 s (a reader blocked on ``fifo`` gets end-of-file)."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        if fifo is not None:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        pytest.fail(f"{call} blocked")
+    return outcome[0]

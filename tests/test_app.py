@@ -19,7 +19,7 @@ from db.models import Image, Review, ReviewAction, Round, RoundStatus, utcnow
 from feedback.ingest import ingest_folder
 from feedback.reviews import record_review
 from modeling.jobs import JobLock
-from tests.app_support import REPO, fake_metrics, fake_models, pool_ids, seed_catalogue
+from tests.app_support import REPO, add_round, add_round_history, fake_metrics, fake_models, pool_ids, seed_catalogue
 
 TIMEOUT = 60
 
@@ -234,22 +234,7 @@ def test_retrain_is_refused_while_a_job_runs(catalogue: Engine) -> None:
 
 
 def test_rounds_page_shows_history_current_models_and_results(catalogue: Engine) -> None:
-    from tests.app_support import fake_metrics
-
-    with session_scope(catalogue, write=True) as session:
-        for n, arch in enumerate(["inception", "cnn", "inception"]):
-            session.add(
-                Round(
-                    arch=arch,
-                    trigger="app",
-                    mode="finetune",
-                    status=RoundStatus.ACCEPTED,
-                    data={"n_train": 30, "reviews_since_last_round": n},
-                    metrics={"candidate": fake_metrics(0.7 + 0.05 * n), "current": fake_metrics(0.7) if n else None},
-                    message="Promoted.",
-                    duration_s=12.0,
-                )
-            )
+    add_round_history(catalogue)
     at = new_app().run()
     at.switch_page("ui/pages/rounds.py").run()
     assert_clean(at)
@@ -347,12 +332,14 @@ def test_import_page_imports_a_manifest(catalogue: Engine, tmp_path: Path) -> No
     photo = make_brand_photo(tmp_path / "extra" / "e.jpg", 0, seed=4242)
     (tmp_path / "extra" / "labels.csv").write_text("path,brand\ne.jpg,dash\n")
     at = new_app().run()
-    at.switch_page("ui/pages/catalogue.py").run()
+    at.switch_page("ui/pages/imports.py").run()
     assert_clean(at)
+    assert at.metric[0].value == "44"
     at.text_input(key="manifest_path").input(str(tmp_path / "extra" / "labels.csv"))
     at.button(key="FormSubmitter:import_manifest-Import").click().run()
     assert_clean(at)
     assert any("Photos added: 1" in c.value for c in at.code)
+    assert at.metric[0].value == "45"  # the counts include it at once
     with session_scope(catalogue) as session:
         added = session.scalar(select(Image).where(Image.path == str(photo.resolve())))
         assert added is not None and added.source_brand.name == "dash"
@@ -419,7 +406,7 @@ def test_sidebar_and_review_page_say_what_they_count(reviewing: AppTest) -> None
 def test_import_page_counts_include_an_ingest_at_once(engine: Engine, brand_folder: Path, pool_folder: Path) -> None:
     ingest_folder(brand_folder, engine=engine)
     at = new_app().run()
-    at.switch_page("ui/pages/catalogue.py").run()
+    at.switch_page("ui/pages/imports.py").run()
     assert [m.value for m in at.metric] == ["36", "30", "6", "0"]
     at.text_input(key="ingest_path_more").input(str(pool_folder))
     at.button(key="FormSubmitter:ingest_more-Ingest").click().run()
@@ -433,7 +420,7 @@ def test_import_page_counts_include_an_ingest_at_once(engine: Engine, brand_fold
 
 def test_import_page_says_when_a_manifest_is_not_found(catalogue: Engine, tmp_path: Path) -> None:
     at = new_app().run()
-    at.switch_page("ui/pages/catalogue.py").run()
+    at.switch_page("ui/pages/imports.py").run()
     at.text_input(key="manifest_path").input(str(tmp_path / "missing.csv"))
     at.button(key="FormSubmitter:import_manifest-Import").click().run()
     assert_clean(at)
@@ -492,18 +479,14 @@ def test_progress_shows_the_time_elapsed_and_an_estimate_of_the_time_left() -> N
 
 
 def test_a_running_round_shows_its_elapsed_time_and_time_left(catalogue: Engine) -> None:
-    with session_scope(catalogue, write=True) as session:
-        session.add(
-            Round(
-                arch="inception",
-                trigger="app",
-                mode="head",
-                status=RoundStatus.RUNNING,
-                started_at=utcnow() - timedelta(seconds=120),
-                progress=0.5,
-                progress_text="training the head",
-            )
-        )
+    add_round(
+        catalogue,
+        mode="head",
+        status=RoundStatus.RUNNING,
+        started_at=utcnow() - timedelta(seconds=120),
+        progress=0.5,
+        progress_text="training the head",
+    )
     with JobLock.acquire():
         at = rounds_page()
     [bar] = at.get("progress")
@@ -514,19 +497,13 @@ def test_a_running_round_shows_its_elapsed_time_and_time_left(catalogue: Engine)
 
 
 def test_first_round_shows_dashes_not_none(catalogue: Engine) -> None:
-    with session_scope(catalogue, write=True) as session:
-        session.add(
-            Round(
-                arch="inception",
-                trigger="app",
-                mode="finetune",
-                status=RoundStatus.ACCEPTED,
-                data={"n_train": 30},
-                metrics={"candidate": fake_metrics(0.8), "current": None},
-                message="First model.",
-                duration_s=61.0,
-            )
-        )
+    add_round(
+        catalogue,
+        data={"n_train": 30},
+        metrics={"candidate": fake_metrics(0.8), "current": None},
+        message="First model.",
+        duration_s=61.0,
+    )
     at = rounds_page()
     [comparison] = [d.value for d in at.dataframe if "held-out metric" in d.value.columns]
     assert set(comparison["current"]) == set(comparison["change"]) == {"–"}

@@ -5,7 +5,6 @@ up a layer or close a circle."""
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 from tests.conftest import REPO

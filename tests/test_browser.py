@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from db import session_scope
-from db.models import Review, ReviewAction, Round, RoundStatus
+from db.models import Review, ReviewAction
 from feedback.reviews import record_review
-from tests.app_support import AppServerError, fake_metrics, pool_ids, running_app, seed_catalogue
+from tests.app_support import AppServerError, add_round_history, pool_ids, running_app, seed_catalogue
 
 pytestmark = pytest.mark.browser
 
@@ -222,21 +222,12 @@ def test_all_rounds_table_fits_the_page(
     engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
 ) -> None:
     seed_catalogue(engine, home, brand_folder, pool_folder)
-    with session_scope(engine, write=True) as session:
-        for n, arch in enumerate(["inception", "cnn", "inception"]):
-            session.add(
-                Round(
-                    arch=arch,
-                    trigger="app",
-                    mode="finetune",
-                    status=RoundStatus.ACCEPTED,
-                    data={"n_train": 30, **({"reviews_since_last_round": n} if n else {})},
-                    metrics={"candidate": fake_metrics(0.7 + 0.05 * n), "current": fake_metrics(0.7) if n else None},
-                    message="Promoted: the candidate's held-out macro F1 is not below the current model's, so it "
-                    "replaces the current model from now on.",
-                    duration_s=125.0,
-                )
-            )
+    add_round_history(
+        engine,
+        message="Promoted: the candidate's held-out macro F1 is not below the current model's, so it "
+        "replaces the current model from now on.",
+        duration_s=125.0,
+    )
     page.goto(f"{server}/rounds")
     heading = page.get_by_test_id("stElementContainer").filter(has=page.get_by_role("heading", name="All rounds"))
     table = heading.locator("xpath=following-sibling::*[1]")  # whatever shows the rounds

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from shoelabel.images import ImageError, inspect, iter_batches, load_array, open_rgb, square
-from tests.conftest import make_photo
+from tests.conftest import make_photo, without_hanging
 
 
 def test_png_named_jpg_is_decoded_by_content(tmp_path: Path) -> None:
@@ -193,39 +193,14 @@ def test_a_file_over_the_size_cap_is_refused_without_being_read(tmp_path: Path) 
         load_array(b"\xff\xd8\xff" + bytes(MAX_FILE_BYTES), 32)  # uploaded bytes too
 
 
-def _without_hanging(call, fifo: Path | None = None) -> BaseException | None:
-    """Run ``call`` in a thread; fail (and unblock it) if it does not return within 10 s."""
-    import os
-    import threading
-
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(10)
-    if thread.is_alive():
-        if fifo is not None:  # a reader blocked on the FIFO gets end-of-file
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        thread.join(5)
-        pytest.fail(f"{call} blocked")
-    return outcome[0]
-
-
 def test_devices_and_fifos_are_refused_without_reading_them(tmp_path: Path) -> None:
     import os
 
-    error = _without_hanging(lambda: inspect("/dev/zero"))
+    error = without_hanging(lambda: inspect("/dev/zero"))
     assert isinstance(error, ImageError) and "a device" in error.reason and "/dev/zero" in str(error)
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)
-    error = _without_hanging(lambda: load_array(fifo, 32), fifo)
+    error = without_hanging(lambda: load_array(fifo, 32), fifo)
     assert isinstance(error, ImageError) and "named pipe (FIFO)" in error.reason
-    error = _without_hanging(lambda: inspect(tmp_path))
+    error = without_hanging(lambda: inspect(tmp_path))
     assert isinstance(error, ImageError) and "a folder" in error.reason

@@ -228,3 +228,37 @@ def test_symlinks_that_loop_or_lead_outside_are_reported_and_skipped(
     (lonely / "dotloop").symlink_to(".")
     with pytest.raises(IngestError, match="dotloop: symlink loop"):
         ingest_folder(lonely)
+
+
+@pytest.mark.parametrize("route", ["folder", "manifest"])
+def test_a_brand_offered_again_follows_one_rule_on_every_route(engine, pool_folder: Path, tmp_path: Path, route: str):
+    """A pool photo a reviewer labelled keeps the reviewer's brand when a folder or a manifest names
+    another: the disagreement is reported, nothing is overridden; an unreviewed one takes the brand."""
+    from db.labels import effective_labels
+    from feedback.manifest import import_manifest
+    from feedback.reviews import record_review
+
+    ingest_folder(pool_folder)
+    with session_scope(engine) as session:
+        reviewed_id, fresh_id = list(session.scalars(select(Image.id).order_by(Image.id)))[:2]
+        session.add(Brand(name="acme"))
+    record_review(reviewed_id, "ann", "correct", brand="acme")
+    files = sorted(pool_folder.iterdir())[:2]
+    if route == "folder":
+        offered = tmp_path / "offered"
+        for f in files:
+            shutil.copy(f, (offered / "bolt").mkdir(parents=True, exist_ok=True) or offered / "bolt" / f.name)
+        report = ingest_folder(offered)
+        disagreements, labelled = report.label_conflicts, report.newly_labelled
+    else:
+        manifest = tmp_path / "offered.csv"
+        manifest.write_text("path,brand\n" + "".join(f"{f},bolt\n" for f in files))
+        report = import_manifest(manifest)
+        disagreements, labelled = report.disagreements, report.labelled
+    assert [(kept, offered) for _, kept, offered in disagreements] == [("acme", "bolt")]
+    assert labelled == 1
+    with session_scope(engine) as session:
+        labels = effective_labels(session, [reviewed_id, fresh_id])
+        reviewed, fresh = session.get(Image, reviewed_id), session.get(Image, fresh_id)
+        assert labels[reviewed_id].value == "acme" and reviewed.source_brand_id is None
+        assert labels[fresh_id].value == "bolt" and fresh.split == Split.TRAIN

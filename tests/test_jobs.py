@@ -120,7 +120,7 @@ def real_cnn(engine: Engine, home: Path, brand_folder: Path) -> ModelHandle:
     model.save(path)
     with session_scope(engine, write=True) as session:
         version = register(
-            session, arch="cnn", path=path, class_names=["acme", "bolt", "crest"], input_size=32, parent=None
+            session, arch="cnn", path=path, class_names=["acme", "bolt", "crest"], input_size=32, parent_id=None
         )
         promote(session, version)
         session.flush()
@@ -137,7 +137,7 @@ def test_photos_ingested_in_the_app_are_predicted_at_once(engine: Engine, real_c
     for i in range(5):
         make_brand_photo(pool / f"new_{i}.jpg", i % 3, seed=777 + i)
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120).run()
-    at.switch_page("ui/pages/catalogue.py").run()
+    at.switch_page("ui/pages/imports.py").run()
     at.text_input(key="ingest_path_more").input(str(pool))
     at.button(key="FormSubmitter:ingest_more-Ingest").click().run()
     assert not at.exception

@@ -13,7 +13,9 @@ from db.catalog import BrandError
 from db.labels import NOT_A_SHOE, ReviewRow, conflicts, derive, effective_labels, labelled_set
 from db.models import Review, ReviewAction
 from feedback.ingest import ingest_folder
-from feedback.reviews import ReviewError, Shown, record_review, review_history, undo_last
+from feedback.reviews import ReviewError, record_review, review_history, undo_last
+from modeling.predict import ModelAnswer
+from modeling.registry import register
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 
@@ -62,11 +64,21 @@ def test_disagreement_is_a_conflict_with_both_answers_until_a_resolution() -> No
 
 def test_record_review_undo_and_history(engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
-    shown = Shown(model_version_id=None, probabilities={"acme": 0.2, "bolt": 0.7, "crest": 0.1})
+    with session_scope(engine, write=True) as session:
+        version = register(
+            session,
+            arch="cnn",
+            path=Path("cnn.keras"),
+            class_names=["acme", "bolt", "crest"],
+            input_size=64,
+            parent_id=None,
+        ).id
+    shown = ModelAnswer("cnn", version, {"acme": 0.2, "bolt": 0.7, "crest": 0.1})
     first = record_review(1, "Ann", "confirm", shown=shown)
     with session_scope(engine) as session:
         review = session.get(Review, first)
         assert review.brand.name == "bolt" and review.probabilities == shown.probabilities
+        assert review.model_version_id == version
     record_review(1, "Ann", "correct", brand="CREST")
     assert effective_labels_of(engine, 1).brand == "crest"
     undone = undo_last("Ann")

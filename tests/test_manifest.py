@@ -22,7 +22,7 @@ from feedback.manifest import (
     read_manifest,
 )
 from feedback.reviews import record_review
-from tests.conftest import make_brand_photo
+from tests.conftest import make_brand_photo, without_hanging
 
 
 def _image_id(engine, name: str) -> int:
@@ -176,28 +176,10 @@ def test_command_line_round_trip(reviewed, tmp_path: Path, capsys: pytest.Captur
 
 
 def _refused_without_hanging(manifest: Path, engine) -> ManifestError:
-    """Import ``manifest`` in a thread; fail (and unblock it) if it blocks."""
-    import os
-    import threading
-
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            import_manifest(manifest, engine=engine)
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(10)
-    if thread.is_alive():
-        os.close(os.open(manifest, os.O_WRONLY | os.O_NONBLOCK))  # a reader blocked on a FIFO gets end-of-file
-        thread.join(5)
-        pytest.fail(f"importing {manifest} blocked")
-    assert isinstance(outcome[0], ManifestError), outcome[0]
-    return outcome[0]
+    """Import ``manifest``; fail (and unblock it) if it blocks."""
+    error = without_hanging(lambda: import_manifest(manifest, engine=engine), fifo=manifest)
+    assert isinstance(error, ManifestError), error
+    return error
 
 
 def test_devices_fifos_and_huge_files_are_refused_as_manifests_without_being_read(engine, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def fake_model(engine, arch: str, probabilities: dict[int, list[float]]) -> int:
             path=Path(f"/nowhere/{arch}.keras"),
             class_names=["acme", "bolt", "crest"],
             input_size=64,
-            parent=None,
+            parent_id=None,
         )
         promote(session, version)
         handle = ModelHandle.of(version)

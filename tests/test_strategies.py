@@ -28,26 +28,26 @@ def candidates(probs: np.ndarray, **extra) -> Candidates:
 def test_a_clearly_uncertain_image_ranks_first(name: str) -> None:
     probs = confident_pool()
     probs[6] = [0.50, 0.49, 0.01]
-    assert get_strategy(name)(candidates(probs), 3, rng())[0] == 6
+    assert get_strategy(name).rank(candidates(probs), 3, rng())[0] == 6
 
 
 def test_margin_prefers_a_close_call_over_a_flat_but_decided_vector() -> None:
     probs = confident_pool(3)
     probs[0] = [0.45, 0.44, 0.11]  # top two almost tied
     probs[1] = [0.60, 0.20, 0.20]  # higher entropy, but the top brand is clear
-    assert list(STRATEGIES["margin"](candidates(probs), 2, rng())) == [0, 1]
+    assert list(STRATEGIES["margin"].rank(candidates(probs), 2, rng())) == [0, 1]
 
 
 def test_entropy_and_least_confidence_orderings() -> None:
     probs = np.array([[0.34, 0.33, 0.33], [0.6, 0.4, 0.0], [0.9, 0.05, 0.05]])
-    assert list(STRATEGIES["entropy"](candidates(probs), 3, rng())) == [0, 1, 2]
-    assert list(STRATEGIES["least_confidence"](candidates(probs), 3, rng())) == [0, 1, 2]
+    assert list(STRATEGIES["entropy"].rank(candidates(probs), 3, rng())) == [0, 1, 2]
+    assert list(STRATEGIES["least_confidence"].rank(candidates(probs), 3, rng())) == [0, 1, 2]
 
 
 def test_unpredicted_images_come_last() -> None:
     probs = confident_pool(4)
     probs[1] = np.nan
-    order = STRATEGIES["margin"](candidates(probs), 4, rng())
+    order = STRATEGIES["margin"].rank(candidates(probs), 4, rng())
     assert order[-1] == 1
 
 
@@ -57,7 +57,7 @@ def test_disagreement_puts_images_the_two_models_split_on_first() -> None:
     inception[3] = [0.02, 0.02, 0.96]  # confident, but the other way round
     inception[1] = [0.7, 0.2, 0.1]  # same vote, softer
     c = Candidates(np.arange(5), NAMES, {"cnn": cnn, "inception": inception})
-    order = STRATEGIES["disagreement"](c, 5, rng())
+    order = STRATEGIES["disagreement"].rank(c, 5, rng())
     assert order[0] == 3 and order[1] == 1
 
 
@@ -68,9 +68,9 @@ def test_diverse_spreads_a_batch_over_clusters() -> None:
     probs = np.tile([0.4, 0.35, 0.25], (3 * n_per, 1))  # all uncertain
     probs[:n_per, :] = [0.36, 0.34, 0.30]  # cluster 0 slightly more uncertain than the rest
     c = candidates(probs, features=lambda positions: feats[positions])
-    picked = STRATEGIES["diverse"](c, k, rng())
+    picked = STRATEGIES["diverse"].rank(c, k, rng())
     assert sorted({int(p) // n_per for p in picked}) == [0, 1, 2]
-    plain = STRATEGIES["margin"](c, k, rng())
+    plain = STRATEGIES["margin"].rank(c, k, rng())
     assert {int(p) // n_per for p in plain} == {0}  # uncertainty alone takes one cluster
 
 
@@ -81,8 +81,8 @@ def test_cluster_representatives_take_the_first_row_of_each_cluster() -> None:
 
 def test_random_is_a_seeded_permutation() -> None:
     c = candidates(confident_pool(20))
-    a = STRATEGIES["random"](c, 20, np.random.default_rng(1))
-    b = STRATEGIES["random"](c, 20, np.random.default_rng(1))
+    a = STRATEGIES["random"].rank(c, 20, np.random.default_rng(1))
+    b = STRATEGIES["random"].rank(c, 20, np.random.default_rng(1))
     assert sorted(a) == list(range(20)) and list(a) == list(b)
     assert list(a) != list(range(20))
 
@@ -95,7 +95,7 @@ def test_likely_mislabelled_finds_a_flipped_label() -> None:
     given[17] = 2  # an adidas photo labelled nike
     oof = out_of_fold_probabilities(feats, given, 3)
     c = candidates(np.full((90, 3), np.nan), given=given, out_of_fold=oof)
-    assert STRATEGIES["likely_mislabelled"](c, 3, rng())[0] == 17
+    assert STRATEGIES["likely_mislabelled"].rank(c, 3, rng())[0] == 17
 
 
 def test_out_of_fold_rows_never_come_from_a_model_fitted_on_them() -> None:
@@ -120,7 +120,7 @@ def test_likely_mislabelled_falls_back_to_the_models_where_out_of_fold_is_missin
     models = np.eye(3)[given] * 0.9 + 0.033
     models[5] = [0.9, 0.05, 0.05]  # labelled since the last round: only the models' view exists
     c = candidates(models, given=given, out_of_fold=oof)
-    assert STRATEGIES["likely_mislabelled"](c, 1, rng())[0] == 5
+    assert STRATEGIES["likely_mislabelled"].rank(c, 1, rng())[0] == 5
 
 
 def test_diverse_clusters_the_photos_that_have_features() -> None:
@@ -132,7 +132,7 @@ def test_diverse_clusters_the_photos_that_have_features() -> None:
 
     probs = np.tile([0.5, 0.3, 0.2], (12, 1))
     probs[0] = [0.34, 0.33, 0.33]
-    picked = STRATEGIES["diverse"](candidates(probs, features=lookup), 3, rng())
+    picked = STRATEGIES["diverse"].rank(candidates(probs, features=lookup), 3, rng())
     assert 0 not in picked and sorted(int(p) % 3 for p in picked) == [0, 1, 2]
 
 

@@ -29,12 +29,11 @@ INCEPTION_SIZE = "139"  # the smallest size that keeps the tour quick; the archi
 CNN_SIZE = "64"
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``python -m ...`` in a new process, as a user types it; fails the test with its output."""
-    done = subprocess.run(
-        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, f"python -m {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+def run(args: list[str], env: dict[str, str], status: int = 0) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in a new process, as a user types it; fails the test, with the output, unless it
+    exits with ``status``."""
+    done = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == status, f"python {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done
 
 
@@ -99,25 +98,25 @@ def test_tour_in_fresh_processes(tour: dict) -> None:
     n_labelled = sum(1 for _ in labelled.rglob("*.jpg"))
 
     # 1. ingest a labelled folder: every photo stored, a held-out share per brand
-    run(["feedback.ingest", str(labelled)], env)
+    run(["-m", "feedback.ingest", str(labelled)], env)
     assert scalar(tour, "SELECT COUNT(*) FROM images") == n_labelled
     assert scalar(tour, "SELECT COUNT(*) FROM images WHERE split = 'holdout'") == 3 * round(PER_BRAND * 0.15)
 
     # 2. train both models, each in its own process; both become current
-    run(["modeling.train", "--arch", "inception", "--epochs", "1", "--input-size", INCEPTION_SIZE], env)
-    run(["modeling.train", "--arch", "cnn", "--epochs", "2", "--input-size", CNN_SIZE], env)
+    run(["-m", "modeling.train", "--arch", "inception", "--epochs", "1", "--input-size", INCEPTION_SIZE], env)
+    run(["-m", "modeling.train", "--arch", "cnn", "--epochs", "2", "--input-size", CNN_SIZE], env)
     models = current_models(tour)
     assert set(models) == {"inception", "cnn"}
     assert unpredicted(tour, models["inception"]) == unpredicted(tour, models["cnn"]) == 0
 
     # 3. predict files with both models (each loads the model another process saved)
     files = sorted(str(p) for p in (labelled / "nike").iterdir())[:3]
-    rows = json.loads(run(["modeling.predict", *files, "--json"], env).stdout)
+    rows = json.loads(run(["-m", "modeling.predict", *files, "--json"], env).stdout)
     assert {(r["path"], r["model"].split()[0]) for r in rows} == {(f, a) for f in files for a in ("inception", "cnn")}
     assert all(r["brand"] in ("adidas", "converse", "nike") and 0 < r["confidence"] <= 1 for r in rows)
 
     # 4. evaluate both on a labelled folder, as JSON
-    report = json.loads(run(["modeling.evaluate", "--data", str(labelled), "--json"], env).stdout)
+    report = json.loads(run(["-m", "modeling.evaluate", "--data", str(labelled), "--json"], env).stdout)
     assert set(report) == {"inception", "cnn"}
     for metrics in report.values():
         assert "error" not in metrics
@@ -125,13 +124,13 @@ def test_tour_in_fresh_processes(tour: dict) -> None:
         assert sum(sum(row) for row in metrics["confusion"]) == n_labelled
 
     # 5. refresh predicts every photo again with both models
-    done = run(["modeling.predict", "--refresh", "--all"], env)
+    done = run(["-m", "modeling.predict", "--refresh", "--all"], env)
     assert f"inception v{models['inception']} {n_labelled}" in done.stdout
     assert f"cnn v{models['cnn']} {n_labelled}" in done.stdout
 
     # 6. photos that arrive after training get predictions with no further command:
     #    the CNN at once, InceptionV3 from a background job that starts by itself
-    done = run(["feedback.ingest", str(pool)], env)
+    done = run(["-m", "feedback.ingest", str(pool)], env)
     assert scalar(tour, "SELECT COUNT(*) FROM images WHERE split = 'pool'") == POOL
     assert unpredicted(tour, models["cnn"]) == 0
     assert "in the background" in done.stdout
@@ -146,23 +145,19 @@ def test_tour_in_fresh_processes(tour: dict) -> None:
     # 7. review the queue's first photos through the service, in another process
     script = (
         "from feedback.queue import next_items\n"
-        "from feedback.reviews import Shown, record_review\n"
+        "from feedback.reviews import record_review\n"
         "items = next_items('ann', 'tour', k=2)\n"
         "assert items and all(item.predictions for item in items), items\n"
         "for item in items:\n"
-        "    version, probabilities = item.shown()\n"
-        "    record_review(item.image_id, 'ann', 'correct', brand='nike', shown=Shown(version, probabilities))\n"
+        "    record_review(item.image_id, 'ann', 'correct', brand='nike', shown=item.shown())\n"
         "print(len(items))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
+    run(["-c", script], env)
     assert scalar(tour, "SELECT COUNT(*) FROM reviews WHERE reviewer = 'ann' AND action = 'correct'") == 2
 
     # 8. a round per model learns from the reviews; each ends accepted or rejected, never failed
-    run(["modeling.retrain", "--arch", "inception", "--mode", "head"], env)
-    run(["modeling.retrain", "--arch", "cnn"], env)
+    run(["-m", "modeling.retrain", "--arch", "inception", "--mode", "head"], env)
+    run(["-m", "modeling.retrain", "--arch", "cnn"], env)
     engine = db(tour)
     with engine.connect() as connection:
         statuses = [row[0] for row in connection.execute(text("SELECT status FROM rounds ORDER BY id"))]
@@ -177,11 +172,11 @@ def test_tour_in_fresh_processes(tour: dict) -> None:
 
     # 9. the labels leave as a manifest and come back into an empty catalogue unchanged
     manifest = tour["root"] / "labels.csv"
-    run(["feedback.manifest", "export", str(manifest)], env)
+    run(["-m", "feedback.manifest", "export", str(manifest)], env)
     other = {**env, "SHOELABEL_HOME": str(tour["root"] / "other-home")}
-    run(["feedback.manifest", "import", str(manifest)], other)
+    run(["-m", "feedback.manifest", "import", str(manifest)], other)
     again = tour["root"] / "again.csv"
-    run(["feedback.manifest", "export", str(again)], other)
+    run(["-m", "feedback.manifest", "export", str(again)], other)
 
     def rows(path: Path) -> set[tuple[str, ...]]:  # the origin column says "import" after an import
         with path.open(newline="") as handle:
@@ -205,27 +200,11 @@ def test_broken_model_does_not_block_the_other(tour: dict) -> None:
     saved = cnn_path.read_bytes()
     try:
         cnn_path.write_bytes(b"not a keras file")
-        done = subprocess.run(
-            [sys.executable, "-m", "modeling.predict", "--refresh", "--all"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 1
+        done = run(["-m", "modeling.predict", "--refresh", "--all"], env, status=1)
         assert f"cnn v{models['cnn']} could not predict" in done.stderr
         assert f"inception v{models['inception']} " in done.stdout
         files = [str(next((tour["labelled"] / "adidas").iterdir()))]
-        done = subprocess.run(
-            [sys.executable, "-m", "modeling.predict", *files, "--json"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 1
+        done = run(["-m", "modeling.predict", *files, "--json"], env, status=1)
         assert [row["model"] for row in json.loads(done.stdout)] == [f"inception v{models['inception']}"]
         assert f"cnn v{models['cnn']} could not predict" in done.stderr
     finally:

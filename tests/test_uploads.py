@@ -124,12 +124,12 @@ def test_predictions_made_for_uploads_are_kept(engine: Engine, home: Path, brand
     ingest_folder(brand_folder, engine=engine)
     handles = fake_models(engine, home)
     stored = store_upload("new.jpg", photo(8), engine=engine)
-    opinions = {
+    answers = {
         stored.image_id: {
             arch: ModelAnswer(arch, h.id, {"acme": 0.1, "bolt": 0.2, "crest": 0.7}) for arch, h in handles.items()
         }
     }
-    assert store_upload_predictions(handles, opinions, engine=engine) == 2
+    assert store_upload_predictions(handles, answers, engine=engine) == 2
     with session_scope(engine) as session:
         rows = list(session.scalars(select(Prediction).where(Prediction.image_id == stored.image_id)))
         assert sorted(r.brand.name for r in rows) == ["crest", "crest"]

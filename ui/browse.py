@@ -22,6 +22,7 @@ from feedback.browse import (
     open_conflicts,
 )
 from feedback.reviews import record_review
+from modeling.registry import ARCHITECTURES
 from shoelabel.images import ImageError
 from ui import common
 
@@ -69,8 +70,8 @@ def _filters(options: FilterOptions) -> tuple[BrowseFilter, str]:
         )
         reviewer = d.selectbox("Reviewer", [None, *options.reviewers], format_func=_any, key="f_reviewer")
         e, f, g, h = st.columns([1, 1, 2, 1])
-        models = [m for m in ("inception", "cnn") if m in options.models] + [
-            m for m in options.models if m not in ("inception", "cnn")
+        models = [m for m in ARCHITECTURES if m in options.models] + [
+            m for m in options.models if m not in ARCHITECTURES
         ]
         has_models = bool(models)
         model = e.selectbox(
@@ -125,11 +126,7 @@ def _when(at: object) -> str:
 @st.dialog("Photo details", width="large")
 def details_dialog(image_id: int) -> None:
     """Everything about one photo. Drawn as text, not data grids: opening it loads nothing heavy."""
-    try:
-        details = image_details(image_id, engine=common.engine())
-    except Exception as exc:
-        common.show_error(exc)
-        return
+    details = common.shown_or_none(image_details, image_id, engine=common.engine())
     if details is None:
         st.error(f"Photo #{image_id} is not in the catalogue.")
         return
@@ -209,23 +206,29 @@ def _grid(flt: BrowseFilter, sort: str) -> None:
             cells = st.columns(COLUMNS)
             for cell, row in zip(cells, result.rows[start : start + COLUMNS], strict=False):
                 with cell:
-                    with st.container(key=f"cell_{row.image_id}", gap="small"):
-                        common.show_thumbnail(row.path, row.sha256)
-                        opened = st.button(
-                            f"Open #{row.image_id}",
-                            key=f"open_{row.image_id}",
-                            type="tertiary",
-                            icon=":material/open_in_full:",
-                            help="The photo with its reviews and predictions (or click the thumbnail)",
-                        )
-                    st.caption(_caption(row))
-                    if opened:
-                        details_dialog(row.image_id)
+                    _cell(row)
+
+
+@st.fragment
+def _cell(row: ImageRow) -> None:
+    """One thumbnail: a fragment, so opening its photo reruns these few elements, not the whole grid."""
+    with st.container(key=f"cell_{row.image_id}", gap="small"):
+        common.show_thumbnail(row.path, row.sha256)
+        opened = st.button(
+            f"Open #{row.image_id}",
+            key=f"open_{row.image_id}",
+            type="tertiary",
+            icon=":material/open_in_full:",
+            help="The photo with its reviews and predictions (or click the thumbnail)",
+        )
+    st.caption(_caption(row))
+    if opened:
+        details_dialog(row.image_id)
 
 
 @st.fragment
 def _photos(options: FilterOptions) -> None:
-    """The filters and the grid: a fragment, so paging or opening a photo reruns only this."""
+    """The filters and the grid: a fragment, so filtering or paging reruns only this."""
     flt, sort = _filters(options)
     with common.guard():
         _grid(flt, sort)
@@ -251,10 +254,8 @@ def _resolve(conflict: Conflict) -> None:
 
 
 def _conflicts(brands: list[str]) -> None:
-    try:
-        found = open_conflicts(common.engine())
-    except Exception as exc:
-        common.show_error(exc)
+    found = common.shown_or_none(open_conflicts, common.engine())
+    if found is None:
         return
     if not found:
         st.success("No conflicts: reviewers agree on every photo.", icon=":material/handshake:")

@@ -10,50 +10,26 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import streamlit as st
 from PIL import Image as PILImage
 from sqlalchemy import Engine
 
-from db import DatabaseBusyError, get_engine
-from db.catalog import BrandError
-from feedback.ingest import IngestError, ingest_folder
-from feedback.manifest import ManifestError
+from db import get_engine
+from feedback.ingest import ingest_folder
 from feedback.queue import SUMMARY_LABELS, queue_summary
 from feedback.reviews import ReviewError, clean_reviewer
 from modeling.arrivals import predict_arrivals
-from modeling.jobs import JobBusyError
-from modeling.registry import ModelNotFoundError
+from shoelabel.errors import UserError
 from shoelabel.images import ImageError, open_rgb
-from shoelabel.settings import SettingsError, get_settings
+from shoelabel.settings import get_settings
 
 log = logging.getLogger("shoelabel.app")
+T = TypeVar("T")
 
-#: Errors whose message is meant for the user: shown as they are, without a traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    IngestError,
-    ManifestError,
-    BrandError,
-    ReviewError,
-    DatabaseBusyError,
-    JobBusyError,
-    ModelNotFoundError,
-    ImageError,
-    SettingsError,
-)
-#: Expected errors of modules that load Keras or scikit-learn (seconds to import): matched once their module is
-#: loaded, since an error of a module that is not loaded cannot have been raised. The app starts without them.
-LAZY_EXPECTED_ERRORS: tuple[tuple[str, str], ...] = (
-    ("modeling.rounds", "RoundError"),
-    ("modeling.fitting", "TrainingError"),
-    ("modeling.architectures", "WeightsError"),
-)
-
-ARCH_ORDER = ("inception", "cnn")  # how the two models are listed everywhere
-ARCH_NAMES = {"inception": "InceptionV3", "cnn": "CNN"}
 REVIEW_SIDE = 720  # longest side of the image on the Review page
 THUMB_SIDE = 200
 
@@ -95,31 +71,14 @@ _settle_lock = threading.Lock()
 # --------------------------------------------------------------------------- errors
 
 
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """:data:`EXPECTED_ERRORS` and those of :data:`LAZY_EXPECTED_ERRORS` whose module is loaded."""
-    lazy = tuple(
-        error
-        for module, name in LAZY_EXPECTED_ERRORS
-        if module in sys.modules and isinstance(error := getattr(sys.modules[module], name, None), type)
-    )
-    return EXPECTED_ERRORS + lazy
-
-
 def is_expected(exc: BaseException) -> bool:
     """Whether ``exc``'s message is meant for the user (shown as it is, without a traceback)."""
-    return isinstance(exc, expected_errors())
+    return isinstance(exc, UserError)
 
 
 def show_error(exc: BaseException) -> None:
     """An error as a message: expected ones as they are, others briefly (the traceback goes to the log)."""
-    if is_expected(exc):
-        st.error(str(exc), icon=":material/error:")
-        return
-    log.exception("unexpected error in the app", exc_info=exc)
-    st.error(
-        f"Something went wrong: {type(exc).__name__}: {exc}. The details are in the server log.",
-        icon=":material/error:",
-    )
+    st.error(error_text(exc), icon=":material/error:")
 
 
 @contextmanager
@@ -131,12 +90,22 @@ def guard() -> Iterator[None]:
         show_error(exc)
 
 
+def shown_or_none(read: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``read(*args, **kwargs)`` for a page; on an error, the error shown on the page and None."""
+    try:
+        return read(*args, **kwargs)
+    except Exception as exc:
+        show_error(exc)
+        return None
+
+
 def error_text(exc: BaseException) -> str:
-    """The message :func:`show_error` would show, for callbacks that report on the next run."""
+    """The message :func:`show_error` shows (as plain text: messages name user files and values);
+    for callbacks that report on the next run."""
     if is_expected(exc):
-        return str(exc)
+        return plain(str(exc))
     log.exception("unexpected error in the app", exc_info=exc)
-    return f"Something went wrong: {type(exc).__name__}: {exc}. The details are in the server log."
+    return plain(f"Something went wrong: {type(exc).__name__}: {exc}. The details are in the server log.")
 
 
 # --------------------------------------------------------------------------- text from users
@@ -287,6 +256,7 @@ def ingest_form(key: str, *, refresh: bool = True) -> None:
 
 def new_photo_predictions(bar: Any = None) -> list[str]:
     """Predict the photos just added (the CNN at once, InceptionV3 in a background job); what happened."""
+
     def progress(fraction: float, text: str) -> None:
         if bar is not None:
             bar.progress(min(max(fraction, 0.0), 1.0), text=f"Predicting the new photos: {text}")
@@ -326,10 +296,8 @@ def sidebar() -> None:
         if name:
             st.markdown(f"Reviewing as **{plain(name)}**")
             st.button("Change reviewer", key="change_reviewer", on_click=forget_reviewer, type="tertiary")
-        try:
-            counts = catalogue_counts()
-        except Exception as exc:
-            show_error(exc)
+        counts = shown_or_none(catalogue_counts)
+        if counts is None:
             return
         if counts["images"]:
             st.caption(

@@ -16,6 +16,7 @@ from modeling.app_services import (
     store_upload_predictions,
 )
 from modeling.predict import ModelAnswer, ModelHandle
+from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError, inspect_upload, open_rgb
 from ui import common
 
@@ -46,10 +47,10 @@ def _preview(sha256: str, _data: bytes) -> bytes:
     return out.getvalue()
 
 
-def _opinion(opinion: ModelAnswer) -> None:
-    name = common.ARCH_NAMES.get(opinion.arch, opinion.arch)
-    st.markdown(f"**{name}** v{opinion.model_version_id}: **{opinion.brand}** {opinion.confidence:.0%}")
-    for brand, p in sorted(opinion.probabilities.items(), key=lambda kv: -kv[1]):
+def _answer(answer: ModelAnswer) -> None:
+    name = ARCH_NAMES.get(answer.arch, answer.arch)
+    st.markdown(f"**{name}** v{answer.model_version_id}: **{answer.brand}** {answer.confidence:.0%}")
+    for brand, p in sorted(answer.probabilities.items(), key=lambda kv: -kv[1]):
         st.progress(p, text=f"{brand} {p:.1%}")
 
 
@@ -70,19 +71,19 @@ def _show(upload: Upload, result: UploadPrediction | None, sha256: str) -> None:
         if problem:
             st.error(problem, icon=":material/broken_image:")
             return
-        picture, *opinions = st.columns([1] + [1] * max(1, len(result.opinions) if result else 1))
+        picture, *answers = st.columns([1] + [1] * max(1, len(result.answers) if result else 1))
         with picture:
             try:
                 st.image(_preview(sha256, data), caption=name, width=240)
             except ImageError as exc:
                 st.error(f"{name}: {exc.reason}")
                 return
-        if result is None or not result.opinions:
-            opinions[0].caption("No prediction.")
+        if result is None or not result.answers:
+            answers[0].caption("No prediction.")
             return
-        for column, arch in zip(opinions, [a for a in common.ARCH_ORDER if a in result.opinions], strict=False):
+        for column, arch in zip(answers, [a for a in ARCHITECTURES if a in result.answers], strict=False):
             with column:
-                _opinion(result.opinions[arch])
+                _answer(result.answers[arch])
 
 
 def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPrediction] | None, handles: dict) -> None:
@@ -90,10 +91,10 @@ def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPre
         report = store_uploads(uploads, engine=common.engine())
         if results and handles:
             added = {s.sha256: s.image_id for s in report.added}
-            opinions = {
-                added[sha]: r.opinions for sha, r in zip(shas, results, strict=True) if sha in added and r.opinions
+            answers = {
+                added[sha]: r.answers for sha, r in zip(shas, results, strict=True) if sha in added and r.answers
             }
-            store_upload_predictions(handles, opinions, engine=common.engine())
+            store_upload_predictions(handles, answers, engine=common.engine())
         arrivals = common.new_photo_predictions() if report.added else []  # models that did not predict them
     except Exception as exc:
         common.show_error(exc)
@@ -110,10 +111,8 @@ def render() -> None:
     files = st.file_uploader(
         "Photos of shoes", accept_multiple_files=True, key="predict_files", help="JPEG, PNG, WebP or BMP."
     )
-    try:
-        handles = current_handles(common.engine())
-    except Exception as exc:
-        common.show_error(exc)
+    handles = common.shown_or_none(current_handles, common.engine())
+    if handles is None:
         return
     if not handles:
         st.info(

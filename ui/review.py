@@ -22,15 +22,15 @@ from feedback.browse import brand_list, filter_options
 from feedback.queue import (
     CLAIM_MINUTES,
     DEFAULT_STRATEGY,
-    SCOPES,
     QueueItem,
     default_scope,
     next_items,
     pending_count,
     renew_claims,
 )
-from feedback.reviews import Shown, record_review, undo_last
-from feedback.strategies import STRATEGIES, UNLABELLED_STRATEGIES
+from feedback.reviews import record_review, undo_last
+from feedback.strategies import STRATEGIES, get_strategy
+from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError
 from ui import common
 
@@ -75,7 +75,7 @@ def queue_settings() -> tuple[str, str]:
             "margin, entropy), disagree on, spread over the feature space (diverse), at random, or "
             "labelled photos the models contradict (likely_mislabelled).",
         )
-        scopes = list(SCOPES) if strategy in UNLABELLED_STRATEGIES else ["labelled"]
+        scopes = list(get_strategy(strategy).scopes)
         chosen = st.session_state.get("queue_scope")
         key = f"scope_{strategy}"
         scope = st.selectbox(
@@ -95,13 +95,12 @@ def _strategy_notice(strategy: str) -> None:
     """Say so when a strategy falls back to another one because a model it needs is missing."""
     if strategy not in ("disagreement", "diverse"):
         return
-    try:
-        models = filter_options(common.engine()).models
-    except Exception as exc:
-        common.show_error(exc)
+    options = common.shown_or_none(filter_options, common.engine())
+    if options is None:
         return
+    models = options.models
     if strategy == "disagreement" and len(models) < 2:
-        only = f"only the {common.ARCH_NAMES.get(models[0], models[0])} model" if models else "no model"
+        only = f"only the {ARCH_NAMES.get(models[0], models[0])} model" if models else "no model"
         st.info(
             f"There is {only} yet, so there is no committee to disagree: **disagreement** ranks the photos "
             "like **margin** until both models are trained.",
@@ -157,8 +156,7 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     item = _current(image_id)
     if item is None:  # a key pressed on a photo that was answered meanwhile
         return
-    version_id, probabilities = item.shown()
-    shown = Shown(version_id, probabilities) if version_id is not None else None
+    shown = item.shown()
     try:
         review_id = record_review(
             image_id, common.reviewer() or "", action, brand=brand, shown=shown, engine=common.engine()
@@ -225,13 +223,13 @@ def _predictions(item: QueueItem, brands: list[str]) -> None:
             icon=":material/model_training:",
         )
         return
-    for arch in common.ARCH_ORDER:
+    for arch in ARCHITECTURES:
         view = item.predictions.get(arch)
         if view is None:
             continue
         st.markdown(
-            f"**{common.ARCH_NAMES[arch]}** <span style='color:#888'>v{view.model_version_id}</span>: "
-            f"**{html.escape(view.brand)}** {view.confidence:.0%}",
+            f"**{ARCH_NAMES[arch]}** <span style='color:#888'>v{view.model_version_id}</span>: "
+            f"**{common.plain(view.brand)}** {view.confidence:.0%}",
             unsafe_allow_html=True,
         )
         st.markdown(_bars(view.probabilities, brands) + '<div style="height:.4rem"></div>', unsafe_allow_html=True)
@@ -259,7 +257,7 @@ def _photo(item: QueueItem) -> None:
 def _actions(item: QueueItem, brands: list[str]) -> None:
     target = item.confirm_target()
     st.button(
-        f"Confirm {target}" if target else "Confirm (nothing to confirm)",
+        f"Confirm {common.plain(target)}" if target else "Confirm (nothing to confirm)",
         key=f"confirm_{item.image_id}",
         type="primary",
         shortcut="Enter",
@@ -272,7 +270,7 @@ def _actions(item: QueueItem, brands: list[str]) -> None:
     with st.container(horizontal=True, gap="small"):
         for n, brand in enumerate(brands[:MAX_KEYED_BRANDS], start=1):
             st.button(
-                f"{n} · {brand}",
+                f"{n} · {common.plain(brand)}",
                 key=f"brand_{item.image_id}_{n}",
                 shortcut=str(n),
                 on_click=_answer,

@@ -27,6 +27,7 @@ from modeling.app_services import (
     round_table,
 )
 from modeling.background import job_state, start_refresh, start_round
+from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from modeling.rounds import latest_rounds
 from ui import common
 from ui.jobs import duration
@@ -43,7 +44,7 @@ MIN_PROGRESS_FOR_ETA = 0.02  # below it, the time left is a guess from too littl
 #: Why a round of a model that has no current version yet takes long: it starts from nothing.
 FIRST_TRAINING = {
     "inception": "InceptionV3 first computes and caches the activations of every photo",
-    "cnn": "the CNN trains for 100 epochs from scratch",
+    "cnn": "the CNN trains from scratch, for many more epochs than a round",
 }
 
 
@@ -76,10 +77,10 @@ def _start_refresh() -> None:
 def _first_training(arch: str, current: set[str]) -> str | None:
     """A warning when ``arch`` ("both" or one model) includes a model with no current version, whose first
     training takes ten minutes or more; None otherwise."""
-    missing = [a for a in common.ARCH_ORDER if arch in ("both", a) and a not in current]
+    missing = [a for a in ARCHITECTURES if arch in ("both", a) and a not in current]
     if not missing:
         return None
-    names = " and ".join(common.ARCH_NAMES[a] for a in missing)
+    names = " and ".join(ARCH_NAMES[a] for a in missing)
     return (
         f"There is no current {names} model yet, so this round trains {'them' if len(missing) > 1 else 'it'} from "
         f"the start: expect ten minutes or more on a CPU ({'; '.join(FIRST_TRAINING[a] for a in missing)}). "
@@ -95,6 +96,7 @@ def _busy_reason(running: bool, job: Round | None) -> str | None:
 
 
 def controls() -> None:
+    st.session_state.pop("rounds_job_running", None)  # set again below once known, never stale
     try:
         state = job_state(common.engine())
         current = {report.arch for report in current_models(common.engine())}
@@ -331,10 +333,8 @@ def render() -> None:
     st.title("Rounds")
     controls()
     job_status()
-    try:
-        rounds = latest_rounds(common.engine())
-    except Exception as exc:
-        common.show_error(exc)
+    rounds = common.shown_or_none(latest_rounds, common.engine())
+    if rounds is None:
         return
     if not rounds:
         st.info("No round yet. Press Retrain to train the first models on the labelled photos.", icon=":material/info:")

@@ -11,10 +11,8 @@ from ui import common
 
 def render() -> None:
     st.title("Import")
-    try:
-        counts = common.catalogue_counts()
-    except Exception as exc:
-        common.show_error(exc)
+    counts = common.shown_or_none(common.catalogue_counts)
+    if counts is None:
         return
     if counts["images"] == 0:
         common.empty_catalogue()
@@ -51,18 +49,24 @@ def labels_section() -> None:
     with st.form("import_manifest", border=True):
         path = st.text_input("Manifest to import", placeholder="/path/to/labels.csv", key="manifest_path")
         submitted = st.form_submit_button("Import")
-    if submitted:
-        try:
-            report = import_manifest(path.strip(), engine=common.engine())
-            summary = report.summary()
-            if report.ok:
-                summary += "\n" + "\n".join(common.new_photo_predictions())
-        except Exception as exc:
-            common.show_error(exc)
-            return
-        (st.success if report.ok else st.warning)(
-            f"Added {report.added} photo(s); {report.labelled} stored photo(s) got their brand."
-            if report.ok
-            else "Nothing in that manifest could be imported."
-        )
-        st.code(summary, language=None)
+    if not submitted:
+        if shown := st.session_state.pop("manifest_report", None):  # kept across the refresh below
+            ok, headline, summary = shown
+            (st.success if ok else st.warning)(headline)
+            st.code(summary, language=None)
+        return
+    try:
+        report = import_manifest(path.strip(), engine=common.engine())
+        summary = report.summary()
+        if report.ok:
+            summary += "\n" + "\n".join(common.new_photo_predictions())
+    except Exception as exc:
+        common.show_error(exc)
+        return
+    headline = (
+        f"Added {report.added} photo(s); {report.labelled} stored photo(s) got their brand."
+        if report.ok
+        else "Nothing in that manifest could be imported."
+    )
+    st.session_state["manifest_report"] = (report.ok, headline, summary)
+    st.rerun()  # so the counts above and in the sidebar include what the manifest added

@@ -1,0 +1,5 @@
+"""Import page: drawn by :mod:`ui.imports`."""
+
+from ui.imports import render
+
+render()
