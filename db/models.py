@@ -74,6 +74,12 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class Role(enum.StrEnum):
+    ADMIN = "admin"  # import, retrain, settle conflicts, rename classes, manage accounts
+    REVIEWER = "reviewer"  # review, browse
+    VIEWER = "viewer"  # browse, rounds, team
+
+
 class PredictionKind(enum.StrEnum):
     MODEL = "model"  # the model applied to the image
     OUT_OF_FOLD = "out_of_fold"  # cross-validated: the image was not in the fold's training set
@@ -221,3 +227,38 @@ class Job(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     host: Mapped[str] = mapped_column(String(255), default="")
     dismissed_at: Mapped[datetime | None] = mapped_column()
+
+
+class Account(Base):
+    """Someone who may sign in to a team server: a local password (hashed) or single sign-on by e-mail."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)  # recorded as the reviewer of every answer
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "account_role"))
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # None: single sign-on only
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    disabled: Mapped[bool] = mapped_column(default=False)
+
+
+class SignInSession(Base):
+    """A signed-in browser session; only a hash of its token is stored, and it expires."""
+
+    __tablename__ = "sign_in_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class TeamSetting(Base):
+    """A setting of the team server that admins change in the app (e.g. the quality-control share)."""
+
+    __tablename__ = "team_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(120), default="")
