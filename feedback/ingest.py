@@ -40,7 +40,7 @@ from db.models import Brand, Image, ModelVersion, Round, Split
 from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
 from shoelabel.errors import UserError
-from shoelabel.images import ImageError, ImageInfo, inspect, link_target, list_images
+from shoelabel.images import FolderError, ImageError, ImageInfo, inspect, scan_folder
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
 WAIT_HELP = (
@@ -118,34 +118,6 @@ def brand_lines(
     return lines
 
 
-def _plan(folder: Path) -> tuple[bool, list[tuple[Path, str | None]], list[tuple[Path, str]]]:
-    """Files to ingest, each with its brand (None for the pool), whether the folder is labelled,
-    and the entries left out with the reason (symlinks that loop, are broken or lead outside ``folder``)."""
-    if not folder.exists():
-        raise IngestError(f"Folder not found: {folder}")
-    if not folder.is_dir():
-        raise IngestError(f"Not a folder: {folder}. Give a folder of photos, or of one subfolder per brand.")
-    skipped: list[tuple[Path, str]] = []
-    subfolders: list[Path] = []
-    top_files: list[Path] = []
-    for entry in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
-        if entry.is_symlink():
-            target, reason = link_target(entry, folder)
-            if target is None:
-                skipped.append((entry, reason))
-                continue
-        (subfolders if entry.is_dir() else top_files).append(entry)
-    plan: list[tuple[Path, str | None]] = [(p, None) for p in top_files]
-    for sub in subfolders:
-        plan += [(p, sub.name) for p in list_images(sub, root=folder, skipped=skipped)]
-    if not plan:
-        left_out = "".join(f"\n  {path.relative_to(folder)}: {reason}" for path, reason in skipped)
-        raise IngestError(
-            f"No files in {folder}. Put photos in it (unlabelled) or one subfolder per brand (labelled).{left_out}"
-        )
-    return bool(subfolders), plan, skipped
-
-
 def _inspect_all(
     plan: list[tuple[Path, str | None]], progress: ProgressCallback | None, show_bar: bool
 ) -> list[ImageInfo | ImageError]:
@@ -181,7 +153,11 @@ def ingest_folder(
     if not 0.0 <= holdout_fraction < 1.0:
         raise IngestError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
     folder = Path(folder).expanduser().resolve()
-    labelled, plan, left_out = _plan(folder)
+    try:
+        scan = scan_folder(folder)
+    except FolderError as exc:
+        raise IngestError(str(exc).replace("per class", "per brand")) from exc
+    labelled, plan, left_out = scan.labelled, scan.files, scan.skipped
     for _, brand in plan:
         if brand is not None:
             try:

@@ -23,7 +23,7 @@ from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_version
 from modeling.rounds import evaluate_handle
 from shoelabel.cli import command
 from shoelabel.errors import UserError
-from shoelabel.images import list_images
+from shoelabel.images import FolderError, scan_folder
 from shoelabel.progress import Progress, TerminalProgress
 from shoelabel.settings import get_settings
 
@@ -33,18 +33,16 @@ class EvaluationError(UserError, ValueError):
 
 
 def read_labelled_folder(folder: Path) -> tuple[list[Path], list[str]]:
-    """Files and their brands from a folder of brand subfolders."""
-    if not folder.is_dir():
-        raise EvaluationError(f"Not a folder: {folder}. Give a folder with one subfolder per brand.")
-    files: list[Path] = []
-    brands: list[str] = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in list_images(sub):
-            files.append(path)
-            brands.append(sub.name)
-    if not files:
+    """Files and their brands from a folder of brand subfolders (the same reading as ingest: symlinks that
+    loop or lead outside the folder are left out; photos beside the subfolders have no brand and are too)."""
+    try:
+        scan = scan_folder(folder)
+    except FolderError as exc:
+        raise EvaluationError(str(exc)) from exc
+    labelled = [(path, brand) for path, brand in scan.files if brand is not None]
+    if not labelled:
         raise EvaluationError(f"No labelled photos in {folder}: it needs one subfolder per brand with photos in each.")
-    return files, brands
+    return [path for path, _ in labelled], [brand for _, brand in labelled]
 
 
 def evaluate_folder(handle: ModelHandle, folder: Path, progress: Progress | None = None) -> tuple[Metrics, list[str]]:

@@ -6,8 +6,6 @@ so each image is scored by a classifier that was fitted without it.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from cleanlab.filter import find_label_issues
 from sklearn.linear_model import LogisticRegression
@@ -34,6 +32,9 @@ def out_of_fold_probabilities(
     return np.nan_to_num(out, nan=0.0)
 
 
+_BELOW_ONE = np.nextafter(1.0, 0.0)
+
+
 def likely_mislabelled_scores(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Higher = more likely mislabelled, from cleanlab's confident learning on ``probs`` (out-of-fold).
 
@@ -41,7 +42,7 @@ def likely_mislabelled_scores(given: np.ndarray, probs: np.ndarray) -> np.ndarra
     self-confidence and is the highest such brand (``find_label_issues``,
     ``filter_by="confident_learning"``). Flagged images score ``2 - p_given`` (>= 1),
     the rest ``1 - p_given`` (< 1): within each group the lowest self-confidence comes
-    first, which ranked flipped labels best (docs/label-issues.md).
+    first, which ranked flipped labels better than the margin did (docs/label-issues.md).
     """
     given, probs = _checked(given, probs)
     if len(given) == 0:
@@ -49,13 +50,9 @@ def likely_mislabelled_scores(given: np.ndarray, probs: np.ndarray) -> np.ndarra
     p_given = probs[np.arange(len(given)), given]  # cleanlab's "self_confidence" label quality score
     flagged = np.zeros(len(given), dtype=bool)
     if len(np.unique(given)) > 1:  # one brand given: no other brand has a self-confidence to reach
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # per-class "too few examples" notes; the flags are still right
-            flagged = find_label_issues(given, probs, filter_by="confident_learning", n_jobs=1)
+        # confident_learning keeps no module state (the prune_by_* filters do) and n_jobs=1 never forks the app
+        flagged = find_label_issues(given, probs, filter_by="confident_learning", n_jobs=1)
     return np.where(flagged, 2.0 - p_given, np.minimum(1.0 - p_given, _BELOW_ONE))
-
-
-_BELOW_ONE = np.nextafter(1.0, 0.0)
 
 
 def _checked(given: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

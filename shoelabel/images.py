@@ -391,3 +391,45 @@ def _walk(
             _walk(path, root, chain | {path.resolve()}, found, skipped)
         else:
             found.append(path)
+
+
+class FolderError(UserError, ValueError):
+    """A folder that cannot be read as photos (missing, not a folder, nothing usable in it)."""
+
+
+@dataclass
+class FolderScan:
+    """What a folder holds: each file with its class (its subfolder's name; None for a flat folder's
+    photos), and every entry left out with the reason (symlinks that loop, are broken or lead outside)."""
+
+    folder: Path
+    labelled: bool  # it has class subfolders
+    files: list[tuple[Path, str | None]]
+    skipped: list[tuple[Path, str]]
+
+
+def scan_folder(folder: Path) -> FolderScan:
+    """Read a folder of class subfolders (labelled) or of photos (unlabelled) without decoding anything."""
+    if not folder.exists():
+        raise FolderError(f"Folder not found: {folder}")
+    if not folder.is_dir():
+        raise FolderError(f"Not a folder: {folder}. Give a folder of photos, or of one subfolder per class.")
+    skipped: list[tuple[Path, str]] = []
+    subfolders: list[Path] = []
+    top_files: list[Path] = []
+    for entry in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        if entry.is_symlink():
+            target, reason = link_target(entry, folder)
+            if target is None:
+                skipped.append((entry, reason))
+                continue
+        (subfolders if entry.is_dir() else top_files).append(entry)
+    files: list[tuple[Path, str | None]] = [(p, None) for p in top_files]
+    for sub in subfolders:
+        files += [(p, sub.name) for p in list_images(sub, root=folder, skipped=skipped)]
+    if not files:
+        left_out = "".join(f"\n  {path.relative_to(folder)}: {reason}" for path, reason in skipped)
+        raise FolderError(
+            f"No files in {folder}. Put photos in it (unlabelled) or one subfolder per class (labelled).{left_out}"
+        )
+    return FolderScan(folder, bool(subfolders), files, skipped)

@@ -74,3 +74,13 @@ def test_an_ingest_locked_out_half_way_says_what_it_kept(
     monkeypatch.setattr(ingest, "session_scope", real_scope)
     report = ingest.ingest_folder(brand_folder, holdout_fraction=0.25)
     assert report.added == 26 and report.totals_per_brand["acme"] == {"train": 9, "holdout": 3}
+
+
+def test_evaluating_a_folder_reads_it_as_ingest_does(brand_folder: Path) -> None:
+    """A symlink loop beside the brand subfolders is no brand for evaluation either."""
+    from modeling.evaluate import read_labelled_folder
+
+    (brand_folder / "dotloop").symlink_to(".")
+    (brand_folder / "acme" / "up").symlink_to("..")
+    files, brands = read_labelled_folder(brand_folder)
+    assert sorted(set(brands)) == ["acme", "bolt", "crest"] and len(files) == 36
