@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from db import DatabaseBusyError, get_engine, session_scope
+from db.access import OPERATOR, Actor, import_roots
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
 from db.labels import Offer, effective_labels, kept_label, offer_brand
 from db.models import Brand, Image, ModelVersion, Round, Split
@@ -148,8 +149,14 @@ def ingest_folder(
     engine: Engine | None = None,
     progress: ProgressCallback | None = None,
     show_bar: bool = False,
+    actor: Actor = OPERATOR,
 ) -> IngestReport:
-    """Ingest ``folder``; see the module docstring. Never raises for a single bad file."""
+    """Ingest ``folder``; see the module docstring. Never raises for a single bad file.
+
+    ``actor`` must be allowed to import; from the app, ``folder`` must lie in the import roots
+    (checked before anything is read: see :mod:`db.access`).
+    """
+    folder = import_roots(actor).check(folder)
     if not 0.0 <= holdout_fraction < 1.0:
         raise IngestError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
     folder = Path(folder).expanduser().resolve()

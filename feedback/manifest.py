@@ -12,6 +12,9 @@ a catalogue that already holds some of the photos never overrides a stored
 brand (a disagreement is reported; correct it in review) and never moves the
 frozen held-out split of a brand that has one.
 
+In a CSV manifest, a cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return) is written with a leading quote, and the import takes that quote off.
+
 A folder export copies each labelled photo into one subfolder per brand: the
 layout ``python -m feedback.ingest`` reads, and what most training tools expect.
 """
@@ -35,6 +38,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
+from db.access import OPERATOR, Actor, import_roots
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
 from db.labels import EffectiveLabel, Offer, effective_labels, kept_label, offer_brand
 from db.models import Brand, Image, Split
@@ -49,6 +53,7 @@ from feedback.ingest import (
 )
 from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
+from shoelabel.csvcells import neutralise, restore
 from shoelabel.errors import UserError
 from shoelabel.images import ImageError, ImageInfo, inspect
 
@@ -89,10 +94,13 @@ def labelled_rows(session: Session) -> list[ManifestRow]:
 
 
 def manifest_csv(rows: Iterable[ManifestRow]) -> str:
+    """The rows as CSV (RFC 4180: CRLF line ends, so a cell holding a carriage return is quoted too); a cell a
+    spreadsheet would run as a formula (``=1+1``, ``@SUM(A1)``) starts with a quote, which
+    :func:`read_manifest` takes off again (see :mod:`shoelabel.csvcells`)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(asdict(row) for row in rows)
+    writer.writerows({key: neutralise(value) for key, value in asdict(row).items()} for row in rows)
     return out.getvalue()
 
 
@@ -125,7 +133,7 @@ def export_manifest(target: str | Path, *, engine: Engine | None = None) -> list
     with session_scope(engine or get_engine()) as session:
         rows = labelled_rows(session)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(writer(rows), encoding="utf-8")
+    target.write_text(writer(rows), encoding="utf-8", newline="")  # line ends as written
     return rows
 
 
@@ -217,7 +225,8 @@ def _too_large(source: Path, size: int) -> ManifestError:
 
 
 def _csv_records(source: Path, text: str) -> list[tuple[int, dict[str, str]]]:
-    """Each CSV row as a dict of the header's columns, with the line it starts on."""
+    """Each CSV row as a dict of the header's columns, with the line it starts on; cells an export
+    neutralised (``'=1+1``) read back as they were (``=1+1``)."""
     reader = csv.reader(io.StringIO(text), strict=True)
     header: list[str] | None = None
     records: list[tuple[int, dict[str, str]]] = []
@@ -245,7 +254,7 @@ def _csv_records(source: Path, text: str) -> list[tuple[int, dict[str, str]]]:
                     f"a manifest has the columns {', '.join(COLUMNS)}."
                 )
             continue
-        records.append((line, dict(zip(header, row, strict=False))))
+        records.append((line, {key: restore(value) for key, value in zip(header, row, strict=False)}))
     if header is None:
         raise ManifestError(f"{source} lacks the columns path, brand; a manifest has the columns {', '.join(COLUMNS)}.")
     return records
@@ -330,6 +339,7 @@ def import_manifest(
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
     seed: int = 0,
     engine: Engine | None = None,
+    actor: Actor = OPERATOR,
 ) -> ImportReport:
     """Bring the photos and brands of a manifest into the catalogue; see the module docstring.
 
@@ -338,7 +348,11 @@ def import_manifest(
     changed since the export (another hash) is reported and skipped. Brands the
     manifest leaves without held-out photos get a held-out set drawn as ingest does.
     Files are checked before the database is locked, so reviewers are not held up.
+    ``actor`` must be allowed to import; from the app, the manifest and every photo it names must lie
+    in the import roots (see :mod:`db.access`; a photo outside is skipped unread).
     """
+    roots = import_roots(actor)
+    source = roots.check(source)
     source = Path(source).expanduser().resolve()
     rows = read_manifest(source)
     report = ImportReport(manifest=source)
@@ -350,6 +364,9 @@ def import_manifest(
         path = _resolve(source.parent, row.path)
         if row.sha256 and row.sha256 in stored_hashes:
             checked.append((row, path, None))
+            continue
+        if not roots.allows(path):  # checked before the file is read, or even looked up
+            report.skipped.append((row.path, "outside the folders this server imports from"))
             continue
         try:
             info = inspect(path)

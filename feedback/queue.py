@@ -4,6 +4,8 @@ Answered from stored predictions alone (no model runs on the request path). A
 queue never shows an image the reviewer already handled, skips images judged
 not to be shoes, and claims what it hands out for a few minutes, so two
 reviewers working at once never get the same image at the same time.
+With a quality-control share set (see :mod:`feedback.agreement`), photos one
+reviewer decided (not-a-shoe ones included) come first for the other reviewers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Select, and_, delete, exists, select
+from sqlalchemy import Engine, Exists, Select, and_, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
@@ -29,6 +31,7 @@ from db.models import (
     Split,
     utcnow,
 )
+from feedback.agreement import read_qc_share, second_look
 from feedback.reviews import clean_reviewer
 from feedback.strategies import SCOPES, Candidates, get_strategy
 from modeling.feature_cache import inception_activation_cache
@@ -37,6 +40,7 @@ from modeling.registry import ARCHITECTURES, current_versions
 
 CLAIM_MINUTES = 3  # renewed while the tab is open (see renew_claims); a closed tab frees its images soon
 DEFAULT_STRATEGY = "least_confidence"
+SECOND_LOOK_SCOPES = ("unlabelled", "unreviewed")  # the queues of photos to decide; "labelled" has them all
 #: What each count of :func:`queue_summary` counts, in the app's words. The pool is where photos that came
 #: without a brand live, reviewed or not; what is still to review is a queue's count (:func:`pending_count`).
 SUMMARY_LABELS = {
@@ -56,6 +60,7 @@ class QueueItem:
     height: int
     label: EffectiveLabel
     predictions: dict[str, ModelAnswer] = field(default_factory=dict)  # by architecture
+    second_look: bool = False  # sent for quality control: another reviewer decided it (their answer is not shown)
 
     def shown(self) -> ModelAnswer | None:
         """The answer shown first, kept with a review (InceptionV3's where it has one)."""
@@ -63,8 +68,9 @@ class QueueItem:
 
     def confirm_target(self) -> str | None:
         """The brand Confirm records: the photo's label when it has one (Confirm means "the label
-        is right", also when the models disagree with it), else the top brand shown."""
-        if self.label.brand is not None:
+        is right", also when the models disagree with it), else the top brand shown. A second look for quality
+        control confirms the top brand shown: the first reviewer's answer stays hidden."""
+        if self.label.brand is not None and not self.second_look:
             return self.label.brand
         shown = self.shown()
         return shown.brand if shown else None
@@ -74,23 +80,42 @@ def default_scope(strategy: str) -> str:
     return get_strategy(strategy).default_scope
 
 
-def _candidate_query(reviewer: str, session_id: str, scope: str) -> Select[tuple[int]]:
-    now = utcnow()
-    decided = has_decision()
-    handled = answered_by(reviewer)
-    claimed = exists().where(
-        ImageClaim.image_id == Image.id, ImageClaim.session_id != session_id, ImageClaim.expires_at > now
+def _claimed_elsewhere(session_id: str) -> Exists:
+    return exists().where(
+        ImageClaim.image_id == Image.id, ImageClaim.session_id != session_id, ImageClaim.expires_at > utcnow()
     )
-    query = select(Image.id).where(~handled, ~claimed)
+
+
+def _candidate_query(reviewer: str, session_id: str, scope: str, qc_share: float = 0.0) -> Select[tuple[int]]:
+    """The images ``reviewer`` may get in ``scope``; the undecided scopes also hold the photos picked for a
+    second look at ``qc_share`` (decided by one other reviewer, see :mod:`feedback.agreement`)."""
+    decided = has_decision()
+    query = select(Image.id).where(~answered_by(reviewer), ~_claimed_elsewhere(session_id))
+    second = second_look(qc_share) if qc_share > 0 and scope in SECOND_LOOK_SCOPES else None
     if scope == "unlabelled":
-        query = query.where(Image.source_brand_id.is_(None), ~decided)
+        undecided = and_(Image.source_brand_id.is_(None), ~decided)
+        query = query.where(undecided if second is None else or_(undecided, second))
     elif scope == "unreviewed":
-        query = query.where(~decided)
+        query = query.where(~decided if second is None else or_(~decided, second))
     elif scope == "labelled":
         query = query.where(and_(Image.source_brand_id.is_not(None)) | decided, ~latest_says_not_a_shoe())
     else:
         raise ValueError(f"Unknown queue scope {scope!r}; choose one of: {', '.join(SCOPES)}.")
     return query.order_by(Image.id)
+
+
+def _second_looks(session: Session, reviewer: str, session_id: str, scope: str, ids: list[int]) -> list[int]:
+    """Which of the candidates ``ids`` are second looks for quality control, oldest first."""
+    share = read_qc_share(session)
+    if share <= 0 or scope not in SECOND_LOOK_SCOPES or not ids:
+        return []
+    query = (
+        select(Image.id)
+        .where(~answered_by(reviewer), ~_claimed_elsewhere(session_id), second_look(share))
+        .order_by(Image.id)
+    )
+    candidates = set(ids)
+    return [i for i in session.scalars(query) if i in candidates]
 
 
 def _probabilities(
@@ -170,7 +195,8 @@ def next_items(
     first: int | None = None,
 ) -> list[QueueItem]:
     """The next ``k`` images for ``reviewer`` (the first is shown, the rest preloaded), claimed
-    for this session so that no other reviewer gets them meanwhile.
+    for this session so that no other reviewer gets them meanwhile. Photos sent for a second look
+    (quality control, see :mod:`feedback.agreement`) come before the strategy's picks.
 
     ``first`` keeps an image at the front while it is still in the queue: the one
     preloaded after the last answer, or the one an undo brought back.
@@ -183,7 +209,7 @@ def next_items(
         raise ValueError(f"The strategy {strategy} ranks {' or '.join(chosen.scopes)} photos, not {scope} ones.")
     engine = engine or get_engine()
     with session_scope(engine, write=claim) as session:
-        ids = list(session.scalars(_candidate_query(reviewer, session_id, scope)))
+        ids = list(session.scalars(_candidate_query(reviewer, session_id, scope, read_qc_share(session))))
         if not ids:
             return []
         candidates, answers = build_candidates(session, ids, with_labels="labels" in chosen.needs)
@@ -191,6 +217,8 @@ def next_items(
             picked = [int(ids[p]) for p in chosen.rank(candidates, k + 1, _rng(session_id + strategy))]
         else:  # no brands yet, so no predictions either: oldest first
             picked = ids[: k + 1]
+        seconds = _second_looks(session, reviewer, session_id, scope, ids)
+        picked = [*seconds[: k + 1], *(i for i in picked if i not in seconds)]
         if first is not None and first in ids:
             picked = [first, *(i for i in picked if i != first)]
         picked = picked[:k]
@@ -200,7 +228,14 @@ def next_items(
         labels = effective_labels(session, picked)
         return [
             QueueItem(
-                i, images[i].path, images[i].sha256, images[i].width, images[i].height, labels[i], answers.get(i, {})
+                i,
+                images[i].path,
+                images[i].sha256,
+                images[i].width,
+                images[i].height,
+                labels[i],
+                answers.get(i, {}),
+                second_look=i in seconds,
             )
             for i in picked
         ]
@@ -222,7 +257,7 @@ def pending_count(
     from sqlalchemy import func
 
     with session_scope(engine or get_engine()) as session:
-        query = _candidate_query(reviewer, session_id, scope).order_by(None)
+        query = _candidate_query(reviewer, session_id, scope, read_qc_share(session)).order_by(None)
         return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 
 from db import get_engine, session_scope
+from db.access import OPERATOR, Actor, Permission, answer_as, require
 from db.catalog import require_brand
 from db.models import Image, ImageClaim, Review, ReviewAction, utcnow
 from modeling.predict import ModelAnswer
@@ -38,12 +39,17 @@ def record_review(
     shown: ModelAnswer | None = None,
     resolves_conflict: bool = False,
     engine: Engine | None = None,
+    actor: Actor = OPERATOR,
 ) -> int:
     """Store one decision and release the reviewer's claim on the image; returns the review id.
 
     ``confirm`` without a brand confirms the top brand that was shown. ``correct``
     needs a brand from the brand set. The row is committed before this returns.
+    ``actor`` must be allowed to review (to settle a conflict: an admin); a signed-in
+    account answers under its own name only.
     """
+    require(actor, Permission.SETTLE if resolves_conflict else Permission.REVIEW)
+    answer_as(actor, reviewer)
     reviewer = clean_reviewer(reviewer)
     try:
         action = ReviewAction(action)
@@ -77,12 +83,21 @@ def record_review(
         return review.id
 
 
-def undo_last(reviewer: str, *, among: Collection[int] | None = None, engine: Engine | None = None) -> Review | None:
+def undo_last(
+    reviewer: str,
+    *,
+    among: Collection[int] | None = None,
+    engine: Engine | None = None,
+    actor: Actor = OPERATOR,
+) -> Review | None:
     """Mark the reviewer's latest live review as undone; returns it (or None if there is none).
 
     ``among`` limits undo to the given review ids (the app passes those its browser tab
-    recorded, so undo in one tab never takes back an answer given in another).
+    recorded, so undo in one tab never takes back an answer given in another). ``actor``
+    must be allowed to review, and a signed-in account undoes its own answers only.
     """
+    require(actor, Permission.REVIEW)
+    answer_as(actor, reviewer)
     reviewer = clean_reviewer(reviewer)
     query = select(Review).where(Review.reviewer == reviewer, Review.undone_at.is_(None))
     if among is not None:

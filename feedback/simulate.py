@@ -31,11 +31,16 @@ from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
 from modeling.evaluate import read_labelled_folder
 from modeling.feature_cache import inception_activation_cache
 from shoelabel.cli import command
+from shoelabel.errors import UserError
 from shoelabel.images import ImageError, inspect
 from shoelabel.progress import Progress, TerminalProgress
 from shoelabel.settings import get_settings
 
 MIXED8_DIM = 1280  # the first columns of the pooled features; the rest are mixed10
+
+
+class SimulationError(UserError, ValueError):
+    """The simulation cannot run as asked (e.g. more seed labels than a class has photos)."""
 
 
 @dataclass
@@ -87,7 +92,7 @@ def simulate(
     if per_class.min() < seed_per_class:
         thin = int(np.argmin(per_class))
         name = class_names[thin] if class_names else f"class {thin}"
-        raise ValueError(
+        raise SimulationError(
             f"--seed-per-class {seed_per_class} is more than the {per_class[thin]} photo(s) of {name} "
             "in the pool; lower it or bring more photos of that brand."
         )
@@ -249,20 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     curves = []
     for strategy in strategies:
         for seed in range(args.seeds):
-            try:
-                curve = simulate(
-                    features,
-                    labels,
-                    strategy,
-                    seed=seed,
-                    seed_per_class=args.seed_per_class,
-                    batch=args.batch,
-                    rounds=args.rounds,
-                    class_names=names,
-                )
-            except ValueError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+            curve = simulate(
+                features,
+                labels,
+                strategy,
+                seed=seed,
+                seed_per_class=args.seed_per_class,
+                batch=args.batch,
+                rounds=args.rounds,
+                class_names=names,
+            )
             curves.append(curve)
             print(
                 f"{strategy:<17} seed {seed}: final accuracy {curve.accuracy[-1]:.3f} with {curve.labels[-1]} labels",

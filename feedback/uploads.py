@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from db import get_engine, session_scope
+from db.access import OPERATOR, Actor, Permission, require
 from db.catalog import image_by_hash
 from feedback.ingest import new_image
 from shoelabel.images import ImageError, ImageInfo, inspect_upload
@@ -108,8 +109,12 @@ def store_upload(name: str, data: bytes, *, engine: Engine | None = None) -> Sto
         raise
 
 
-def store_uploads(files: Iterable[tuple[str, bytes]], *, engine: Engine | None = None) -> UploadReport:
-    """Store several uploads; a bad file is reported in :attr:`UploadReport.rejected`, never raised."""
+def store_uploads(
+    files: Iterable[tuple[str, bytes]], *, engine: Engine | None = None, actor: Actor = OPERATOR
+) -> UploadReport:
+    """Store several uploads (``actor`` must be allowed to import); a bad file is reported in
+    :attr:`UploadReport.rejected`, never raised."""
+    require(actor, Permission.IMPORT)
     report = UploadReport()
     for name, data in files:
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from db import get_engine, session_scope
+from db.access import OPERATOR, Actor, Permission, require
 from db.models import Job, JobKind, JobStatus, Round, RoundStatus
 from modeling.jobs import (
     LOCK_FD_ENV,
@@ -74,10 +75,16 @@ def _spawn(engine: Engine, args: list[str], lock: JobLock, kind: JobKind, round_
 
 
 def start_round(
-    arch: str = "both", mode: str = "finetune", *, trigger: str = "app", engine: Engine | None = None
+    arch: str = "both",
+    mode: str = "finetune",
+    *,
+    trigger: str = "app",
+    engine: Engine | None = None,
+    actor: Actor = OPERATOR,
 ) -> StartedJob:
-    """Start ``python -m modeling.retrain`` in the background; raises JobBusyError if a job runs."""
-
+    """Start ``python -m modeling.retrain`` in the background (``actor`` must be allowed to train);
+    raises JobBusyError if a job runs."""
+    require(actor, Permission.TRAIN)
     if arch not in (*ARCHITECTURES, "both"):
         raise ValueError(f"Unknown architecture {arch!r}.")
     engine = engine or get_engine()
@@ -96,9 +103,10 @@ def start_round(
     return job
 
 
-def start_refresh(*, all_images: bool = False, engine: Engine | None = None) -> StartedJob:
+def start_refresh(*, all_images: bool = False, engine: Engine | None = None, actor: Actor = OPERATOR) -> StartedJob:
     """Predict catalogue photos the current models have not seen (every photo with ``all_images``),
-    in the background; raises JobBusyError if a job runs."""
+    in the background (``actor`` must be allowed to train); raises JobBusyError if a job runs."""
+    require(actor, Permission.TRAIN)
     engine = engine or get_engine()
     lock = JobLock.acquire()
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from db import DatabaseBusyError, session_scope
+from db.access import OPERATOR, Actor, Permission, require
 from db.models import Job, JobKind, JobStatus, utcnow
 from shoelabel.errors import BusyError
 from shoelabel.progress import Progress, Throttled, silent
@@ -271,7 +272,9 @@ def failed_jobs(engine: Engine) -> list[JobView]:
         return [_view(r) for r in rows]
 
 
-def dismiss_job(engine: Engine, job_id: int) -> None:
+def dismiss_job(engine: Engine, job_id: int, *, actor: Actor = OPERATOR) -> None:
+    """Take a failed job's notice off every page (``actor`` must be allowed to start jobs)."""
+    require(actor, Permission.TRAIN)
     with session_scope(engine, write=True) as session:
         row = session.get(Job, job_id)
         if row is not None and row.dismissed_at is None:

@@ -29,6 +29,7 @@ from modeling.feature_cache import FeatureCache, inception_activation_cache
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
 from shoelabel.cli import command
+from shoelabel.csvcells import neutralise
 from shoelabel.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
 from shoelabel.progress import Progress, Stage, TerminalProgress, fan_out, silent
 
@@ -435,7 +436,7 @@ def _print_rows(rows: list[dict[str, object]], args: argparse.Namespace) -> None
         fields = list(dict.fromkeys(key for row in rows for key in row))
         writer = csv.DictWriter(sys.stdout, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: neutralise(value) for key, value in row.items()} for row in rows)
     else:
         for row in rows:
             probs = "  ".join(f"{k[2:]} {v:.3f}" for k, v in row.items() if k.startswith("p_"))

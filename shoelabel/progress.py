@@ -37,21 +37,31 @@ class Throttled:
 
 
 class TerminalProgress:
-    """A single tqdm bar that follows the fraction and shows the current step."""
+    """A single tqdm bar that follows the fraction and shows the current step. The bar appears with
+    the first update, so a step that turns out to have nothing to do prints nothing."""
 
     def __init__(self, description: str = "") -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc=description, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+        self.description = description
+        self.bar = None
 
     def __call__(self, fraction: float, text: str) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=1000,
+                desc=self.description,
+                file=sys.stderr,
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+            )
         target = round(min(max(fraction, 0.0), 1.0) * 1000)
         if target > self.bar.n:
             self.bar.update(target - self.bar.n)
         self.bar.set_postfix_str(text[:80], refresh=True)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def fan_out(*targets: Progress) -> Progress:

@@ -6,6 +6,7 @@
 | ``SHOELABEL_DB``              | ``sqlite:///<home>/shoelabel.db``    |
 | ``SHOELABEL_INCEPTION_WEIGHTS``| ``imagenet`` (or a path to an .h5)  |
 | ``SHOELABEL_BUSY_TIMEOUT``    | ``30`` (seconds a writer waits for a lock; read in :mod:`db.engine`) |
+| ``SHOELABEL_IMPORT_ROOTS``    | none (folders the app imports from, ``os.pathsep``-separated; :mod:`db.access`) |
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Settings:
     home: Path
     db_url: str
     inception_weights: str
+    import_roots: tuple[str, ...] = ()  # absolute, normalised without touching the disk; () when not set
 
     @property
     def models_dir(self) -> Path:
@@ -89,4 +91,22 @@ def get_settings() -> Settings:
     home = Path(os.environ.get("SHOELABEL_HOME", ".shoelabel")).expanduser().resolve()
     db_url = os.environ.get("SHOELABEL_DB") or f"sqlite:///{home / 'shoelabel.db'}"
     weights = os.environ.get("SHOELABEL_INCEPTION_WEIGHTS", IMAGENET).strip() or IMAGENET
-    return Settings(home=home, db_url=db_url, inception_weights=weights)
+    return Settings(
+        home=home,
+        db_url=db_url,
+        inception_weights=weights,
+        import_roots=import_roots(os.environ.get("SHOELABEL_IMPORT_ROOTS", "")),
+    )
+
+
+def import_roots(value: str) -> tuple[str, ...]:
+    """The folders of ``SHOELABEL_IMPORT_ROOTS`` (separated by ``os.pathsep``), each made absolute and
+    normalised lexically (``..`` taken out without reading the disk); empty parts are ignored."""
+    roots = []
+    for part in value.split(os.pathsep):
+        part = part.strip()
+        if part:
+            root = os.path.normpath(os.path.abspath(os.path.expanduser(part)))
+            if root not in roots:
+                roots.append(root)
+    return tuple(roots)

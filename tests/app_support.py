@@ -139,8 +139,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(home: Path, log: Path | None = None, start_timeout_s: float = 90.0) -> Iterator[str]:
-    """The real app (``streamlit run streamlit_app.py``) on a free local port, on ``home``; yields its URL."""
+def running_app(
+    home: Path, log: Path | None = None, start_timeout_s: float = 90.0, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """The real app (``streamlit run streamlit_app.py``) on a free local port, on ``home`` (and ``env`` added to
+    its environment); yields its URL."""
     port = free_port()
     output = log.open("wb") if log else subprocess.DEVNULL
     command = [
@@ -149,7 +152,11 @@ def running_app(home: Path, log: Path | None = None, start_timeout_s: float = 90
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip
     process = subprocess.Popen(
-        command, cwd=REPO, env={**os.environ, "SHOELABEL_HOME": str(home)}, stdout=output, stderr=subprocess.STDOUT
+        command,
+        cwd=REPO,
+        env={**os.environ, "SHOELABEL_HOME": str(home), **(env or {})},
+        stdout=output,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -160,3 +160,19 @@ def test_ingest_command_predicts_new_photos_in_a_new_process(engine: Engine, rea
     assert done.returncode == 0, done.stderr
     assert "Predicted" in done.stdout and f"cnn v{real_cnn.id}" in done.stdout
     assert cnn_predicted(engine, real_cnn) == before + 4 + 36  # the 36 labelled photos had none yet
+
+
+def test_a_running_job_shows_its_progress_elapsed_time_and_estimate(catalogue: Engine) -> None:
+    from datetime import timedelta
+
+    from db.models import utcnow
+
+    job_id = open_job(catalogue, JobKind.REFRESH)
+    with session_scope(catalogue, write=True) as session:
+        row = session.get(Job, job_id)
+        row.started_at, row.progress, row.progress_text = utcnow() - timedelta(seconds=60), 0.25, "predicting 10/40"
+    with JobLock.acquire():  # its process holds the lock
+        at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60).run()
+    assert not at.exception
+    [line] = [c.value for c in at.sidebar.caption if "Prediction refresh" in c.value]
+    assert "25%" in line and "1m 0" in line and "about 3m" in line and "predicting 10/40" in line.replace("\\", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from db.access import Permission
 from db.labels import NOT_A_SHOE
 from db.models import ReviewAction
 from feedback.browse import (
@@ -24,7 +25,7 @@ from feedback.browse import (
 from feedback.reviews import record_review
 from modeling.registry import ARCHITECTURES
 from shoelabel.images import ImageError
-from ui import common
+from ui import auth, common
 
 PAGE_SIZE = 24
 COLUMNS = 6
@@ -246,6 +247,7 @@ def _resolve(conflict: Conflict) -> None:
             brand=None if action == ReviewAction.NOT_A_SHOE else choice,
             resolves_conflict=True,
             engine=common.engine(),
+            actor=auth.current_actor(),
         )
     except Exception as exc:
         st.session_state["browse_error"] = common.error_text(exc)
@@ -264,7 +266,8 @@ def _conflicts(brands: list[str]) -> None:
         f"**{len(found)}** photo(s) have reviewers who disagree. They stay out of training until someone "
         "settles them with a final answer."
     )
-    if common.ask_reviewer() is None:
+    settle = auth.allowed(Permission.SETTLE)
+    if settle and common.ask_reviewer() is None:
         return
     choices = [*brands, NOT_A_SHOE]
     for conflict in found:
@@ -281,6 +284,8 @@ def _conflicts(brands: list[str]) -> None:
                         for a in conflict.answers
                     )
                 )
+                if not settle:
+                    continue  # an admin settles conflicts
                 latest = conflict.answers[-1].value if conflict.answers else None
                 pick, go = st.columns([3, 1], vertical_alignment="bottom")
                 pick.selectbox(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import io
 import logging
-import re
 import sys
 import threading
 import uuid
@@ -19,6 +18,7 @@ from PIL import Image as PILImage
 from sqlalchemy import Engine
 
 from db import get_engine
+from db.access import Permission
 from feedback.ingest import ingest_folder
 from feedback.queue import SUMMARY_LABELS, queue_summary
 from feedback.reviews import ReviewError, clean_reviewer
@@ -26,6 +26,8 @@ from modeling.arrivals import predict_arrivals
 from shoelabel.errors import UserError
 from shoelabel.images import ImageError, open_rgb
 from shoelabel.settings import get_settings
+from ui import auth
+from ui.text import plain
 
 log = logging.getLogger("shoelabel.app")
 T = TypeVar("T")
@@ -110,15 +112,6 @@ def error_text(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- text from users
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$&=^])")
-
-
-def plain(text: object) -> str:
-    """``text`` with every Markdown and HTML special character escaped, so names and paths from users
-    can go into ``st.markdown``, captions and labels as they are, never as formatting or markup."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-
-
 # --------------------------------------------------------------------------- reviewer and session
 
 
@@ -151,7 +144,7 @@ def ask_reviewer() -> str | None:
         st.caption("Your reviews are recorded under this name.")
         st.form_submit_button("Start", type="primary", on_click=_save_reviewer)
     if st.session_state.get("reviewer_error"):
-        st.error(st.session_state["reviewer_error"])
+        st.error(plain(st.session_state["reviewer_error"]))
     return None
 
 
@@ -196,9 +189,9 @@ def thumbnail(path: str, sha256: str) -> bytes:
 
 def show_thumbnail(path: str, sha256: str, caption: str | None = None) -> None:
     try:
-        st.image(thumbnail(path, sha256), caption=caption, width="stretch")
+        st.image(thumbnail(path, sha256), caption=None if caption is None else plain(caption), width="stretch")
     except ImageError as exc:
-        st.warning(f"Cannot show this photo: {exc.reason}", icon=":material/broken_image:")
+        st.warning(f"Cannot show this photo: {plain(exc.reason)}", icon=":material/broken_image:")
 
 
 # --------------------------------------------------------------------------- catalogue and ingest
@@ -237,7 +230,7 @@ def ingest_form(key: str, *, refresh: bool = True) -> None:
         bar.progress(done / max(total, 1), text=f"Reading images: {done}/{total}")
 
     try:
-        report = ingest_folder(folder.strip(), progress=progress, engine=engine())
+        report = ingest_folder(folder.strip(), progress=progress, engine=engine(), actor=auth.current_actor())
         summary = report.summary()
         if report.ok:
             summary += "\n" + "\n".join(new_photo_predictions(bar))
@@ -259,7 +252,7 @@ def new_photo_predictions(bar: Any = None) -> list[str]:
 
     def progress(fraction: float, text: str) -> None:
         if bar is not None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=f"Predicting the new photos: {text}")
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"Predicting the new photos: {plain(text)}")
 
     return predict_arrivals(engine(), progress=progress).lines()
 
@@ -273,6 +266,9 @@ def _ingest_report(ok: bool, added: int, summary: str) -> None:
 
 def empty_catalogue() -> None:
     """What every page shows before any photo is in the catalogue."""
+    if not auth.allowed(Permission.IMPORT):
+        st.info("There are no photos in the catalogue yet: an admin imports them.", icon=":material/photo_library:")
+        return
     st.info(
         "There are no photos in the catalogue yet. Ingest a folder from a terminal:\n\n"
         "```\npython -m feedback.ingest PATH\n```\n\n"
@@ -289,11 +285,11 @@ def counts_text(counts: dict[str, int]) -> str:
     return f"{counts['images']} {SUMMARY_LABELS['images']}: {parts}"
 
 
-def sidebar() -> None:
-    """Who is reviewing, and what the catalogue holds."""
+def sidebar(*, show_reviewer: bool = True) -> None:
+    """Who is reviewing (unless sign-in shows it), and what the catalogue holds."""
     with st.sidebar:
         name = reviewer()
-        if name:
+        if name and show_reviewer:
             st.markdown(f"Reviewing as **{plain(name)}**")
             st.button("Change reviewer", key="change_reviewer", on_click=forget_reviewer, type="tertiary")
         counts = shown_or_none(catalogue_counts)

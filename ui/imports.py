@@ -6,7 +6,7 @@ import streamlit as st
 
 from feedback.manifest import import_manifest, manifest_text
 from feedback.queue import SUMMARY_LABELS
-from ui import common
+from ui import auth, common
 
 
 def render() -> None:
@@ -56,7 +56,7 @@ def labels_section() -> None:
             st.code(summary, language=None)
         return
     try:
-        report = import_manifest(path.strip(), engine=common.engine())
+        report = import_manifest(path.strip(), engine=common.engine(), actor=auth.current_actor())
         summary = report.summary()
         if report.ok:
             summary += "\n" + "\n".join(common.new_photo_predictions())

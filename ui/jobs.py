@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from db.access import Permission
 from modeling.arrivals import ArrivalReport
 from modeling.jobs import JobView, dismiss_job, failed_jobs, running_jobs
-from ui import common
+from ui import auth, common
 
 
 def duration(seconds: float) -> str:
@@ -34,7 +35,10 @@ def progress_line(job: JobView) -> str:
 
 
 def _dismiss(job_id: int) -> None:
-    dismiss_job(common.engine(), job_id)
+    try:
+        dismiss_job(common.engine(), job_id, actor=auth.current_actor())
+    except Exception as exc:
+        common.show_error(exc)
 
 
 def _failed(job: JobView) -> None:
@@ -45,7 +49,8 @@ def _failed(job: JobView) -> None:
         if tail:
             st.caption(f"Last lines of its log ({common.plain(job.log_path)}):")
             st.code(tail, language=None)
-        st.button("Dismiss", key=f"dismiss_job_{job.id}", on_click=_dismiss, args=(job.id,))
+        if auth.allowed(Permission.TRAIN):
+            st.button("Dismiss", key=f"dismiss_job_{job.id}", on_click=_dismiss, args=(job.id,))
 
 
 def _running(jobs: list[JobView]) -> None:

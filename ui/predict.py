@@ -7,6 +7,7 @@ import io
 
 import streamlit as st
 
+from db.access import Permission
 from feedback.uploads import store_uploads
 from modeling.app_services import (
     UploadPrediction,
@@ -18,7 +19,7 @@ from modeling.app_services import (
 from modeling.predict import ModelAnswer, ModelHandle
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError, inspect_upload, open_rgb
-from ui import common
+from ui import auth, common
 
 Upload = tuple[str, bytes]
 
@@ -49,9 +50,10 @@ def _preview(sha256: str, _data: bytes) -> bytes:
 
 def _answer(answer: ModelAnswer) -> None:
     name = ARCH_NAMES.get(answer.arch, answer.arch)
-    st.markdown(f"**{name}** v{answer.model_version_id}: **{answer.brand}** {answer.confidence:.0%}")
+    plain = common.plain
+    st.markdown(f"**{plain(name)}** v{answer.model_version_id}: **{plain(answer.brand)}** {answer.confidence:.0%}")
     for brand, p in sorted(answer.probabilities.items(), key=lambda kv: -kv[1]):
-        st.progress(p, text=f"{brand} {p:.1%}")
+        st.progress(p, text=f"{plain(brand)} {p:.1%}")
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -69,14 +71,14 @@ def _show(upload: Upload, result: UploadPrediction | None, sha256: str) -> None:
     with st.container(border=True):
         problem = _problem(sha256, name, data) or (result.error if result is not None else None)
         if problem:
-            st.error(problem, icon=":material/broken_image:")
+            st.error(common.plain(problem), icon=":material/broken_image:")
             return
         picture, *answers = st.columns([1] + [1] * max(1, len(result.answers) if result else 1))
         with picture:
             try:
-                st.image(_preview(sha256, data), caption=name, width=240)
+                st.image(_preview(sha256, data), caption=common.plain(name), width=240)
             except ImageError as exc:
-                st.error(f"{name}: {exc.reason}")
+                st.error(common.plain(f"{name}: {exc.reason}"))
                 return
         if result is None or not result.answers:
             answers[0].caption("No prediction.")
@@ -88,7 +90,7 @@ def _show(upload: Upload, result: UploadPrediction | None, sha256: str) -> None:
 
 def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPrediction] | None, handles: dict) -> None:
     try:
-        report = store_uploads(uploads, engine=common.engine())
+        report = store_uploads(uploads, engine=common.engine(), actor=auth.current_actor())
         if results and handles:
             added = {s.sha256: s.image_id for s in report.added}
             answers = {
@@ -102,7 +104,7 @@ def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPre
     if report.added:
         st.success(f"Added {len(report.added)} photo(s) to the review pool.", icon=":material/check:")
     for rejected in report.rejected:
-        st.error(f"{rejected.name}: {rejected.reason}")
+        st.error(common.plain(f"{rejected.name}: {rejected.reason}"))
     st.code("\n".join([report.summary(), *arrivals]), language=None)
 
 
@@ -138,5 +140,7 @@ def render() -> None:
     for i, upload in enumerate(uploads):
         with common.guard():
             _show(upload, results[i] if results else None, shas[i])
+    if not auth.allowed(Permission.IMPORT):
+        return  # an admin adds photos to the catalogue
     if st.button("Add these photos to the review pool", type="primary", key="add_to_pool"):
         _add_to_pool(uploads, shas, results, handles)

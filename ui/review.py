@@ -32,7 +32,7 @@ from feedback.reviews import record_review, undo_last
 from feedback.strategies import STRATEGIES, get_strategy
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError
-from ui import common
+from ui import auth, common
 
 log = logging.getLogger("shoelabel.app")
 
@@ -159,7 +159,13 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     shown = item.shown()
     try:
         review_id = record_review(
-            image_id, common.reviewer() or "", action, brand=brand, shown=shown, engine=common.engine()
+            image_id,
+            common.reviewer() or "",
+            action,
+            brand=brand,
+            shown=shown,
+            engine=common.engine(),
+            actor=auth.current_actor(),
         )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
@@ -176,7 +182,12 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
 def _undo() -> None:
     state = _state()
     try:
-        review = undo_last(common.reviewer() or "", among=state.get("review_ids", []), engine=common.engine())
+        review = undo_last(
+            common.reviewer() or "",
+            among=state.get("review_ids", []),
+            engine=common.engine(),
+            actor=auth.current_actor(),
+        )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
         return
@@ -239,10 +250,15 @@ def _photo(item: QueueItem) -> None:
     try:
         common.show_photo(item.path, item.sha256, max_width=PHOTO_WIDTH)
     except ImageError as exc:
-        st.warning(f"This photo cannot be shown: {exc.reason}. Skip it or mark it.", icon=":material/broken_image:")
+        st.warning(
+            f"This photo cannot be shown: {common.plain(exc.reason)}. Skip it or mark it.",
+            icon=":material/broken_image:",
+        )
     label = item.label
     plain = common.plain
-    if label.conflict:
+    if item.second_look:  # quality control: the first reviewer's answer stays hidden, so this one is independent
+        label_text = "**second look** for quality control: another reviewer decided this photo; give your own answer"
+    elif label.conflict:
         label_text = "reviewers disagree: " + ", ".join(
             f"{plain(a.reviewer)} says {plain(a.value)}" for a in label.answers.values()
         )

@@ -15,6 +15,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from db.access import Permission
 from db.models import Round, RoundStatus, utcnow
 from modeling.app_services import (
     ModelReport,
@@ -29,7 +30,7 @@ from modeling.app_services import (
 from modeling.background import job_state, start_refresh, start_round
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from modeling.rounds import latest_rounds
-from ui import common
+from ui import auth, common
 from ui.jobs import duration
 
 POLL_SECONDS = 2.0
@@ -55,23 +56,28 @@ def _start_round() -> None:
     """Retrain's callback: runs before the page is drawn, so the page already shows the round running."""
     state = st.session_state
     try:
-        job = start_round(state["retrain_arch"], state["retrain_mode"], engine=common.engine())
+        job = start_round(
+            state["retrain_arch"], state["retrain_mode"], engine=common.engine(), actor=auth.current_actor()
+        )
     except Exception as exc:
         state["rounds_flash"] = ("error", common.error_text(exc))
         return
     state["rounds_flash"] = (
         "success",
-        f"Round {job.round_id} started in the background. Progress shows below; the log is at {job.log}.",
+        common.plain(f"Round {job.round_id} started in the background. Progress shows below; the log is at {job.log}."),
     )
 
 
 def _start_refresh() -> None:
     try:
-        job = start_refresh()
+        job = start_refresh(actor=auth.current_actor())
     except Exception as exc:
         st.session_state["rounds_flash"] = ("error", common.error_text(exc))
         return
-    st.session_state["rounds_flash"] = ("success", f"Predicting new photos in the background; the log is at {job.log}.")
+    st.session_state["rounds_flash"] = (
+        "success",
+        common.plain(f"Predicting new photos in the background; the log is at {job.log}."),
+    )
 
 
 def _first_training(arch: str, current: set[str]) -> str | None:
@@ -97,6 +103,8 @@ def _busy_reason(running: bool, job: Round | None) -> str | None:
 
 def controls() -> None:
     st.session_state.pop("rounds_job_running", None)  # set again below once known, never stale
+    if not auth.allowed(Permission.TRAIN):
+        return  # an admin starts rounds and refreshes
     try:
         state = job_state(common.engine())
         current = {report.arch for report in current_models(common.engine())}
@@ -195,7 +203,8 @@ def _results(rounds: list) -> None:
     st.subheader("Latest results")
     for column, r in zip(st.columns(len(latest)), latest, strict=True):
         with column, st.container(border=True):
-            st.markdown(f"{STATUS_ICONS.get(r.status, '')} **Round {r.id}**: {r.arch} ({r.mode}), **{r.status}**")
+            what = common.plain(f"{r.arch} ({r.mode})")
+            st.markdown(f"{STATUS_ICONS.get(r.status, '')} **Round {r.id}**: {what}, **{common.plain(r.status)}**")
             if r.message:
                 st.caption(common.plain(r.message))
             table = comparison_frame(r)
@@ -245,7 +254,7 @@ def _confusion_chart(metrics: dict) -> alt.Chart:
 
 
 def _model(report: ModelReport) -> None:
-    st.markdown(f"**{report.label}** (current since {report.created_at:%Y-%m-%d %H:%M} UTC)")
+    st.markdown(f"**{common.plain(report.label)}** (current since {report.created_at:%Y-%m-%d %H:%M} UTC)")
     metrics = report.metrics
     if not metrics:
         st.caption("Promoted without a held-out evaluation (no held-out photos at the time).")
@@ -311,14 +320,14 @@ def rounds_frame(rounds: list) -> pd.DataFrame:
         {
             "round": frame["round"],
             "started (UTC)": [_cell(r["started"], "%Y-%m-%d %H:%M") for r in rows],
-            "model": [f"{r['arch']} ({r['mode']})" for r in rows],
+            "model": [common.plain(f"{r['arch']} ({r['mode']})") for r in rows],
             "status": frame["status"],
             "photos trained on": [_cell(r["train images"], ".0f") for r in rows],
             "reviews since last round": [_cell(r["reviews since last round"], ".0f") for r in rows],
             "candidate accuracy / F1": [_scores(r["candidate accuracy"], r["candidate macro F1"]) for r in rows],
             "current accuracy / F1": [_scores(r["current accuracy"], r["current macro F1"]) for r in rows],
             "duration": [_cell(r["duration (s)"], duration) for r in rows],
-            "message": [_cell(r["message"] or None, "") for r in rows],
+            "message": [_cell(r["message"] or None, common.plain) for r in rows],  # st.table reads Markdown
         }
     )
 

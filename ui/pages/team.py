@@ -1,0 +1,5 @@
+"""Team page: drawn by :mod:`ui.team`."""
+
+from ui.team import render
+
+render()

@@ -1,0 +1,185 @@
+"""The Team page: how many answers each reviewer gives per hour, how often they agree with the settled
+label and with each other (Cohen's kappa), the photos they differ on, and the quality-control share.
+
+Names are shown in data grids and charts (drawn as text, never read as Markdown or HTML) and, in
+messages, through :func:`ui.common.plain`.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from db.access import Permission
+from feedback.agreement import (
+    MAX_QC_SHARE,
+    SESSION_GAP,
+    TeamReport,
+    qc_setting_note,
+    set_quality_control_share,
+    team_report,
+)
+from ui import auth, common
+from ui.jobs import duration
+
+MISSING = "–"  # a value that cannot be computed yet
+
+
+def _percent(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.0%}"
+
+
+def reviewer_frame(report: TeamReport) -> pd.DataFrame:
+    """One row per reviewer, as text (a dash where a figure cannot be computed yet)."""
+    return pd.DataFrame(
+        {
+            "reviewer": [r.reviewer for r in report.reviewers],
+            "answers": [r.answers for r in report.reviewers],
+            "answers per hour": [MISSING if r.per_hour is None else f"{r.per_hour:.0f}" for r in report.reviewers],
+            "active time": [duration(r.active_hours * 3600) for r in report.reviewers],
+            "sessions": [r.sessions for r in report.reviewers],
+            "photos decided": [r.decisive for r in report.reviewers],
+            "of them settled": [r.settled for r in report.reviewers],
+            "agreement with the settled label": [_percent(r.agreement) for r in report.reviewers],
+        }
+    )
+
+
+def pair_frame(report: TeamReport) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "reviewer": [p.first for p in report.pairs],
+            "other reviewer": [p.second for p in report.pairs],
+            "photos both answered": [p.shared for p in report.pairs],
+            "same answer": [_percent(p.agreement) for p in report.pairs],
+            "Cohen's kappa": [MISSING if p.kappa is None else f"{p.kappa:.2f}" for p in report.pairs],
+        }
+    )
+
+
+def disagreement_frame(report: TeamReport) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "photo": [f"#{d.image_id}" for d in report.disagreements],
+            "file": [d.file for d in report.disagreements],
+            "answers": [
+                "; ".join(f"{name}: {value}" for name, value in d.answers.items()) for d in report.disagreements
+            ],
+            "label now": [d.label_now for d in report.disagreements],
+        }
+    )
+
+
+def agreement_chart(report: TeamReport) -> alt.Chart | None:
+    """Agreement with the settled label per reviewer, as bars (None when nobody has a settled photo yet)."""
+    rows = [
+        {"reviewer": r.reviewer, "agreement": r.agreement, "settled photos": r.settled}
+        for r in report.reviewers
+        if r.agreement is not None
+    ]
+    if not rows:
+        return None
+    return (
+        alt.Chart(pd.DataFrame(rows))
+        .mark_bar()
+        .encode(
+            x=alt.X("agreement:Q", title="agreement with the settled label", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("reviewer:N", title=None, sort="-x"),
+            tooltip=["reviewer", alt.Tooltip("agreement:Q", format=".0%"), "settled photos"],
+        )
+        .properties(height=alt.Step(28))
+    )
+
+
+def _reviewers(report: TeamReport) -> None:
+    st.subheader("Reviewers")
+    st.dataframe(reviewer_frame(report), hide_index=True)
+    gap = int(SESSION_GAP.total_seconds() // 60)
+    st.caption(
+        f"Answers per hour: over active time, the time between two answers less than {gap} minutes apart (a "
+        "longer pause starts a new session). Agreement: the share of a reviewer's answers (their latest decision "
+        "on each photo; settling a conflict aside) that equal the photo's label, on photos whose label is "
+        "settled (reviewers do not disagree on it)."
+    )
+    chart = agreement_chart(report)
+    if chart is not None:
+        st.altair_chart(chart, width="stretch")
+
+
+def _pairs(report: TeamReport) -> None:
+    st.subheader("Reviewers who answered the same photos")
+    if not report.pairs:
+        st.caption(
+            "No photo has answers from two reviewers yet. Set a quality-control share below to send some decided "
+            "photos to a second reviewer."
+        )
+        return
+    st.dataframe(pair_frame(report), hide_index=True)
+    st.caption(
+        f"{report.photos_with_two_or_more} photo(s) have answers from two or more reviewers. Cohen's kappa: "
+        "agreement beyond chance (1 is perfect, 0 no better than chance); a dash where it is undefined (fewer "
+        "than two photos, or one answer throughout)."
+    )
+    st.markdown(f"**Disagreements** ({len(report.disagreements)})")
+    if report.disagreements:
+        st.dataframe(disagreement_frame(report), hide_index=True)
+        st.caption("Settle the ones still in conflict on the Browse page, Conflicts tab.")
+    else:
+        st.caption("Reviewers gave the same answer on every photo they share.")
+
+
+def _save_share() -> None:
+    """The Save button's callback: runs before the page is drawn, so the page shows the new share."""
+    state = st.session_state
+    try:
+        actor = auth.current_actor()  # checked again now; the service refuses anyone but an admin
+        share = set_quality_control_share(state["qc_share_percent"] / 100, actor=actor, engine=common.engine())
+    except Exception as exc:
+        state["team_flash"] = ("error", common.error_text(exc))
+        return
+    state["team_flash"] = ("success", f"Quality-control share set to {share:.0%}.")
+
+
+def _quality_control() -> None:
+    st.subheader("Quality control")
+    share, by, at = qc_setting_note(common.engine())
+    who = f" by {common.plain(by)}" if by else ""
+    when = f" Set{who} on {at:%Y-%m-%d %H:%M} UTC." if at is not None else ""
+    st.markdown(
+        f"**{share:.0%}** of the photos decided by one reviewer go to a second reviewer, first in their queue and "
+        f"without the first answer, so that kappa covers a sample of all the work.{when}"
+    )
+    if flash := st.session_state.pop("team_flash", None):
+        kind, text = flash
+        (st.success if kind == "success" else st.error)(text)
+    if not auth.allowed(Permission.MANAGE):
+        st.caption("Only an admin can change it.")
+        return
+    with st.form("quality_control", border=True, width=480):
+        st.slider(
+            "Quality-control share (%)",
+            0,
+            round(MAX_QC_SHARE * 100),
+            value=round(share * 100),
+            step=1,
+            key="qc_share_percent",
+            help="The photos are picked by a hash of their id: the same ones whoever asks, a fixed sample.",
+        )
+        st.form_submit_button("Save", type="primary", on_click=_save_share)
+
+
+def render() -> None:
+    st.title("Team")
+    report = common.shown_or_none(team_report, common.engine())
+    if report is None:
+        return
+    if not report.reviewers:
+        st.info("No reviews yet: the figures appear once reviewers answer on the Review page.", icon=":material/group:")
+    else:
+        with common.guard():
+            _reviewers(report)
+        with common.guard():
+            _pairs(report)
+    with common.guard():
+        _quality_control()
