@@ -7,6 +7,7 @@ not exist, which is all the review queue and the app's pages need to show predic
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -126,6 +127,15 @@ def seed_catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: 
 def pool_ids(engine: Engine) -> list[int]:
     with session_scope(engine) as session:
         return list(session.scalars(select(Image.id).where(Image.split == Split.POOL).order_by(Image.id)))
+
+
+def unescaped(text: str) -> str:
+    """Markdown as a reader sees it: the backslashes that escape names from users taken out."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def texts(elements: object) -> list[str]:
+    return [unescaped(e.value) for e in elements]
 
 
 class AppServerError(RuntimeError):

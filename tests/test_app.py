@@ -19,7 +19,17 @@ from db.models import Image, Review, ReviewAction, Round, RoundStatus, utcnow
 from feedback.ingest import ingest_folder
 from feedback.reviews import record_review
 from modeling.jobs import JobLock
-from tests.app_support import REPO, add_round, add_round_history, fake_metrics, fake_models, pool_ids, seed_catalogue
+from tests.app_support import (
+    REPO,
+    add_round,
+    add_round_history,
+    fake_metrics,
+    fake_models,
+    pool_ids,
+    seed_catalogue,
+    texts,
+    unescaped,
+)
 
 TIMEOUT = 60
 
@@ -46,15 +56,6 @@ def reviews(engine: Engine) -> list[Review]:
 
 def shown_image(at: AppTest) -> int:
     return at.session_state["review_queue"][0].image_id
-
-
-def unescaped(text: str) -> str:
-    """Markdown as a reader sees it: the backslashes that escape names from users taken out."""
-    return re.sub(r"\\(.)", r"\1", text)
-
-
-def texts(elements: object) -> list[str]:
-    return [unescaped(e.value) for e in elements]
 
 
 @pytest.fixture

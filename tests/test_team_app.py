@@ -15,7 +15,7 @@ from db import session_scope
 from db.models import Image, Review, SignInSession
 from feedback.accounts import add_account, set_disabled
 from feedback.reviews import record_review
-from tests.app_support import REPO, pool_ids, seed_catalogue
+from tests.app_support import REPO, pool_ids, seed_catalogue, texts
 
 TIMEOUT = 60
 PASSWORD = "correct horse battery"
@@ -121,7 +121,7 @@ def test_an_anonymous_visitor_sees_only_the_sign_in_form(team: Engine) -> None:
     at.switch_page("ui/pages/browse.py").run()  # a page's own address shows no more
     assert not at.image and [t.key for t in at.text_input] == ["sign_in_name", "sign_in_password"]
     sign_in(at, "rita", "wrong password")
-    assert [e.value for e in at.error] == ["Wrong name or password."]
+    assert texts(at.error) == ["Wrong name or password."]
     assert not [b for b in at.button if b.key.startswith("confirm_")]
 
 
@@ -217,7 +217,7 @@ def test_single_sign_on_maps_the_email_to_an_account(team: Engine) -> None:
     stranger.user = {"is_logged_in": True, "email": "eve@example.com"}
     stranger.run()
     assert_clean(stranger)
-    assert any("No account has this e-mail address" in e.value for e in stranger.error)
+    assert any("No account has this e-mail address" in e for e in texts(stranger.error))
     assert any(t.value == "eve@example.com" for t in stranger.text)
     assert not stranger.image and "reviewer" not in stranger.session_state
 
