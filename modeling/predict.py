@@ -82,9 +82,7 @@ def stored_answers(
         )
         for image_id, version_id, probabilities in rows:
             arch = arch_of[version_id]
-            answers.setdefault(image_id, {})[arch] = ModelAnswer(
-                arch, version_id, {name: float(p) for name, p in probabilities.items()}
-            )
+            answers.setdefault(image_id, {})[arch] = ModelAnswer(arch, version_id, probabilities)  # stored as floats
     return answers
 
 
