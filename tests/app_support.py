@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
 
 from db import session_scope
 from db.models import Image, Split
@@ -136,6 +137,24 @@ def unescaped(text: str) -> str:
 
 def texts(elements: object) -> list[str]:
     return [unescaped(e.value) for e in elements]
+
+
+def new_app(timeout: float = 60) -> AppTest:
+    """The app's script, for AppTest (the repository root is on ``sys.path`` in every test)."""
+    return AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=timeout)
+
+
+def open_page(page: str) -> AppTest:
+    """The app on ``ui/pages/<page>.py``, drawn without a stack trace."""
+    at = new_app().run()
+    at.switch_page(f"ui/pages/{page}.py").run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    """No stack trace on the page."""
+    assert not at.exception, [e.value for e in at.exception]
 
 
 class AppServerError(RuntimeError):

@@ -27,6 +27,12 @@ def shared_weights() -> Path:
     return shared_dir() / "weights" / "inception_v3_imagenet_notop.h5"
 
 
+@pytest.fixture(autouse=True)
+def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app imports its ``ui`` package from the repository root, as ``streamlit run`` allows."""
+    monkeypatch.syspath_prepend(str(REPO))
+
+
 @pytest.fixture
 def photos_dir() -> Path:
     path = shared_photos()
@@ -94,6 +100,15 @@ def make_brand_photo(path: Path, brand_index: int, seed: int, size: int = 64) ->
 
 
 @pytest.fixture
+def catalogue(engine, home: Path, brand_folder: Path, pool_folder: Path):
+    """The labelled and pool fixtures ingested, with fake current models and their predictions."""
+    from tests.app_support import seed_catalogue
+
+    seed_catalogue(engine, home, brand_folder, pool_folder)
+    return engine
+
+
+@pytest.fixture
 def brand_folder(tmp_path: Path) -> Path:
     """A labelled folder: three brands, 12 synthetic photos each."""
     root = tmp_path / "brands"
@@ -135,3 +150,50 @@ def without_hanging(call, fifo: Path | None = None) -> BaseException | None:
         thread.join(5)
         pytest.fail(f"{call} blocked")
     return outcome[0]
+
+
+# --------------------------------------------------------------------------- headless Chromium and the real app
+
+CHROMIUM = Path(os.environ.get("SHOELABEL_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def playwright_api() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(
+            f"Chromium not found at {CHROMIUM}: install it (apt-get install chromium) or set SHOELABEL_CHROMIUM"
+        )
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture
+def page(playwright_api: object) -> Iterator[object]:
+    """A page of headless Chromium, closed after the test."""
+    browser = playwright_api.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1200})
+        page.set_default_timeout(30_000)
+        yield page
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free port, on the test's home folder."""
+    from tests.app_support import AppServerError, running_app
+
+    try:
+        with running_app(home, log=home.parent / "server.log") as url:
+            yield url
+    except AppServerError as exc:
+        pytest.fail(str(exc))

@@ -20,33 +20,17 @@ from feedback.ingest import ingest_folder
 from feedback.reviews import record_review
 from modeling.jobs import JobLock
 from tests.app_support import (
-    REPO,
     add_round,
     add_round_history,
+    assert_clean,
     fake_metrics,
     fake_models,
+    new_app,
+    open_page,
     pool_ids,
-    seed_catalogue,
     texts,
     unescaped,
 )
-
-TIMEOUT = 60
-
-
-@pytest.fixture(autouse=True)
-def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The app imports its ``ui`` package from the repository root, as ``streamlit run`` allows."""
-    monkeypatch.syspath_prepend(str(REPO))
-
-
-def new_app() -> AppTest:
-    return AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=TIMEOUT)
-
-
-def assert_clean(at: AppTest) -> None:
-    """No stack trace on the page."""
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def reviews(engine: Engine) -> list[Review]:
@@ -56,12 +40,6 @@ def reviews(engine: Engine) -> list[Review]:
 
 def shown_image(at: AppTest) -> int:
     return at.session_state["review_queue"][0].image_id
-
-
-@pytest.fixture
-def catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> Engine:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
-    return engine
 
 
 @pytest.fixture
@@ -443,10 +421,7 @@ def test_errors_of_rounds_training_and_weights_are_shown_as_they_are() -> None:
 
 
 def rounds_page() -> AppTest:
-    at = new_app().run()
-    at.switch_page("ui/pages/rounds.py").run()
-    assert_clean(at)
-    return at
+    return open_page("rounds")
 
 
 def test_retrain_is_disabled_with_the_reason_while_a_job_runs(catalogue: Engine) -> None:

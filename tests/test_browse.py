@@ -22,13 +22,7 @@ from feedback.browse import (
 )
 from feedback.ingest import ingest_folder
 from feedback.reviews import record_review, undo_last
-from tests.app_support import pool_ids, seed_catalogue
-
-
-@pytest.fixture
-def catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> Engine:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
-    return engine
+from tests.app_support import pool_ids
 
 
 def ids(flt: BrowseFilter, engine: Engine, sort: str = "oldest") -> list[int]:

@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,51 +14,11 @@ from sqlalchemy import Engine, select
 from db import session_scope
 from db.models import Review, ReviewAction
 from feedback.reviews import record_review
-from tests.app_support import AppServerError, add_round_history, pool_ids, running_app, seed_catalogue
+from tests.app_support import add_round_history, pool_ids, seed_catalogue
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("SHOELABEL_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 SETTLE_MS = 300
-
-
-@pytest.fixture(scope="module")
-def playwright_api() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not CHROMIUM.is_file():
-        pytest.skip(
-            f"Chromium not found at {CHROMIUM}: install it (apt-get install chromium) or set SHOELABEL_CHROMIUM"
-        )
-    with sync_api.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture
-def server(home: Path) -> Iterator[str]:
-    """``streamlit run streamlit_app.py`` on a free port, on the test's home folder."""
-    try:
-        with running_app(home, log=home.parent / "server.log") as url:
-            yield url
-    except AppServerError as exc:
-        pytest.fail(str(exc))
-
-
-@pytest.fixture
-def page(playwright_api: object) -> Iterator[object]:
-    browser = playwright_api.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    try:
-        page = browser.new_page(viewport={"width": 1440, "height": 960})
-        page.set_default_timeout(30_000)
-        yield page
-    finally:
-        browser.close()
 
 
 def sign_in(page: object, url: str, name: str) -> None:
@@ -69,6 +27,12 @@ def sign_in(page: object, url: str, name: str) -> None:
     name_box.fill(name)
     name_box.press("Enter")  # submits the form
     page.get_by_role("button", name="Confirm").wait_for()
+
+
+def assert_one_review(engine: Engine, expected: tuple[int, str, ReviewAction, str]) -> None:
+    """The database holds one review, this one: (photo, reviewer, action, brand)."""
+    [review] = wait_for_review(engine, 1)
+    assert (review.image_id, review.reviewer, review.action, review.brand.name) == expected
 
 
 def photo_caption(page: object, image_id: int) -> object:
@@ -127,13 +91,7 @@ def test_keyboard_answers_land_in_the_database(
     ready(page, pool[0])
 
     timings = [answer(page, "2", pool[1])]  # correct to brand 2 (bolt)
-    [review] = wait_for_review(engine, 1)
-    assert (review.image_id, review.reviewer, review.action, review.brand.name) == (
-        pool[0],
-        "ann",
-        ReviewAction.CORRECT,
-        "bolt",
-    )
+    assert_one_review(engine, (pool[0], "ann", ReviewAction.CORRECT, "bolt"))
 
     timings += [answer(page, "s", pool[n + 1]) for n in range(1, 5)]  # skip four photos
     reviews = wait_for_review(engine, 5)

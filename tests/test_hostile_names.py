@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,9 +21,9 @@ from db import session_scope
 from db.models import Brand, Image, Job, JobKind, JobStatus, Split
 from feedback.ingest import ingest_folder
 from feedback.reviews import record_review
-from tests.app_support import AppServerError, add_round_history, fake_models, pool_ids, running_app
+from tests.app_support import add_round_history, fake_models, pool_ids
 from tests.conftest import make_brand_photo
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, sign_in
+from tests.test_browser import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -55,17 +54,6 @@ SEEN = """() => ({
   handlers: [...document.querySelectorAll('*')].filter(e => [...e.attributes].some(a => a.name.startsWith('on')))
       .map(e => e.outerHTML.slice(0, 120)),
 })"""
-
-
-@pytest.fixture(scope="module")
-def playwright_api() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not CHROMIUM.is_file():
-        pytest.skip(
-            f"Chromium not found at {CHROMIUM}: install it (apt-get install chromium) or set SHOELABEL_CHROMIUM"
-        )
-    with sync_api.sync_playwright() as p:
-        yield p
 
 
 class Watched:
@@ -111,23 +99,8 @@ class Watched:
 
 
 @pytest.fixture
-def watched(playwright_api: object) -> Iterator[Watched]:
-    browser = playwright_api.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    try:
-        page = browser.new_page(viewport={"width": 1440, "height": 1200})
-        page.set_default_timeout(30_000)
-        yield Watched(page)
-    finally:
-        browser.close()
-
-
-@pytest.fixture
-def server(home: Path) -> Iterator[str]:
-    try:
-        with running_app(home, log=home.parent / "server.log") as url:
-            yield url
-    except AppServerError as exc:
-        pytest.fail(str(exc))
+def watched(page: object) -> Watched:
+    return Watched(page)
 
 
 def hostile_catalogue(engine: Engine, home: Path, root: Path) -> list[int]:

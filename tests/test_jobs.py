@@ -19,13 +19,8 @@ from feedback.ingest import ingest_folder
 from modeling.jobs import JobLock, dismiss_job, failed_jobs, job_record, log_tail, open_job, running_jobs
 from modeling.predict import ModelHandle
 from modeling.registry import promote, register
-from tests.app_support import REPO, seed_catalogue
+from tests.app_support import REPO
 from tests.conftest import make_brand_photo
-
-
-@pytest.fixture(autouse=True)
-def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(REPO))
 
 
 def wait_for_job(engine: Engine, job_id: int, timeout: float = 120) -> Job:
@@ -100,12 +95,6 @@ def test_the_app_shows_a_failed_job_until_it_is_dismissed(catalogue: Engine, hom
     assert not any("Prediction refresh failed" in e.value for e in at.error)
     at.switch_page("ui/pages/browse.py").run()  # and it stays dismissed on every page
     assert not any("Prediction refresh failed" in e.value for e in at.error)
-
-
-@pytest.fixture
-def catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> Engine:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
-    return engine
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ from db import session_scope
 from db.models import Image, Review, SignInSession
 from feedback.accounts import add_account, set_disabled
 from feedback.reviews import record_review
-from tests.app_support import REPO, pool_ids, seed_catalogue, texts
+from tests.app_support import assert_clean, new_app, pool_ids, texts
 
-TIMEOUT = 60
 PASSWORD = "correct horse battery"
 SECRETS = {
     "auth": {
@@ -28,19 +27,6 @@ SECRETS = {
         "server_metadata_url": "https://id.example.invalid/.well-known/openid-configuration",
     }
 }
-
-
-@pytest.fixture(autouse=True)
-def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(REPO))
-
-
-def new_app() -> AppTest:
-    return AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=TIMEOUT)
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def everything_shown(at: AppTest) -> str:
@@ -58,12 +44,6 @@ def registered(at: AppTest, page: str) -> bool:
         return False
     at.switch_page("ui/pages/browse.py")  # back to a page every role has
     return True
-
-
-@pytest.fixture
-def catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> Engine:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
-    return engine
 
 
 @pytest.fixture

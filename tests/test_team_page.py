@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Engine
 
 from feedback.agreement import quality_control_share
 from feedback.reviews import record_review
-from tests.app_support import REPO, pool_ids, seed_catalogue
-from tests.test_app import assert_clean, new_app, texts
-
-
-@pytest.fixture(autouse=True)
-def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(REPO))
-
-
-@pytest.fixture
-def catalogue(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> Engine:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
-    return engine
+from tests.app_support import assert_clean, open_page, pool_ids, texts
 
 
 def team_page() -> object:
-    at = new_app().run()
-    at.switch_page("ui/pages/team.py").run()
-    assert_clean(at)
-    return at
+    return open_page("team")
 
 
 def test_team_page_without_reviews_says_so(catalogue: Engine) -> None:

@@ -17,7 +17,7 @@ from db.models import ReviewAction
 from feedback.accounts import add_account
 from tests.app_support import AppServerError, pool_ids, running_app, seed_catalogue
 from tests.conftest import make_brand_photo
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SETTLE_MS, wait_for_review
+from tests.test_browser import SETTLE_MS, assert_one_review
 
 pytestmark = pytest.mark.browser
 
@@ -27,21 +27,9 @@ IMAGES = "() => [...document.querySelectorAll('img')].map(i => i.currentSrc || i
 
 
 @pytest.fixture
-def tab() -> Iterator[object]:
-    """A page of headless Chromium (as in tests/test_browser.py)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not CHROMIUM.is_file():
-        pytest.skip(
-            f"Chromium not found at {CHROMIUM}: install it (apt-get install chromium) or set SHOELABEL_CHROMIUM"
-        )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 960})
-            page.set_default_timeout(30_000)
-            yield page
-        finally:
-            browser.close()
+def tab(page: object) -> object:
+    """A page of headless Chromium."""
+    return page
 
 
 @pytest.fixture
@@ -125,13 +113,7 @@ def test_a_reviewer_reviews_as_themselves_and_is_offered_no_admin_action(
     tab.wait_for_timeout(SETTLE_MS)
     tab.keyboard.press("2")  # correct to brand 2 (bolt)
     tab.get_by_text(f"Photo #{pool[1]} ·").wait_for()
-    [review] = wait_for_review(team, 1)
-    assert (review.image_id, review.reviewer, review.action, review.brand.name) == (
-        pool[0],
-        "rita",
-        ReviewAction.CORRECT,
-        "bolt",
-    )
+    assert_one_review(team, (pool[0], "rita", ReviewAction.CORRECT, "bolt"))
     pages = navigation(tab)
     assert {"Review", "Browse", "Rounds"} <= set(pages) and "Import" not in pages
     open_page(tab, "Rounds")

@@ -1,20 +1,14 @@
-"""accounts, sign-in sessions and team settings
+"""accounts, sign-in sessions and team settings of a team server
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-25
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-
-revision: str = '0003'
-down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = '0003'
+down_revision = '0002'
 
 ROLE = sa.Enum('admin', 'reviewer', 'viewer', name='account_role', native_enum=False, create_constraint=True, length=16)
 
