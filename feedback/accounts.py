@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from db import get_engine, session_scope
 from db.access import Actor
 from db.models import Account, Role, SignInSession, utcnow
+from feedback.reviews import MAX_REVIEWER_LENGTH
 from shoelabel.cli import command
 from shoelabel.errors import UserError
 
@@ -40,7 +41,7 @@ LOCK_MINUTES = 15
 SESSION_HOURS = 12
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
-MAX_NAME_LENGTH = 120
+MAX_NAME_LENGTH = MAX_REVIEWER_LENGTH  # the name is recorded as the reviewer of the account's answers
 MAX_EMAIL_LENGTH = 320
 WRONG = "Wrong name or password."  # the same for an unknown name, a wrong password and an SSO-only account
 

@@ -24,7 +24,7 @@ from db import DatabaseBusyError, session_scope
 from db.access import OPERATOR, Actor, Permission, require
 from db.models import Job, JobKind, JobStatus, utcnow
 from shoelabel.errors import BusyError
-from shoelabel.progress import Progress, Throttled, silent
+from shoelabel.progress import Progress, Throttled, silent, time_left
 from shoelabel.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -223,9 +223,9 @@ class JobView:
 
     def eta_s(self, now: datetime | None = None) -> float | None:
         """Seconds left, extrapolated from the progress so far (None until there is some)."""
-        if self.status != JobStatus.RUNNING or not 0.02 <= self.progress < 1.0:
+        if self.status != JobStatus.RUNNING:
             return None
-        return self.elapsed_s(now) * (1.0 - self.progress) / self.progress
+        return time_left(self.elapsed_s(now), self.progress)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return log_tail(self.log_path, lines)

@@ -64,6 +64,16 @@ class TerminalProgress:
             self.bar.close()
 
 
+MIN_FRACTION_FOR_ETA = 0.02  # below it, the time left is a guess from too little
+
+
+def time_left(elapsed_s: float, fraction: float) -> float | None:
+    """Seconds left, extrapolated from the share done so far; None until there is enough of it (or when done)."""
+    if not MIN_FRACTION_FOR_ETA <= fraction < 1.0:
+        return None
+    return elapsed_s * (1.0 - fraction) / fraction
+
+
 def fan_out(*targets: Progress) -> Progress:
     def report(fraction: float, text: str) -> None:
         for target in targets:

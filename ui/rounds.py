@@ -30,6 +30,7 @@ from modeling.app_services import (
 from modeling.background import job_state, start_refresh, start_round
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from modeling.rounds import latest_rounds
+from shoelabel.progress import time_left
 from ui import auth, common
 from ui.jobs import duration
 
@@ -41,7 +42,6 @@ STATUS_ICONS = {
     RoundStatus.RUNNING: ":material/pending:",
 }
 MISSING = "–"  # a table cell with no value (a first round has no model to compare with)
-MIN_PROGRESS_FOR_ETA = 0.02  # below it, the time left is a guess from too little
 #: Why a round of a model that has no current version yet takes long: it starts from nothing.
 FIRST_TRAINING = {
     "inception": "InceptionV3 first computes and caches the activations of every photo",
@@ -166,11 +166,10 @@ def progress_text(r: Round, now: datetime | None = None) -> str:
     time left (from the share done so far, once there is enough of it)."""
     fraction = min(max(float(r.progress or 0.0), 0.0), 1.0)
     elapsed = max(((now or utcnow()) - r.started_at).total_seconds(), 0.0)
-    times = f"{duration(elapsed)} elapsed"
-    if MIN_PROGRESS_FOR_ETA <= fraction < 1.0:
-        times += f", about {duration(elapsed * (1.0 - fraction) / fraction)} left"
-    else:
-        times += ", estimating the time left"
+    left = time_left(elapsed, fraction)
+    times = f"{duration(elapsed)} elapsed, " + (
+        f"about {duration(left)} left" if left is not None else "estimating the time left"
+    )
     return f"Round {r.id} ({r.arch}, {r.mode}): {r.progress_text or 'working'} · {fraction:.0%} · {times}"
 
 
