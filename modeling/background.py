@@ -28,7 +28,6 @@ from modeling.jobs import (
     job_running,
     mark_abandoned_jobs,
     open_job,
-    set_job_pid,
 )
 from modeling.registry import ARCHITECTURES
 from modeling.rounds import mark_abandoned_rounds, open_round
@@ -70,8 +69,7 @@ def _spawn(engine: Engine, args: list[str], lock: JobLock, kind: JobKind, round_
     except OSError as exc:
         finish_job(engine, job_id, JobStatus.FAILED, f"Could not start the process: {exc}")
         raise
-    set_job_pid(engine, job_id, process.pid)
-    return StartedJob(round_id, process.pid, log, job_id)
+    return StartedJob(round_id, process.pid, log, job_id)  # the child records its pid (job_record)
 
 
 def start_round(
