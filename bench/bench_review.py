@@ -104,13 +104,14 @@ def bench_browser(home: Path, actions: int) -> dict[str, float] | str:
     except ImportError:
         return "skipped: playwright is not installed"
     from tests import test_browser as browser
+    from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
-    if not browser.CHROMIUM.is_file():
-        return f"skipped: no Chromium at {browser.CHROMIUM}"
+    if not CHROMIUM.is_file():
+        return f"skipped: no Chromium at {CHROMIUM}"
     from tests.app_support import running_app
 
     with running_app(home) as url, sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(browser.CHROMIUM), args=browser.CHROMIUM_ARGS)
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = chromium.new_page(viewport={"width": 1440, "height": 960})
         page.set_default_timeout(30_000)
         browser.sign_in(page, url, "bench-browser")

@@ -31,6 +31,11 @@ def find_brand(session: Session, name: str) -> Brand | None:
 
 
 def get_or_create_brand(session: Session, name: str) -> Brand:
+    """The brand called ``name`` (in any case), added if there is none.
+
+    Call it in a write session (``session_scope(write=True)``): the writers' lock makes the look-up
+    and the insert one step, so two processes adding ``Nike`` and ``nike`` at once make one brand.
+    """
     brand = find_brand(session, name)
     if brand is None:
         brand = Brand(name=clean_brand_name(name))

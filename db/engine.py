@@ -1,8 +1,9 @@
 """The process-wide engine of the configured database, migrated on first use, and sessions.
 
-Write sessions begin with ``BEGIN IMMEDIATE`` on SQLite (see :mod:`db.connect`): a
-writer waits for the lock up front instead of failing half-way when another
-process committed first.
+Write sessions take the writers' lock when their transaction begins (``BEGIN IMMEDIATE``
+on SQLite, an advisory lock on PostgreSQL; see :mod:`db.connect`): a writer waits for the
+lock up front instead of failing half-way when another process committed first, and reads
+what it then writes without another writer in between.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.connect import DatabaseBusyError, busy_error, create_db_engine
+import db.queue_entries  # noqa: F401  (keeps each photo's queue entry in step with every flush)
+from db.connect import WRITE_LOCK, DatabaseBusyError, busy_error, create_db_engine
 from db.migrate import upgrade
 from shoelabel.settings import get_settings
 
@@ -46,16 +48,21 @@ def dispose_engines() -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None, *, write: bool = False) -> Iterator[Session]:
+def session_scope(engine: Engine | None = None, *, write: bool = False, row_locks: bool = False) -> Iterator[Session]:
     """A session that commits on success and rolls back on error.
 
-    ``write=True`` takes the write lock at BEGIN (SQLite), so concurrent writers
-    queue up behind the busy timeout rather than failing with a stale snapshot.
+    ``write=True`` takes the writers' lock at BEGIN (and again after a commit inside the
+    block), so concurrent writers queue up behind the busy timeout rather than failing with
+    a stale snapshot or racing a check-then-insert. ``row_locks=True`` says the writes rely on
+    the rows they lock themselves (``SELECT ... FOR UPDATE SKIP LOCKED``): on PostgreSQL such a
+    session skips the writers' lock, so reviewers claiming photos never wait for each other;
+    SQLite has only its database lock.
     A lock held by another process for longer than the timeout becomes a
     :class:`DatabaseBusyError` naming the database; nothing is half-written.
     """
     engine = engine or get_engine()
-    bind = engine.execution_options(sqlite_immediate=True) if write else engine
+    exclusive = write and (engine.dialect.name == "sqlite" or not row_locks)
+    bind = engine.execution_options(**{WRITE_LOCK: True}) if exclusive else engine
     session = sessionmaker(bind=bind, expire_on_commit=False)()
     try:
         yield session

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Exists, exists, select
+from sqlalchemy import ColumnElement, Exists, Select, case, distinct, exists, func, select, union_all
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.util import AliasedClass
 
 from db.models import Brand, Image, Review, ReviewAction, Split
 
 NOT_A_SHOE = "(not a shoe)"
 MIN_PHOTOS_PER_BRAND = 2  # fewer labelled photos than this, and a brand cannot be trained on
+IDS_PER_QUERY = 900  # image ids bound in one statement (SQLite's limit on parameters was 999 before 3.32)
 DECISIVE = (ReviewAction.CONFIRM, ReviewAction.CORRECT, ReviewAction.NOT_A_SHOE)
 
 
@@ -114,12 +116,18 @@ def review_rows(session: Session, image_ids: Iterable[int] | None = None) -> dic
 
 def effective_labels(session: Session, image_ids: Iterable[int] | None = None) -> dict[int, EffectiveLabel]:
     """Effective labels of the given images (default: all)."""
-    ids = None if image_ids is None else list(image_ids)
     query = select(Image.id, Brand.name).outerjoin(Brand, Brand.id == Image.source_brand_id)
-    if ids is not None:
-        query = query.where(Image.id.in_(ids))
-    reviews = review_rows(session, ids)
-    return {iid: derive(iid, imported, reviews.get(iid, [])) for iid, imported in session.execute(query)}
+    if image_ids is None:
+        reviews = review_rows(session)
+        return {iid: derive(iid, imported, reviews.get(iid, [])) for iid, imported in session.execute(query)}
+    ids = list(image_ids)
+    labels: dict[int, EffectiveLabel] = {}
+    for start in range(0, len(ids), IDS_PER_QUERY):  # bounded statements, however many photos
+        part = ids[start : start + IDS_PER_QUERY]
+        reviews = review_rows(session, part)
+        rows = session.execute(query.where(Image.id.in_(part)))
+        labels.update({iid: derive(iid, imported, reviews.get(iid, [])) for iid, imported in rows})
+    return labels
 
 
 class Offer(enum.StrEnum):
@@ -181,12 +189,15 @@ class LabelledSet:
 
 
 def labelled_set(session: Session) -> LabelledSet:
-    """Everything a round trains and evaluates on, from the effective labels."""
-    labels = effective_labels(session)
+    """Everything a round trains and evaluates on, from the effective labels (of the photos that have a
+    brand or a decision: the unanswered pool, however large, is never read)."""
+    with_label = select(Image).where(Image.source_brand_id.is_not(None) | has_decision()).order_by(Image.id)
+    images = list(session.scalars(with_label))
+    labels = effective_labels(session, [image.id for image in images])
     train: list[LabelledImage] = []
     holdout: list[LabelledImage] = []
     excluded = not_shoe = 0
-    for image in session.scalars(select(Image).order_by(Image.id)):
+    for image in images:
         label = labels[image.id]
         if label.conflict:
             excluded += 1
@@ -226,3 +237,94 @@ def latest_says_not_a_shoe() -> Exists:
     return exists().where(
         flag.image_id == Image.id, flag.undone_at.is_(None), flag.action == ReviewAction.NOT_A_SHOE, ~overtaken
     )
+
+
+# The effective label as SQL, for Browse: each filter below matches exactly the images whose derived label
+# (:func:`derive`) says so. Sets of images (those reviewers decided, those imported with a brand) are written
+# ``Image.id IN (...)``, so that a query can start from them instead of scanning the catalogue; whether the
+# reviewers of an image disagree is a test per image, which reads that image's reviews only.
+
+
+def _live_decisive(review: AliasedClass[Review]) -> ColumnElement[bool]:
+    return review.undone_at.is_(None) & review.action.in_(DECISIVE)
+
+
+def _after(later: AliasedClass[Review], earlier: AliasedClass[Review]) -> ColumnElement[bool]:
+    """``later`` comes after ``earlier`` in the order :func:`derive` reads reviews in (time, then id)."""
+    return (later.created_at > earlier.created_at) | (
+        (later.created_at == earlier.created_at) & (later.id > earlier.id)
+    )
+
+
+def decided_images() -> Select[tuple[int]]:
+    """Ids of the images with a live decisive review (the set :func:`has_decision` tests for)."""
+    return select(Review.image_id).where(Review.undone_at.is_(None), Review.action.in_(DECISIVE))
+
+
+def answered_images(reviewer: str) -> Select[tuple[int]]:
+    """Ids of the images ``reviewer`` has a live answer for (the set :func:`answered_by` tests for)."""
+    return select(Review.image_id).where(Review.reviewer == reviewer, Review.undone_at.is_(None))
+
+
+def _latest_decisions(says: Callable[[AliasedClass[Review]], ColumnElement[bool]]) -> Select[tuple[int]]:
+    """Ids of the images whose latest live decisive review ``says`` so."""
+    flag, later = aliased(Review), aliased(Review)
+    overtaken = exists().where(later.image_id == flag.image_id, _live_decisive(later), _after(later, flag))
+    return select(flag.image_id).where(_live_decisive(flag), says(flag), ~overtaken)
+
+
+def _disputed() -> ColumnElement[bool]:
+    """The image's reviewers' latest answers since the last resolution differ (:attr:`EffectiveLabel.conflict`),
+    tested per image: it reads that image's reviews only."""
+    answer, resolution, newer = aliased(Review), aliased(Review), aliased(Review)
+    settled_later = exists().where(
+        resolution.image_id == answer.image_id,
+        _live_decisive(resolution),
+        resolution.resolves_conflict.is_(True),
+        _after(resolution, answer),
+    )
+    replaced = exists().where(
+        newer.image_id == answer.image_id,
+        newer.reviewer == answer.reviewer,
+        _live_decisive(newer),
+        _after(newer, answer),
+    )
+    value = case((answer.action == ReviewAction.NOT_A_SHOE, -1), else_=func.coalesce(answer.brand_id, 0))
+    answers = (
+        select(func.count(distinct(value)))
+        .where(answer.image_id == Image.id, _live_decisive(answer), ~settled_later, ~replaced)
+        .scalar_subquery()
+    )
+    return answers > 1
+
+
+def in_conflict() -> ColumnElement[bool]:
+    """An image whose reviewers disagree (:attr:`EffectiveLabel.conflict`), looked for among the images that
+    more than one reviewer decided."""
+    contested = (
+        select(Review.image_id)
+        .where(Review.undone_at.is_(None), Review.action.in_(DECISIVE))
+        .group_by(Review.image_id)
+        .having(func.count(distinct(Review.reviewer)) > 1)
+    )
+    return Image.id.in_(contested) & _disputed()
+
+
+def labelled_as(brand_ids: Collection[int]) -> ColumnElement[bool]:
+    """An image whose effective label is one of these brands, its reviewers agreeing: the latest decisive
+    review gives it, or no reviewer decided and it was imported with it."""
+    decided = _latest_decisions(lambda r: (r.action != ReviewAction.NOT_A_SHOE) & r.brand_id.in_(brand_ids))
+    image = aliased(Image)
+    imported = select(image.id).where(image.source_brand_id.in_(brand_ids), image.id.not_in(decided_images()))
+    return Image.id.in_(union_all(decided, imported)) & ~_disputed()
+
+
+def labelled_not_a_shoe() -> ColumnElement[bool]:
+    """An image whose effective label is not a shoe, its reviewers agreeing (:attr:`EffectiveLabel.not_a_shoe`)."""
+    flagged = _latest_decisions(lambda r: r.action == ReviewAction.NOT_A_SHOE)
+    return Image.id.in_(flagged) & ~_disputed()
+
+
+def unlabelled() -> ColumnElement[bool]:
+    """An image with no label at all: imported without a brand, and no reviewer decided it."""
+    return Image.source_brand_id.is_(None) & ~has_decision()

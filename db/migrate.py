@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from db.connect import busy_error, create_db_engine
+from db.connect import WRITE_LOCK, busy_error, create_db_engine, unavailable_error
 from shoelabel import cli
 from shoelabel.settings import get_settings
 
@@ -42,14 +42,19 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision``; a no-op when it is there already.
 
-    Runs under the write lock, so two processes opening a new database at once
-    migrate it once.
+    Runs in one transaction under the writers' lock (see :mod:`db.connect`), so two processes
+    opening a new database at once migrate it once: the second finds it at head. A database
+    that cannot be opened is a :class:`~db.connect.DatabaseUnavailableError` naming it.
     """
-    if revision == "head" and current_revision(engine) == head_revision():
+    try:
+        at = current_revision(engine)
+    except OperationalError as exc:
+        raise busy_error(engine, exc) or unavailable_error(engine, exc) from exc
+    if revision == "head" and at == head_revision():
         return
     config = alembic_config()
     try:
-        with engine.execution_options(sqlite_immediate=True).begin() as connection:
+        with engine.execution_options(**{WRITE_LOCK: True}).begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except OperationalError as exc:

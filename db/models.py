@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    desc,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -125,7 +126,10 @@ class Image(Base):
 
 class Review(Base):
     __tablename__ = "reviews"
-    __table_args__ = (Index("ix_reviews_image_created", "image_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_reviews_image_created", "image_id", "created_at"),
+        Index("ix_reviews_reviewer_image", "reviewer", "image_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
     reviewer: Mapped[str] = mapped_column(String(120), index=True)
@@ -159,7 +163,10 @@ class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
         UniqueConstraint("image_id", "model_version_id", "kind", name="uq_prediction"),
-        Index("ix_predictions_model_kind", "model_version_id", "kind"),
+        Index("ix_predictions_model_confidence", "model_version_id", "kind", "confidence", "image_id"),
+        Index(
+            "ix_predictions_model_brand_confidence", "model_version_id", "kind", "brand_id", "confidence", "image_id"
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
@@ -173,6 +180,68 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     brand: Mapped[Brand] = relationship()
+
+
+class QueueStage(enum.IntEnum):
+    """Where a photo stands for the review queues; kept in :class:`QueueEntry` so that a queue is
+    an index range, not a scan (see :mod:`db.queue_entries`)."""
+
+    OPEN = 0  # no brand at all: neither imported nor decided (the "unlabelled" queue)
+    IMPORTED = 1  # arrived with a brand, no reviewer decided it yet
+    DECIDED = 2  # a live decisive review gives it a brand (or reviewers disagree on it)
+    NOT_A_SHOE = 3  # the latest decisive review says it is not a shoe
+
+
+#: The uncertainty scores a :class:`QueueEntry` keeps, each with its index; a queue strategy of the same name
+#: reads its column (see :mod:`modeling.uncertainty` for the definitions).
+SCORE_COLUMNS = ("least_confidence", "margin", "entropy", "disagreement")
+
+
+class QueueEntry(Base):
+    """One row per photo: its queue stage and how unsure the current models are of it.
+
+    The scores are computed once, when a current model's predictions are stored (and for
+    every photo when a model is promoted), from the current models' probabilities together,
+    so a queue is an indexed ``ORDER BY score DESC LIMIT k`` within a stage. Higher means
+    less sure; a photo no current model has predicted yet holds :data:`UNSCORED`.
+    """
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (
+        *(Index(f"ix_queue_{name}", "stage", desc(name), "image_id") for name in SCORE_COLUMNS),
+        Index("ix_queue_random", "stage", "random_key", "image_id"),
+    )
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True, autoincrement=False)
+    stage: Mapped[int] = mapped_column(Integer, default=QueueStage.OPEN)
+    least_confidence: Mapped[float] = mapped_column(Float, default=-1e9)
+    margin: Mapped[float] = mapped_column(Float, default=-1e9)
+    entropy: Mapped[float] = mapped_column(Float, default=-1e9)
+    disagreement: Mapped[float] = mapped_column(Float, default=-1e9)
+    random_key: Mapped[int] = mapped_column(Integer, default=0)  # a fixed hash of the image id, in [0, 2**31)
+
+
+#: The score of a photo that no current model has predicted: below every real score, so it comes last.
+UNSCORED = -1e9
+
+
+class CatalogueCount(Base):
+    """How many photos are in each queue stage (``stage:0`` ...) and each split (``split:pool`` ...),
+    kept by the same code that keeps :class:`QueueEntry` (see :mod:`db.queue_entries`), so the app's
+    counters are a few primary-key reads, not counts over a million rows."""
+
+    __tablename__ = "catalogue_counts"
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    photos: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QueueScoring(Base):
+    """Which model versions the stored queue scores come from (one row): when the current models
+    change, every photo's scores are computed again (see :func:`modeling.queue_scores.rescore_all`)."""
+
+    __tablename__ = "queue_scoring"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_ids: Mapped[list[str]] = mapped_column(JSON)  # sorted "arch:id" of the current models scored
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Round(Base):

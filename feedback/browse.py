@@ -1,34 +1,56 @@
 """Finding images by what is known about them, and everything known about one image.
 
-Filters on stored columns (imported brand, reviews, the current model's
-prediction) run in SQL; the effective-label filter runs on the derived labels
-(:mod:`db.labels`), since labels are never stored.
+Every filter (imported brand, effective label, reviews, the current model's prediction) and every order is
+one SQL query that returns one page (``ORDER BY ... LIMIT ... OFFSET``); labels are derived and predictions
+read for that page's photos only. The effective label is never stored: its filters are the label rules of
+:mod:`db.labels` written as SQL over the reviews. Matches are counted up to :data:`COUNT_CAP`, so that the
+count of a filter that matches most of a million photos costs no more than that of a small one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db import get_engine, session_scope
-from db.labels import NOT_A_SHOE, Answer, EffectiveLabel, answered_by, conflicts, effective_labels, has_decision
+from db.labels import (
+    NOT_A_SHOE,
+    Answer,
+    EffectiveLabel,
+    answered_images,
+    decided_images,
+    effective_labels,
+    has_decision,
+    in_conflict,
+    labelled_as,
+    labelled_not_a_shoe,
+    unlabelled,
+)
 from db.models import Brand, Image, ModelVersion, Prediction, PredictionKind, Review
 from feedback.reviews import review_history
 from modeling.predict import ModelAnswer, stored_answers
 from modeling.registry import current_versions
+from shoelabel.errors import UserError
 
 NO_BRAND = "(none)"  # imported filter: images that arrived without a brand
 UNLABELLED = "(unlabelled)"  # label filter: no brand from import or review
 IN_CONFLICT = "(in conflict)"  # label filter: reviewers disagree
 LABEL_CHOICES = (NOT_A_SHOE, UNLABELLED, IN_CONFLICT)
-#: Orders of :func:`find_images`: catalogue order, newest added first, or by the confidence of the model's
-#: prediction, lowest or highest first (photos it has not predicted come last either way).
+#: Orders of :func:`find_images`: the order photos were added (oldest or newest first), or by the confidence of
+#: the model's prediction, lowest or highest first (photos it has not predicted come last either way).
 SORTS = ("oldest", "newest", "least_confident", "most_confident")
-MAX_IN = 900  # ids per IN (...) list; beyond it labels are derived for the whole catalogue
+#: Matches are counted up to this many; past it a page says "more than" and pages reach this far.
+COUNT_CAP = 10_000
+MAX_IN = 900  # ids per IN (...) list
+
+
+class BrowseError(UserError, ValueError):
+    """A Browse request that cannot be answered as asked: an unknown order, or a page outside the matches."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +91,8 @@ class ImageRow:
 @dataclass
 class BrowsePage:
     rows: list[ImageRow]
-    total: int  # images matching the filter, on every page
+    total: int  # images matching the filter, counted up to COUNT_CAP; the same on every page
+    capped: bool = False  # the count stopped at COUNT_CAP: more than ``total`` images match
 
 
 @dataclass(frozen=True)
@@ -92,66 +115,175 @@ def brand_list(engine: Engine | None = None) -> list[str]:
     return filter_options(engine).brands
 
 
-def _filtered_ids(session: Session, flt: BrowseFilter, version: ModelVersion | None, sort: str = "oldest") -> list[int]:
-    if sort not in SORTS:
-        raise ValueError(f"Unknown order {sort!r}; choose one of: {', '.join(SORTS)}.")
-    query = select(Image.id)
-    if flt.imported == NO_BRAND:
-        query = query.where(Image.source_brand_id.is_(None))
-    elif flt.imported is not None:
-        imported = aliased(Brand)
-        query = query.join(imported, imported.id == Image.source_brand_id).where(
-            func.lower(imported.name) == flt.imported.lower()
+def _brand_ids(session: Session, name: str) -> list[int]:
+    """The brands called ``name``, in any case (filters ignore case)."""
+    return list(session.scalars(select(Brand.id).where(func.lower(Brand.name) == name.lower())))
+
+
+def _label_is(session: Session, wanted: str) -> ColumnElement[bool] | None:
+    """The label filter as SQL; None when no image can have that label (a brand that does not exist)."""
+    if wanted == IN_CONFLICT:
+        return in_conflict()
+    if wanted == NOT_A_SHOE:
+        return labelled_not_a_shoe()
+    if wanted == UNLABELLED:
+        return unlabelled()
+    brand_ids = _brand_ids(session, wanted)
+    return labelled_as(brand_ids) if brand_ids else None
+
+
+def _predicted_by(version: ModelVersion) -> ColumnElement[bool]:
+    """``version``'s prediction of the image."""
+    return (
+        (Prediction.image_id == Image.id)
+        & (Prediction.model_version_id == version.id)
+        & (Prediction.kind == PredictionKind.MODEL)
+    )
+
+
+@dataclass(frozen=True)
+class _Conditions:
+    """What a filter asks, as SQL: of the image, and of the model's prediction of it."""
+
+    version: ModelVersion | None  # the current model the prediction conditions and the confidence orders use
+    on_image: list[ColumnElement[bool]]
+    on_prediction: list[ColumnElement[bool]]  # empty: the filter does not look at predictions
+
+    # Each query reads one table, whose index gives its order or its start, and tests the other table's
+    # conditions per row: a database without statistics (SQLite) then cannot start from an index that looks
+    # selective but holds half of a million rows (a model's predictions, the photos without a brand).
+
+    def images(self) -> Select[tuple[int]]:
+        """The matching images, read from the images: the prediction conditions a test per image."""
+        query = select(Image.id).where(*self.on_image)
+        if self.on_prediction:
+            query = query.where(exists().where(_predicted_by(self.model()), *self.on_prediction))
+        return query
+
+    def predictions(self) -> Select[tuple[int]]:
+        """The matching images the model has predicted, read from its predictions: the image conditions a test
+        per prediction."""
+        version = self.model()
+        query = select(Prediction.image_id).where(
+            Prediction.model_version_id == version.id, Prediction.kind == PredictionKind.MODEL, *self.on_prediction
         )
-    if flt.reviewed is not None:
-        query = query.where(has_decision() if flt.reviewed else ~has_decision())
+        if self.on_image:
+            query = query.where(exists().where(Image.id == Prediction.image_id, *self.on_image))
+        return query
+
+    def model(self) -> ModelVersion:
+        if self.version is None:
+            raise ValueError("No current model: nothing to read predictions from.")  # _conditions prevents it
+        return self.version
+
+
+def _conditions(session: Session, flt: BrowseFilter, version: ModelVersion | None) -> _Conditions | None:
+    """``flt`` as SQL conditions; None when nothing can match (an unknown brand, a prediction filter and no model)."""
+    on_image: list[ColumnElement[bool]] = []
+    if flt.imported == NO_BRAND:
+        on_image.append(Image.source_brand_id.is_(None))
+    elif flt.imported is not None:
+        imported = _brand_ids(session, flt.imported)
+        if not imported:
+            return None
+        on_image.append(Image.source_brand_id.in_(imported))
+    if flt.label is not None:
+        label = _label_is(session, flt.label)
+        if label is None:
+            return None
+        on_image.append(label)
+    if flt.reviewed is not None:  # the reviewed few are a set to start from; the rest a test per image
+        on_image.append(Image.id.in_(decided_images()) if flt.reviewed else ~has_decision())
     if flt.reviewer is not None:
-        query = query.where(answered_by(flt.reviewer))
-    by_confidence = sort in ("least_confident", "most_confident") and version is not None
+        on_image.append(Image.id.in_(answered_images(flt.reviewer)))
+    on_prediction: list[ColumnElement[bool]] = []
     if flt.uses_prediction:
         if version is None:
-            return []
+            return None
         low, high = flt.confidence
-        query = query.join(
-            Prediction,
-            (Prediction.image_id == Image.id)
-            & (Prediction.model_version_id == version.id)
-            & (Prediction.kind == PredictionKind.MODEL),
-        ).where(Prediction.confidence >= low, Prediction.confidence <= high)
+        on_prediction += [Prediction.confidence >= low, Prediction.confidence <= high]
         if flt.predicted is not None:
-            predicted = aliased(Brand)
-            query = query.join(predicted, predicted.id == Prediction.brand_id).where(
-                func.lower(predicted.name) == flt.predicted.lower()
-            )
-    elif by_confidence:
-        query = query.outerjoin(
-            Prediction,
-            (Prediction.image_id == Image.id)
-            & (Prediction.model_version_id == version.id)
-            & (Prediction.kind == PredictionKind.MODEL),
-        )
-    if by_confidence:
-        confidence = Prediction.confidence.asc() if sort == "least_confident" else Prediction.confidence.desc()
-        query = query.order_by(Prediction.confidence.is_(None), confidence, Image.id)
-    elif sort == "newest":
-        query = query.order_by(Image.added_at.desc(), Image.id.desc())
-    else:
-        query = query.order_by(Image.id)
-    return list(session.scalars(query))
+            predicted = _brand_ids(session, flt.predicted)
+            if not predicted:
+                return None
+            on_prediction.append(Prediction.brand_id.in_(predicted))
+    return _Conditions(version, on_image, on_prediction)
 
 
-def _chunks(ids: list[int]) -> list[list[int]]:
-    return [ids[start : start + MAX_IN] for start in range(0, len(ids), MAX_IN)]
+def _count(session: Session, query: Select[tuple[int]], cap: int) -> int:
+    """How many rows ``query`` returns, counting no further than ``cap``."""
+    return session.scalar(select(func.count()).select_from(query.limit(cap).subquery())) or 0
 
 
-def _label_matches(label: EffectiveLabel, wanted: str) -> bool:
-    if wanted == IN_CONFLICT:
-        return label.conflict
-    if label.conflict:
+def _start_from_predictions(session: Session, where: _Conditions) -> bool:
+    """Whether to find the matches from the model's predictions rather than from the images (capped counts of
+    each side alone decide): a filter that looks at predictions starts there, unless the image conditions alone
+    match fewer photos."""
+    if not where.on_prediction:
         return False
-    if wanted == UNLABELLED:
-        return label.value is None
-    return (label.value or "").lower() == wanted.lower()
+    if not where.on_image:
+        return True
+    images = _count(session, replace(where, on_prediction=[]).images(), COUNT_CAP + 1)
+    if images > COUNT_CAP:
+        return True
+    return _count(session, replace(where, on_image=[]).predictions(), images) < images
+
+
+def _page_ids(
+    session: Session, where: _Conditions, *, from_predictions: bool, few: bool, sort: str, offset: int, limit: int
+) -> list[int]:
+    """One page of the matching ids in the order ``sort``.
+
+    Few matches (at most :data:`COUNT_CAP`) are found from the filters and sorted. Many are found by walking
+    the order's index (the images' ids, the predictions' confidence) until the page is full.
+    """
+    by_confidence = sort in ("least_confident", "most_confident") and where.version is not None
+    if (few and from_predictions) or (not few and by_confidence):
+        query = where.predictions()
+        if not by_confidence:
+            order = (Prediction.image_id.desc() if sort == "newest" else Prediction.image_id,)
+            return list(session.scalars(query.order_by(*order).offset(offset).limit(limit)))
+        confidence = Prediction.confidence.asc() if sort == "least_confident" else Prediction.confidence.desc()
+        ids = list(session.scalars(query.order_by(confidence, Prediction.image_id).offset(offset).limit(limit)))
+        if len(ids) == limit or where.on_prediction:
+            return ids
+        # The page reaches past the predicted photos: those the model has not predicted follow, in catalogue
+        # order, after as many as the offset left over (all the predicted ones fit before it when none is on it).
+        skip = 0 if ids else offset - _count(session, query, offset)
+        unpredicted = where.images().where(~exists().where(_predicted_by(where.model())))
+        return ids + list(session.scalars(unpredicted.order_by(Image.id).offset(skip).limit(limit - len(ids))))
+    if by_confidence:  # few, found from the images: each one's confidence looked up, those without one last
+        confidence = select(Prediction.confidence).where(_predicted_by(where.model())).scalar_subquery()
+        key = confidence.asc() if sort == "least_confident" else confidence.desc()
+        order = (key.nulls_last(), Image.id)
+    else:
+        order = (Image.id.desc() if sort == "newest" else Image.id,)
+    return list(session.scalars(where.images().order_by(*order).offset(offset).limit(limit)))
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    return (ids[start : start + MAX_IN] for start in range(0, len(ids), MAX_IN))
+
+
+def _rows(session: Session, ids: list[int], versions: dict[str, ModelVersion]) -> list[ImageRow]:
+    """The images ``ids``, in that order, with their labels and the current models' predictions."""
+    labels = effective_labels(session, ids)
+    images: dict[int, Any] = {}
+    imported = aliased(Brand)
+    for chunk in _chunks(ids):
+        found = session.execute(
+            select(Image.id, Image.path, Image.sha256, Image.split, imported.name.label("imported"))
+            .outerjoin(imported, imported.id == Image.source_brand_id)
+            .where(Image.id.in_(chunk))
+        )
+        images.update((row.id, row) for row in found)
+    answers = stored_answers(session, versions, ids)
+    return [
+        ImageRow(
+            i, images[i].path, images[i].sha256, str(images[i].split), images[i].imported, labels[i], answers.get(i, {})
+        )
+        for i in ids
+    ]
 
 
 def find_images(
@@ -159,42 +291,36 @@ def find_images(
     *,
     sort: str = "oldest",
     offset: int = 0,
-    limit: int | None = 48,
+    limit: int = 48,
     engine: Engine | None = None,
 ) -> BrowsePage:
-    """Images matching ``flt`` in the order ``sort`` (one of :data:`SORTS`; the confidence orders use
-    ``flt.model``'s prediction), one page of them, with labels and current predictions."""
+    """One page of the images matching ``flt`` in the order ``sort`` (one of :data:`SORTS`; the confidence orders
+    use ``flt.model``'s prediction), with their labels and current predictions, and the count of all matches."""
+    if sort not in SORTS:
+        raise BrowseError(f"Unknown order {sort!r}; choose one of: {', '.join(SORTS)}.")
+    if offset < 0 or limit < 1:
+        raise BrowseError(f"No page starts at photo {offset} with {limit} photos; ask for at least one, from 0 on.")
     flt = flt or BrowseFilter()
     with session_scope(engine or get_engine()) as session:
         versions = current_versions(session)
         arch = flt.model or ("inception" if "inception" in versions else next(iter(sorted(versions)), None))
-        ids = _filtered_ids(session, flt, versions.get(arch) if arch else None, sort)
-        if flt.label is not None and ids:
-            labels = effective_labels(session, ids if len(ids) <= MAX_IN else None)
-            ids = [i for i in ids if _label_matches(labels[i], flt.label)]
-        total = len(ids)
-        page = ids[offset : offset + limit] if limit is not None else ids[offset:]
-        if not page:
-            return BrowsePage([], total)
-        labels = effective_labels(session, page if len(page) <= MAX_IN else None)
-        answers = stored_answers(session, versions, page)
-        imported = aliased(Brand)
-        images = {
-            row.id: row
-            for chunk in _chunks(page)
-            for row in session.execute(
-                select(Image.id, Image.path, Image.sha256, Image.split, imported.name.label("imported"))
-                .outerjoin(imported, imported.id == Image.source_brand_id)
-                .where(Image.id.in_(chunk))
-            )
-        }
-    rows = [
-        ImageRow(
-            i, images[i].path, images[i].sha256, str(images[i].split), images[i].imported, labels[i], answers.get(i, {})
+        version = versions.get(arch) if arch else None
+        where = _conditions(session, flt, version)
+        if where is None:
+            return BrowsePage([], 0)
+        from_predictions = _start_from_predictions(session, where)
+        counted = _count(session, where.predictions() if from_predictions else where.images(), COUNT_CAP + 1)
+        ids = _page_ids(
+            session,
+            where,
+            from_predictions=from_predictions,
+            few=counted <= COUNT_CAP,
+            sort=sort,
+            offset=offset,
+            limit=limit,
         )
-        for i in page
-    ]
-    return BrowsePage(rows, total)
+        rows = _rows(session, ids, versions)
+    return BrowsePage(rows, min(counted, COUNT_CAP), capped=counted > COUNT_CAP)
 
 
 @dataclass
@@ -273,22 +399,20 @@ class Conflict:
 
 
 def open_conflicts(engine: Engine | None = None) -> list[Conflict]:
-    """Images whose reviewers disagree, each with every reviewer's answer."""
+    """Images whose reviewers disagree, each with every reviewer's answer; found in SQL among the reviewed
+    images, so the cost follows the reviews, not the catalogue."""
     with session_scope(engine or get_engine()) as session:
-        found = conflicts(session)
-        ids = [label.image_id for label in found]
-        paths = {
-            row.id: row
-            for chunk in _chunks(ids)
-            for row in session.execute(select(Image.id, Image.path, Image.sha256).where(Image.id.in_(chunk)))
-        }
+        found = session.execute(
+            select(Image.id, Image.path, Image.sha256).where(in_conflict()).order_by(Image.id)
+        ).all()
+        labels = effective_labels(session, [row.id for row in found])
     return [
         Conflict(
-            label.image_id,
-            paths[label.image_id].path,
-            paths[label.image_id].sha256,
-            label.imported,
-            sorted(label.answers.values(), key=lambda a: (a.at, a.review_id)),
+            row.id,
+            row.path,
+            row.sha256,
+            labels[row.id].imported,
+            sorted(labels[row.id].answers.values(), key=lambda a: (a.at, a.review_id)),
         )
-        for label in sorted(found, key=lambda lab: lab.image_id)
+        for row in found
     ]

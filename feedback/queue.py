@@ -1,9 +1,11 @@
 """Review queues: what a reviewer sees next.
 
-Answered from stored predictions alone (no model runs on the request path). A
-queue never shows an image the reviewer already handled, skips images judged
-not to be shoes, and claims what it hands out for a few minutes, so two
-reviewers working at once never get the same image at the same time.
+Answered from stored predictions alone (no model runs on the request path), by indexed
+queries over each photo's stored queue scores (see :mod:`modeling.queue_scores`), so a
+click costs the same at a million photos as at a thousand. A queue never shows an image
+the reviewer already handled, skips images judged not to be shoes, and claims what it
+hands out for a few minutes, so two reviewers working at once never get the same image
+at the same time.
 With a quality-control share set (see :mod:`feedback.agreement`), photos one
 reviewer decided (not-a-shoe ones included) come first for the other reviewers.
 """
@@ -11,13 +13,14 @@ reviewer decided (not-a-shoe ones included) come first for the other reviewers.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Exists, Select, and_, delete, exists, or_, select
+from sqlalchemy import ColumnElement, Engine, Exists, Select, and_, delete, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
@@ -27,15 +30,21 @@ from db.models import (
     Image,
     ImageClaim,
     ModelVersion,
+    Prediction,
     PredictionKind,
+    QueueEntry,
+    QueueStage,
+    Review,
     Split,
     utcnow,
 )
+from db.queue_entries import RANDOM_RANGE, SCOPE_STAGES, catalogue_counts
 from feedback.agreement import read_qc_share, second_look
 from feedback.reviews import clean_reviewer
-from feedback.strategies import SCOPES, Candidates, get_strategy
+from feedback.strategies import SCOPES, Candidates, Strategy, get_strategy
 from modeling.feature_cache import inception_activation_cache
 from modeling.predict import ModelAnswer, stored_answers
+from modeling.queue_scores import ensure_scored
 from modeling.registry import ARCHITECTURES, current_versions
 
 CLAIM_MINUTES = 3  # renewed while the tab is open (see renew_claims); a closed tab frees its images soon
@@ -86,36 +95,208 @@ def _claimed_elsewhere(session_id: str) -> Exists:
     )
 
 
-def _candidate_query(reviewer: str, session_id: str, scope: str, qc_share: float = 0.0) -> Select[tuple[int]]:
-    """The images ``reviewer`` may get in ``scope``; the undecided scopes also hold the photos picked for a
-    second look at ``qc_share`` (decided by one other reviewer, see :mod:`feedback.agreement`)."""
-    decided = has_decision()
-    query = select(Image.id).where(~answered_by(reviewer), ~_claimed_elsewhere(session_id))
-    second = second_look(qc_share) if qc_share > 0 and scope in SECOND_LOOK_SCOPES else None
+def _claimed_elsewhere(session_id: str) -> Exists:
+    return exists().where(
+        ImageClaim.image_id == Image.id, ImageClaim.session_id != session_id, ImageClaim.expires_at > utcnow()
+    )
+
+
+def _scope_rules(scope: str) -> ColumnElement[bool]:
+    """The label rules of ``scope``, exactly: a photo's stage picks the index range, these keep it exact."""
     if scope == "unlabelled":
-        undecided = and_(Image.source_brand_id.is_(None), ~decided)
-        query = query.where(undecided if second is None else or_(undecided, second))
-    elif scope == "unreviewed":
-        query = query.where(~decided if second is None else or_(~decided, second))
-    elif scope == "labelled":
-        query = query.where(and_(Image.source_brand_id.is_not(None)) | decided, ~latest_says_not_a_shoe())
-    else:
-        raise ValueError(f"Unknown queue scope {scope!r}; choose one of: {', '.join(SCOPES)}.")
-    return query.order_by(Image.id)
+        return and_(Image.source_brand_id.is_(None), ~has_decision())
+    if scope == "unreviewed":
+        return ~has_decision()
+    if scope == "labelled":
+        return and_(or_(Image.source_brand_id.is_not(None), has_decision()), ~latest_says_not_a_shoe())
+    raise ValueError(f"Unknown queue scope {scope!r}; choose one of: {', '.join(SCOPES)}.")
 
 
-def _second_looks(session: Session, reviewer: str, session_id: str, scope: str, ids: list[int]) -> list[int]:
-    """Which of the candidates ``ids`` are second looks for quality control, oldest first."""
+def _open_to(reviewer: str, session_id: str) -> ColumnElement[bool]:
+    """Not answered by ``reviewer`` yet and not on another session's screen."""
+    return and_(~answered_by(reviewer), ~_claimed_elsewhere(session_id))
+
+
+def _in_scope(scope: str, reviewer: str, session_id: str, stages: Sequence[QueueStage] | None = None) -> Select[Any]:
+    """Queue entries of ``scope`` open to ``reviewer``, within ``stages`` (default: the scope's; none: any);
+    the caller adds the order and the limit."""
+    stages = SCOPE_STAGES[scope] if stages is None else stages
+    query = (
+        select(QueueEntry.image_id)
+        .join(Image, Image.id == QueueEntry.image_id)
+        .where(_scope_rules(scope), _open_to(reviewer, session_id))
+    )
+    return query.where(QueueEntry.stage.in_([int(s) for s in stages])) if stages else query
+
+
+def _locking(query: Select[Any], claim: bool) -> Select[Any]:
+    """On PostgreSQL, rows another reviewer's transaction is claiming are skipped, never waited for nor
+    handed out twice (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers instead."""
+    return query.with_for_update(of=QueueEntry, skip_locked=True) if claim else query
+
+
+def _by_score(
+    session: Session, column: str, scope: str, reviewer: str, session_id: str, limit: int, claim: bool
+) -> list[int]:
+    """The ``limit`` photos of ``scope`` with the highest stored score: one indexed query per stage."""
+    score = getattr(QueueEntry, column)
+    found: list[tuple[float, int]] = []
+    for stage in SCOPE_STAGES[scope]:
+        query = (
+            _in_scope(scope, reviewer, session_id, [stage])
+            .add_columns(score)
+            .order_by(score.desc(), QueueEntry.image_id)
+            .limit(limit)
+        )
+        found += [(-value, image_id) for image_id, value in session.execute(_locking(query, claim))]
+    return [image_id for _, image_id in sorted(found)[:limit]]
+
+
+def _by_random_key(
+    session: Session, scope: str, reviewer: str, session_id: str, limit: int, claim: bool, start: int
+) -> list[int]:
+    """The ``limit`` photos of ``scope`` that follow ``start`` in the fixed random order (wrapping round)."""
+    found: list[tuple[int, int]] = []
+    for stage in SCOPE_STAGES[scope]:
+        for after in (True, False):
+            where = QueueEntry.random_key >= start if after else QueueEntry.random_key < start
+            query = (
+                _in_scope(scope, reviewer, session_id, [stage])
+                .add_columns(QueueEntry.random_key)
+                .where(where)
+                .order_by(QueueEntry.random_key, QueueEntry.image_id)
+                .limit(limit)
+            )
+            found += [
+                ((key - start) % RANDOM_RANGE, image_id) for image_id, key in session.execute(_locking(query, claim))
+            ]
+    return [image_id for _, image_id in sorted(found)[:limit]]
+
+
+def _second_looks(session: Session, reviewer: str, session_id: str, scope: str, limit: int, claim: bool) -> list[int]:
+    """Photos sent to ``reviewer`` for a second look (quality control), oldest first; only decided photos
+    can be, so the query walks the decided ones, never the whole pool."""
     share = read_qc_share(session)
-    if share <= 0 or scope not in SECOND_LOOK_SCOPES or not ids:
+    if share <= 0 or scope not in SECOND_LOOK_SCOPES:
         return []
     query = (
-        select(Image.id)
-        .where(~answered_by(reviewer), ~_claimed_elsewhere(session_id), second_look(share))
-        .order_by(Image.id)
+        select(QueueEntry.image_id)
+        .join(Image, Image.id == QueueEntry.image_id)
+        .where(
+            QueueEntry.stage.in_([int(QueueStage.DECIDED), int(QueueStage.NOT_A_SHOE)]),
+            second_look(share),
+            _open_to(reviewer, session_id),
+        )
+        .order_by(QueueEntry.image_id)
+        .limit(limit)
     )
-    candidates = set(ids)
-    return [i for i in session.scalars(query) if i in candidates]
+    return list(session.scalars(_locking(query, claim)))
+
+
+def _still_open(
+    session: Session, ids: Sequence[int], scope: str, reviewer: str, session_id: str, claim: bool
+) -> list[int]:
+    """Those of ``ids`` that ``scope`` (or a second look) may still give ``reviewer``, in the given order."""
+    if not ids:
+        return []
+    share = read_qc_share(session)
+    # By primary key, with the exact label rules: a stage filter here would steer the plan onto a stage index.
+    in_scope = _in_scope(scope, reviewer, session_id, stages=()).where(QueueEntry.image_id.in_(list(ids)))
+    open_ids = set(session.scalars(_locking(in_scope, claim)))
+    if share > 0 and scope in SECOND_LOOK_SCOPES:
+        second = select(Image.id).where(Image.id.in_(list(ids)), second_look(share), _open_to(reviewer, session_id))
+        open_ids |= set(session.scalars(second))
+    return [i for i in ids if i in open_ids]
+
+
+# --------------------------------------------------------------------------- strategies that rank a slice
+
+SLICE = 2000  # photos a slice strategy ranks at most: the most uncertain of the scope (or most contradicted)
+SLICE_PICKS = 50  # photos it picks from the slice at once; its ranking is kept until used up or predictions change
+_slice_rankings: dict[tuple[str, str, str, str], tuple[tuple[int, ...], list[int]]] = {}
+_slice_lock = threading.Lock()
+
+
+def _predictions_stamp(session: Session) -> tuple[int, ...]:
+    """Changes whenever the current models or their stored predictions change."""
+    versions = current_versions(session)
+    latest = session.scalar(select(func.max(Prediction.id))) or 0
+    return (*sorted(v.id for v in versions.values()), latest)
+
+
+def _contradicted(session: Session, reviewer: str, session_id: str, limit: int) -> list[int]:
+    """Labelled photos whose imported brand a current model contradicts, most confident first, plus the
+    decided photos the models are least sure of: the slice in which label errors are looked for."""
+    versions = current_versions(session)
+    version = next((versions[a] for a in ARCHITECTURES if a in versions), None)
+    if version is None:
+        return []
+    contradicted = (
+        _in_scope("labelled", reviewer, session_id, [QueueStage.IMPORTED])
+        .join(Prediction, Prediction.image_id == QueueEntry.image_id)
+        .where(
+            Prediction.model_version_id == version.id,
+            Prediction.kind.in_([PredictionKind.OUT_OF_FOLD, PredictionKind.MODEL]),
+            Prediction.brand_id != Image.source_brand_id,
+        )
+        .order_by(Prediction.confidence.desc())
+        .limit(limit)
+    )
+    decided = (
+        _in_scope("labelled", reviewer, session_id, [QueueStage.DECIDED])
+        .order_by(QueueEntry.least_confidence.desc(), QueueEntry.image_id)
+        .limit(limit)
+    )
+    return list(dict.fromkeys([*session.scalars(contradicted), *session.scalars(decided)]))
+
+
+def _slice_picks(
+    session: Session, strategy: Strategy, scope: str, reviewer: str, session_id: str, rng: np.random.Generator
+) -> list[int]:
+    """The strategy's picks from its bounded slice, ranked once and kept until they are used up or the
+    predictions change (so a click costs a lookup, not a clustering)."""
+    key = (str(session.get_bind().url), strategy.name, scope, reviewer)
+    stamp = _predictions_stamp(session)
+    with _slice_lock:
+        cached = _slice_rankings.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    if strategy.name == "likely_mislabelled":
+        ids = _contradicted(session, reviewer, session_id, SLICE)
+    else:
+        ids = _by_score(session, "least_confidence", scope, reviewer, session_id, SLICE, claim=False)
+    if not ids:
+        return []
+    candidates, _ = build_candidates(session, ids, with_labels="labels" in strategy.needs)
+    picks = [int(ids[p]) for p in strategy.rank(candidates, SLICE_PICKS, rng)] if candidates.class_names else []
+    with _slice_lock:
+        _slice_rankings[key] = (stamp, picks)
+    return picks
+
+
+def _ranked(
+    session: Session, strategy: Strategy, scope: str, reviewer: str, session_id: str, limit: int, claim: bool
+) -> list[int]:
+    """Up to ``limit`` photos of ``scope`` open to ``reviewer``, in the strategy's order."""
+    rng = _rng(session_id + strategy.name)
+    if strategy.column == "random_key":
+        start = int(rng.integers(RANDOM_RANGE))
+        return _by_random_key(session, scope, reviewer, session_id, limit, claim, start)
+    if strategy.column is not None:
+        return _by_score(session, strategy.column, scope, reviewer, session_id, limit, claim)
+    picks = _still_open(
+        session, _slice_picks(session, strategy, scope, reviewer, session_id, rng), scope, reviewer, session_id, claim
+    )
+    if len(picks) < limit:  # used up: rank the slice again from what is open now
+        key = (str(session.get_bind().url), strategy.name, scope, reviewer)
+        with _slice_lock:
+            _slice_rankings.pop(key, None)
+        fresh = _slice_picks(session, strategy, scope, reviewer, session_id, rng)
+        picks = _still_open(session, fresh, scope, reviewer, session_id, claim)
+    if len(picks) < limit:  # a slice smaller than a batch: the rest by uncertainty
+        more = _by_score(session, "least_confidence", scope, reviewer, session_id, limit, claim)
+        picks += [i for i in more if i not in picks]
+    return picks[:limit]
 
 
 def _probabilities(
@@ -200,6 +381,9 @@ def next_items(
 
     ``first`` keeps an image at the front while it is still in the queue: the one
     preloaded after the last answer, or the one an undo brought back.
+
+    Its cost does not grow with the catalogue: the strategies that rank by a stored score are an
+    indexed query, the others rank a bounded slice (see :data:`SLICE`).
     """
 
     reviewer = clean_reviewer(reviewer)
@@ -208,24 +392,20 @@ def next_items(
     if scope not in chosen.scopes:
         raise ValueError(f"The strategy {strategy} ranks {' or '.join(chosen.scopes)} photos, not {scope} ones.")
     engine = engine or get_engine()
-    with session_scope(engine, write=claim) as session:
-        ids = list(session.scalars(_candidate_query(reviewer, session_id, scope, read_qc_share(session))))
-        if not ids:
+    ensure_scored(engine)
+    with session_scope(engine, write=claim, row_locks=True) as session:
+        seconds = _second_looks(session, reviewer, session_id, scope, k + 1, claim)
+        picked = [*seconds, *_ranked(session, chosen, scope, reviewer, session_id, k + 1, claim)]
+        if first is not None and _still_open(session, [first], scope, reviewer, session_id, claim):
+            picked = [first, *picked]
+        picked = list(dict.fromkeys(picked))[:k]
+        if not picked:
             return []
-        candidates, answers = build_candidates(session, ids, with_labels="labels" in chosen.needs)
-        if candidates.class_names:
-            picked = [int(ids[p]) for p in chosen.rank(candidates, k + 1, _rng(session_id + strategy))]
-        else:  # no brands yet, so no predictions either: oldest first
-            picked = ids[: k + 1]
-        seconds = _second_looks(session, reviewer, session_id, scope, ids)
-        picked = [*seconds[: k + 1], *(i for i in picked if i not in seconds)]
-        if first is not None and first in ids:
-            picked = [first, *(i for i in picked if i != first)]
-        picked = picked[:k]
         if claim:
             _claim(session, picked, reviewer, session_id)
         images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(picked)))}
         labels = effective_labels(session, picked)
+        answers = stored_answers(session, current_versions(session), picked)
         return [
             QueueItem(
                 i,
@@ -253,12 +433,40 @@ def pending_count(
     reviewer: str, session_id: str = "", *, scope: str = "unlabelled", engine: Engine | None = None
 ) -> int:
     """How many images are waiting for this reviewer in ``scope``: those the queue can still give them (not
-    answered by them, not decided when the scope says so, not on another session's screen)."""
-    from sqlalchemy import func
-
+    answered by them, not on another session's screen, plus the second looks sent to them). From the kept
+    counters of each stage, less this reviewer's answers and the other sessions' claims (indexed counts), so
+    it costs the same at a million photos as at a thousand."""
+    stages = [int(s) for s in SCOPE_STAGES[scope]]
     with session_scope(engine or get_engine()) as session:
-        query = _candidate_query(reviewer, session_id, scope, read_qc_share(session)).order_by(None)
-        return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        # Driven from this reviewer's answers and the live claims (few), each checked against its photo's stage.
+        in_stages = exists().where(QueueEntry.stage.in_(stages))
+        answered = select(func.count(distinct(Review.image_id))).where(
+            Review.reviewer == reviewer,
+            Review.undone_at.is_(None),
+            in_stages.where(QueueEntry.image_id == Review.image_id),
+        )
+        claimed = select(func.count()).where(
+            ImageClaim.session_id != session_id,
+            ImageClaim.expires_at > utcnow(),
+            in_stages.where(QueueEntry.image_id == ImageClaim.image_id),
+        )
+        counts = catalogue_counts(session)
+        waiting = sum(counts.get(f"stage:{stage}", 0) for stage in stages)
+        count = waiting - (session.scalar(answered) or 0) - (session.scalar(claimed) or 0)
+        share = read_qc_share(session)
+        if share > 0 and scope in SECOND_LOOK_SCOPES:
+            second = (
+                select(func.count())
+                .select_from(QueueEntry)
+                .join(Image, Image.id == QueueEntry.image_id)
+                .where(
+                    QueueEntry.stage.in_([int(QueueStage.DECIDED), int(QueueStage.NOT_A_SHOE)]),
+                    second_look(share),
+                    _open_to(reviewer, session_id),
+                )
+            )
+            count += session.scalar(second) or 0
+        return max(count, 0)
 
 
 def renew_claims(session_id: str, *, engine: Engine | None = None) -> int:
@@ -279,9 +487,9 @@ def release_claims(session_id: str, *, engine: Engine | None = None) -> None:
 
 
 def queue_summary(engine: Engine | None = None) -> dict[str, Any]:
-    """Counts for the app's header: all images, and images per split (see :data:`SUMMARY_LABELS`)."""
-    from sqlalchemy import func
-
+    """Counts for the app's header: all images, and images per split (see :data:`SUMMARY_LABELS`),
+    read from the kept counters."""
     with session_scope(engine or get_engine()) as session:
-        per_split = dict(session.execute(select(Image.split, func.count()).group_by(Image.split)).all())
-        return {"images": sum(per_split.values()), **{str(Split(k)): v for k, v in per_split.items()}}
+        counts = catalogue_counts(session)
+    per_split = {str(split): counts.get(f"split:{split}", 0) for split in Split}
+    return {"images": sum(per_split.values()), **{k: v for k, v in per_split.items() if v}}

@@ -8,14 +8,14 @@ model, so a queue is answered from the database alone.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from modeling import uncertainty
 from modeling.label_issues import likely_mislabelled_scores
-from modeling.uncertainty import EPS, disagreement_scores, entropy_scores, least_confidence_scores, margin_scores
+from modeling.uncertainty import EPS, entropy_scores, least_confidence_scores, margin_scores
 
 
 @dataclass
@@ -41,10 +41,7 @@ class Candidates:
         """Mean probabilities over the models that predicted each image (NaN rows: none did)."""
         if not self.probabilities:
             return np.full((len(self), len(self.class_names)), np.nan)
-        stacked = np.stack(list(self.probabilities.values()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
-            return np.nanmean(stacked, axis=0)
+        return uncertainty.consensus(list(self.probabilities.values()))
 
 
 Ranker = Callable[[Candidates, int, np.random.Generator], np.ndarray]  # -> up to k positions, best first
@@ -60,6 +57,9 @@ class Strategy:
     rank: Ranker
     scopes: tuple[str, ...]  # the photos it can rank; the first is its default
     needs: frozenset[str] = frozenset()  # beyond predictions: "features", "labels", "out_of_fold"
+    #: The stored queue score it ranks by (a column of ``queue_entries``, see :mod:`modeling.queue_scores`):
+    #: the queue is then an indexed query. Without one, it ranks a bounded slice of the most uncertain photos.
+    column: str | None = None
 
     @property
     def default_scope(self) -> str:
@@ -91,18 +91,10 @@ def random(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def disagreement(c: Candidates, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Images the two models disagree on most; images only one model has seen rank after
-    them by that model's margin. With a single model this is ``margin``."""
-    models = list(c.probabilities.values())
-    if len(models) < 2:
-        return margin(c, k, rng)
-    both = ~np.any(np.stack([np.isnan(m).any(axis=1) for m in models]), axis=0)
-    scores = np.full(len(c), np.nan)
-    if both.any():
-        scores[both] = 10.0 + disagreement_scores([m[both] for m in models])
-    one = ~both & ~np.isnan(c.consensus()).any(axis=1)
-    scores[one] = margin_scores(c.consensus()[one])  # in [-1, 0], below every disagreement score
-    return _rank(scores, k, rng)
+    """Images the two models disagree on most (see :func:`modeling.uncertainty.committee_scores`)."""
+    if not c.probabilities:
+        return _rank(np.full(len(c), np.nan), k, rng)
+    return _rank(uncertainty.committee_scores(list(c.probabilities.values())), k, rng)
 
 
 def cluster_representatives(features: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -174,12 +166,12 @@ _FOR_NEW = SCOPES  # photos without a decision first; labelled ones may be re-ch
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy("least_confidence", least_confidence, _FOR_NEW),
-        Strategy("margin", margin, _FOR_NEW),
-        Strategy("entropy", entropy, _FOR_NEW),
-        Strategy("disagreement", disagreement, _FOR_NEW),
+        Strategy("least_confidence", least_confidence, _FOR_NEW, column="least_confidence"),
+        Strategy("margin", margin, _FOR_NEW, column="margin"),
+        Strategy("entropy", entropy, _FOR_NEW, column="entropy"),
+        Strategy("disagreement", disagreement, _FOR_NEW, column="disagreement"),
         Strategy("diverse", diverse, _FOR_NEW, frozenset({"features"})),
-        Strategy("random", random, _FOR_NEW),
+        Strategy("random", random, _FOR_NEW, column="random_key"),
         Strategy("likely_mislabelled", likely_mislabelled, ("labelled",), frozenset({"labels", "out_of_fold"})),
     )
 }

@@ -3,6 +3,13 @@
 Images are decoded in background threads while the model runs, in batches. For
 catalogue images, InceptionV3 starts from cached ``mixed8`` activations, so
 refreshing the predictions after a round costs only the top blocks.
+
+A refresh streams the catalogue: it reads the photos to predict a chunk at a time
+(keyset pagination on the image id, never the whole list), predicts them batch by batch
+and commits each chunk while predicting the next, so memory stays bounded, a killed refresh
+loses at most the chunk it was predicting and the one it was committing, and running it
+again continues with what is missing. ``--ray`` runs the same refresh on
+a Ray cluster (:mod:`modeling.ray_scoring`).
 """
 
 from __future__ import annotations
@@ -12,13 +19,16 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from weakref import WeakKeyDictionary
 
 import numpy as np
-from sqlalchemy import Engine, Select, delete, func, select
+from sqlalchemy import Engine, Select, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
@@ -27,16 +37,21 @@ from db.models import Image, ModelVersion, Prediction, PredictionKind
 from modeling import uncertainty
 from modeling.feature_cache import FeatureCache, inception_activation_cache
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
+from modeling.queue_scores import score_images
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
 from shoelabel.cli import command
 from shoelabel.csvcells import neutralise
 from shoelabel.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
-from shoelabel.progress import Progress, Stage, TerminalProgress, fan_out, silent
+from shoelabel.progress import Progress, Rate, Stage, TerminalProgress, fan_out, silent
 
 if TYPE_CHECKING:
     import keras
 
+    from modeling.ray_scoring import RayCluster, Scored
+
 MAX_PASSES = 5  # refresh passes while new photos keep arriving
+T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
@@ -114,57 +129,144 @@ class ModelHandle:
         return inception_activation_cache(self.base_weights, self.input_size)
 
 
+class FixedBatches:
+    """A model run on batches of exactly ``batch_size`` photos (the last one padded): JAX compiles a
+    model once per batch length, and a new length costs most of a second for the CNN, far more for
+    InceptionV3. Padding changes no photo's result (inference treats each photo on its own).
+
+    Inputs go in as they come (uint8 pixels, float16 cached activations): the model casts them to
+    float32 inside its compiled graph, which costs less than a cast in numpy before it."""
+
+    def __init__(self, model: keras.Model, batch_size: int) -> None:
+        self.model, self.batch_size = model, batch_size
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs for a non-empty ``x`` of any length."""
+        outputs = []
+        for start in range(0, len(x), self.batch_size):
+            part = x[start : start + self.batch_size]
+            n = len(part)
+            if n < self.batch_size:
+                part = np.concatenate([part, np.zeros((self.batch_size - n, *part.shape[1:]), part.dtype)])
+            outputs.append(np.asarray(self.model.predict_on_batch(part))[:n])
+        return np.concatenate(outputs)
+
+
+def _predict_pixels(
+    model: FixedBatches, sources: Sequence[Source], input_size: int, progress: Progress, label: str
+) -> tuple[dict[int, np.ndarray], dict[int, ImageError]]:
+    """Decode ``sources`` in background threads while ``model`` predicts; results by position."""
+    probabilities: dict[int, np.ndarray] = {}
+    errors: dict[int, ImageError] = {}
+    done = 0
+    for batch in iter_batches(list(sources), input_size, model.batch_size):
+        errors.update(dict(batch.errors))
+        if len(batch.indices):
+            probabilities.update(zip(batch.indices, model.predict_on_batch(batch.pixels), strict=True))
+        done += len(batch.indices) + len(batch.errors)
+        progress(done / len(sources), f"predicting with {label}: {done}/{len(sources)}")
+    return probabilities, errors
+
+
 def predict_sources(
     handle: ModelHandle, sources: Sequence[Source], batch_size: int = 32, progress: Progress = silent
 ) -> tuple[dict[int, np.ndarray], dict[int, ImageError]]:
     """Probabilities for each decodable source (by position), and the errors of the others."""
-    model = handle.model()
-    probabilities: dict[int, np.ndarray] = {}
-    errors: dict[int, ImageError] = {}
-    done = 0
-    for batch in iter_batches(list(sources), handle.input_size, batch_size):
-        errors.update(dict(batch.errors))
-        if len(batch.indices):
-            probs = np.asarray(model.predict_on_batch(batch.pixels.astype("float32")))
-            probabilities.update(zip(batch.indices, probs, strict=True))
-        done += len(batch.indices) + len(batch.errors)
-        progress(done / len(sources), f"predicting with {handle.label}: {done}/{len(sources)}")
-    return probabilities, errors
+    return _predict_pixels(FixedBatches(handle.model(), batch_size), sources, handle.input_size, progress, handle.label)
+
+
+class CatalogueRow(NamedTuple):
+    """A catalogue photo as prediction needs it."""
+
+    id: int
+    sha256: str
+    path: str
+
+
+class CatalogueScorer:
+    """One model, loaded once, predicting catalogue photos a chunk at a time: the CNN from the decoded
+    files; InceptionV3 from cached ``mixed8`` activations, computed (and cached) first for photos that
+    have none. A refresh uses one in its own process; on Ray, each worker holds one."""
+
+    def __init__(self, handle: ModelHandle, batch_size: int = 32) -> None:
+        self.handle = handle
+        model = handle.model()
+        self.lower: FixedBatches | None = None  # InceptionV3 up to mixed8
+        if handle.arch == "inception":
+            lower, upper = _inception_parts(model)
+            self.lower, self.probabilities = FixedBatches(lower, batch_size), FixedBatches(upper, batch_size)
+            self.cache = handle.feature_cache()
+        else:
+            self.probabilities = FixedBatches(model, batch_size)
+
+    def __call__(
+        self, images: Sequence[tuple[int, str, str]], progress: Progress = silent
+    ) -> tuple[dict[int, np.ndarray], dict[int, ImageError]]:
+        """Probabilities for the decodable photos ``(id, sha256, path)``, and the errors of the others, by id."""
+        rows = [CatalogueRow(*image) for image in images]
+        if self.lower is None:
+            probs, errors = _predict_pixels(
+                self.probabilities, [row.path for row in rows], self.handle.input_size, progress, self.handle.label
+            )
+            return {rows[i].id: p for i, p in probs.items()}, {rows[i].id: e for i, e in errors.items()}
+        from modeling.fitting import ensure_activations
+
+        report = ensure_activations(
+            self.lower,
+            self.cache,
+            [row.sha256 for row in rows],
+            [row.path for row in rows],
+            self.handle.input_size,
+            views=1,  # the photo alone; training adds augmented views when it needs them
+            batch_size=self.lower.batch_size,
+            progress=Stage(progress, 0.0, 0.8),
+        )
+        errors = {row.id: report.errors[row.sha256] for row in rows if row.sha256 in report.errors}
+        usable = [row for row in rows if row.sha256 not in report.errors]
+        probabilities: dict[int, np.ndarray] = {}
+        step = self.probabilities.batch_size
+        parts = [usable[start : start + step] for start in range(0, len(usable), step)]
+        done = 0
+        for part, activations in _ahead(lambda part: self.cache.load([row.sha256 for row in part], view=0), parts):
+            probs = self.probabilities.predict_on_batch(activations)
+            probabilities.update(zip([row.id for row in part], probs, strict=True))
+            done += len(part)
+            progress(0.8 + 0.2 * done / len(usable), f"predicting with {self.handle.label}: {done}/{len(usable)}")
+        return probabilities, errors
+
+
+_parts: WeakKeyDictionary[keras.Model, tuple[keras.Model, keras.Model]] = WeakKeyDictionary()
+
+
+def _inception_parts(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """InceptionV3's lower and upper networks, made once per loaded model: new ones would be compiled
+    again (seconds for the lower network), in every refresh pass."""
+    if model not in _parts:
+        from modeling.architectures import split_inception
+
+        _parts[model] = split_inception(model)
+    return _parts[model]
+
+
+def _ahead(load: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R]]:
+    """Each item with what ``load`` gives for it; the next item loads in a thread while the caller
+    works on this one (reading cached activations overlaps the forward pass)."""
+    if not items:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="load-ahead") as pool:
+        loading = pool.submit(load, items[0])
+        for i, item in enumerate(items):
+            loaded = loading.result()
+            if i + 1 < len(items):
+                loading = pool.submit(load, items[i + 1])
+            yield item, loaded
 
 
 def predict_images(
     handle: ModelHandle, images: Sequence[tuple[int, str, str]], batch_size: int = 32, progress: Progress = silent
 ) -> tuple[dict[int, np.ndarray], dict[int, ImageError]]:
     """Probabilities for catalogue images ``(id, sha256, path)``, keyed by image id."""
-    if handle.arch != "inception":
-        probs, errors = predict_sources(handle, [path for _, _, path in images], batch_size, progress)
-        return ({images[i][0]: p for i, p in probs.items()}, {images[i][0]: e for i, e in errors.items()})
-    from modeling.architectures import split_inception
-    from modeling.fitting import ensure_activations
-
-    model = handle.model()
-    lower, upper = split_inception(model)
-    cache = handle.feature_cache()
-    report = ensure_activations(
-        lower,
-        cache,
-        [sha for _, sha, _ in images],
-        [path for _, _, path in images],
-        handle.input_size,
-        views=1,  # the photo alone; training adds augmented views when it needs them
-        batch_size=batch_size,
-        progress=lambda f, t: progress(0.8 * f, t),
-    )
-    errors = {image_id: report.errors[sha] for image_id, sha, _ in images if sha in report.errors}
-    usable = [(image_id, sha) for image_id, sha, _ in images if sha not in report.errors]
-    probabilities: dict[int, np.ndarray] = {}
-    for start in range(0, len(usable), batch_size * 2):
-        chunk = usable[start : start + batch_size * 2]
-        activations = cache.load([sha for _, sha in chunk], view=0).astype("float32")
-        probs = np.asarray(upper.predict_on_batch(activations))
-        probabilities.update(zip([image_id for image_id, _ in chunk], probs, strict=True))
-        progress(0.8 + 0.2 * min(start + len(chunk), len(usable)) / len(usable), f"predicting with {handle.label}")
-    return probabilities, errors
+    return CatalogueScorer(handle, batch_size)(images, progress)
 
 
 def store_predictions(
@@ -174,8 +276,11 @@ def store_predictions(
     kind: PredictionKind = PredictionKind.MODEL,
     chunk: int = 500,
 ) -> int:
-    """Replace the stored predictions of ``handle`` for these images, in short transactions."""
+    """Replace the stored predictions of ``handle`` for these images, in short transactions; for a
+    current model, the same transactions update the photos' queue scores."""
     items = list(probabilities.items())
+    with session_scope(engine) as session:  # a current model's predictions also set the queue scores
+        current_ids = {v.id for v in current_versions(session).values()}
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
         probs = np.stack([p for _, p in part])
@@ -206,6 +311,9 @@ def store_predictions(
                 )
                 for i, (image_id, p) in enumerate(part)
             )
+            if kind == PredictionKind.MODEL and handle.id in current_ids:
+                session.flush()
+                score_images(session, [image_id for image_id, _ in part])
     return len(items)
 
 
@@ -241,8 +349,12 @@ def current_handles(engine: Engine | None = None, archs: Sequence[str] = ARCHITE
 
 def missing_predictions(engine: Engine, handle: ModelHandle) -> int:
     """How many catalogue photos ``handle`` has not predicted yet."""
+    return _count(engine, _to_predict(handle, only_missing=True))
+
+
+def _count(engine: Engine, query: Select[tuple[int, str, str]]) -> int:
     with session_scope(engine) as session:
-        return session.scalar(select(func.count(Image.id)).where(Image.id.not_in(_predicted_by(handle)))) or 0
+        return session.scalar(query.with_only_columns(func.count(Image.id))) or 0
 
 
 def refresh_predictions(
@@ -250,9 +362,12 @@ def refresh_predictions(
     *,
     only_missing: bool = True,
     archs: Sequence[str] = ARCHITECTURES,
+    batch_size: int = 32,
+    ray: RayCluster | None = None,
     progress: Progress = silent,
 ) -> RefreshReport:
-    """Predict catalogue photos with each current model (by default only those it has not predicted).
+    """Predict catalogue photos with each current model (by default only those it has not predicted),
+    in this process or, with ``ray``, on a Ray cluster.
 
     A model that cannot predict (its file is gone or unreadable, its weights are missing) is named in
     the report with the reason; the other models still predict.
@@ -263,7 +378,9 @@ def refresh_predictions(
     for n, handle in enumerate(handles):
         stage = Stage(progress, n / len(handles), (n + 1) / len(handles))
         try:
-            stored, unreadable = update_predictions(engine, handle, only_missing=only_missing, progress=stage)
+            stored, unreadable = update_predictions(
+                engine, handle, only_missing=only_missing, batch_size=batch_size, ray=ray, progress=stage
+            )
         except Exception as exc:  # one broken model never stops the others
             log.warning("%s could not predict", handle.label, exc_info=True)
             report.failed[handle.label] = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
@@ -273,10 +390,39 @@ def refresh_predictions(
     return report
 
 
-def _predicted_by(handle: ModelHandle) -> Select[tuple[int]]:
-    return select(Prediction.image_id).where(
-        Prediction.model_version_id == handle.id, Prediction.kind == PredictionKind.MODEL
-    )
+COMMIT_EVERY = 512  # photos per query and per transaction (a killed refresh loses at most two chunks)
+LIST_CHUNK = 10_000  # photos listed per query for a refresh on Ray (the list goes to Ray's object store)
+
+
+def _to_predict(handle: ModelHandle, *, only_missing: bool) -> Select[tuple[int, str, str]]:
+    """The catalogue photos a refresh predicts with ``handle``: all, or those it has not predicted."""
+    query = select(Image.id, Image.sha256, Image.path)
+    if only_missing:  # an anti-join on the unique (image, model version, kind) index
+        query = query.where(
+            ~exists().where(
+                Prediction.image_id == Image.id,
+                Prediction.model_version_id == handle.id,
+                Prediction.kind == PredictionKind.MODEL,
+            )
+        )
+    return query
+
+
+def catalogue_pages(
+    engine: Engine, handle: ModelHandle, *, only_missing: bool = True, chunk: int = COMMIT_EVERY
+) -> Iterator[list[CatalogueRow]]:
+    """The photos to predict, ``chunk`` at a time in id order: each chunk is one query that starts after
+    the last id of the one before (keyset pagination), so the whole list is never held, and photos
+    arriving meanwhile (higher ids) are read too."""
+    after = 0
+    while True:
+        query = _to_predict(handle, only_missing=only_missing).where(Image.id > after).order_by(Image.id)
+        with session_scope(engine) as session:
+            rows = [CatalogueRow(*row) for row in session.execute(query.limit(chunk))]
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].id
 
 
 def update_predictions(
@@ -284,28 +430,66 @@ def update_predictions(
     handle: ModelHandle,
     *,
     only_missing: bool = True,
-    chunk: int = 1024,
+    chunk: int = COMMIT_EVERY,
+    batch_size: int = 32,
+    ray: RayCluster | None = None,
     progress: Progress = silent,
 ) -> tuple[int, dict[str, str]]:
     """Predict catalogue photos with one registered model (current or candidate) and store the results.
 
-    Works through the catalogue in chunks, committing each, so a killed run loses at most one
-    chunk and a re-run continues where it stopped. Returns the number stored and the photos
-    that could not be read (path -> reason; they keep any older prediction).
+    Streams the catalogue: ``chunk`` photos per query, decoded and predicted ``batch_size`` at a
+    time, stored in one transaction per chunk while the next chunk is predicted; memory stays
+    bounded by two chunks, a killed run loses at most those two, and a re-run continues with what
+    is missing. With ``ray``, the workers of a Ray cluster predict and this process stores what
+    they send back, a chunk at a time.
+    Returns the number stored and the photos that could not be read (path -> reason; they keep
+    any older prediction).
     """
-    with session_scope(engine) as session:
-        query = select(Image.id, Image.sha256, Image.path).order_by(Image.id)
-        if only_missing:
-            query = query.where(Image.id.not_in(_predicted_by(handle)))
-        images = [tuple(row) for row in session.execute(query)]
+    total = _count(engine, _to_predict(handle, only_missing=only_missing))
+    if not total:
+        return 0, {}
+    rate, done = Rate("photos"), 0
+
+    def show(photos: int) -> None:
+        seen = max(total, photos)  # photos arriving meanwhile are predicted too
+        progress(photos / seen, f"{handle.label}: {rate.text(photos, seen)}")
+
+    def within(size: int) -> Progress:
+        """A chunk's own progress, shown as photos of the whole."""
+        return lambda fraction, _text: show(done + round(fraction * size))
+
+    def here() -> Iterator[Scored]:
+        scorer = CatalogueScorer(handle, batch_size)
+        show(0)  # the rate is timed from here: loading the model is not predicting
+        for page in catalogue_pages(engine, handle, only_missing=only_missing, chunk=chunk):
+            probabilities, errors = scorer(page, progress=within(len(page)))
+            yield len(page), probabilities, {row.path: errors[row.id].reason for row in page if row.id in errors}
+
+    if ray is None:
+        results = here()
+    else:
+        show(0)  # on Ray, starting the workers is part of the time
+        results = ray.predict(
+            catalogue_pages(engine, handle, only_missing=only_missing, chunk=LIST_CHUNK),
+            partial(CatalogueScorer, handle, batch_size),
+            n_classes=len(handle.class_names),
+            total=total,
+            rows_per_result=chunk,
+        )
     stored, unreadable = 0, {}
-    for start in range(0, len(images), chunk):
-        part = images[start : start + chunk]
-        stage = Stage(progress, start / len(images), (start + len(part)) / len(images))
-        probabilities, errors = predict_images(handle, part, progress=stage)
-        paths = {image_id: path for image_id, _, path in part}
-        unreadable.update({paths[image_id]: error.reason for image_id, error in errors.items()})
-        stored += store_predictions(engine, handle, probabilities)
+    # a chunk is committed in a thread of its own while the next one is predicted; an exception
+    # (Ctrl-C) still lets the chunk being committed finish
+    with ThreadPoolExecutor(1, thread_name_prefix="store-predictions") as writer:
+        committing: Future[int] | None = None
+        for n, probabilities, errors in results:
+            if committing is not None:
+                stored += committing.result()
+            committing = writer.submit(store_predictions, engine, handle, probabilities)
+            unreadable.update(errors)
+            done += n
+            show(done)
+        if committing is not None:
+            stored += committing.result()
     return stored, unreadable
 
 
@@ -334,6 +518,31 @@ def _handles(engine: Engine, model: str) -> list[ModelHandle]:
     return handles
 
 
+def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number above 0 (or at least 0), with an error naming the value."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"{text} is not {'0 or more' if zero else 'above 0'}")
+        return value
+
+    return parse
+
+
+def _ray_cluster(args: argparse.Namespace) -> RayCluster | None:
+    if args.ray is None:
+        return None
+    from modeling.ray_scoring import RayCluster
+
+    cluster = RayCluster(args.ray, args.ray_workers, args.ray_cpus_per_worker, args.ray_gpus_per_worker)
+    cluster.check()  # Ray missing, or nothing at the address: say so before anything starts
+    return cluster
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modeling.predict", description="Predict the brand of photos.")
@@ -343,17 +552,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--csv", action="store_true", help="print CSV (one row per image and model)")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=_positive(int), default=32, help="photos per forward pass")
     parser.add_argument(
         "--refresh", action="store_true", help="predict catalogue images the current models have not predicted yet"
     )
     parser.add_argument("--all", action="store_true", help="with --refresh: predict every catalogue image again")
+    ray = parser.add_argument_group('with --refresh, on a Ray cluster (pip install "shoelabel[ray]")')
+    ray.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the refresh through Ray Data: 'auto' (the cluster in RAY_ADDRESS or started here with "
+        "`ray start`, else a new one on this machine), 'local' (a new one on this machine), or the "
+        "head's address (host:6379, ray://host:10001)",
+    )
+    ray.add_argument("--ray-workers", type=_positive(int), default=2, help="workers, each loading the model once")
+    ray.add_argument("--ray-cpus-per-worker", type=_positive(float), default=1.0, help="CPUs each worker reserves")
+    ray.add_argument(
+        "--ray-gpus-per-worker", type=_positive(float, zero=True), default=0.0, help="GPUs each worker reserves"
+    )
     parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)  # set by a background start
     args = parser.parse_args(argv)
+    if args.ray is not None and not args.refresh:
+        parser.error("--ray runs a refresh: add --refresh")
     engine = get_engine()
     if args.refresh:
         return _refresh_command(
-            engine, archs=ARCHITECTURES if args.model == "both" else (args.model,), every=args.all, job_id=args.job_id
+            engine,
+            archs=ARCHITECTURES if args.model == "both" else (args.model,),
+            every=args.all,
+            batch_size=args.batch_size,
+            ray=_ray_cluster(args),
+            job_id=args.job_id,
         )
     if not args.paths:
         parser.error("give image files or folders, or --refresh")
@@ -395,19 +624,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def refresh_until_done(
-    engine: Engine, *, archs: Sequence[str] = ARCHITECTURES, every: bool = False, progress: Progress = silent
+    engine: Engine,
+    *,
+    archs: Sequence[str] = ARCHITECTURES,
+    every: bool = False,
+    batch_size: int = 32,
+    ray: RayCluster | None = None,
+    progress: Progress = silent,
 ) -> RefreshReport:
     """Refresh, then again while photos keep arriving (an ingest may commit while a pass runs)."""
-    report = refresh_predictions(engine, only_missing=not every, archs=archs, progress=progress)
+    refresh = partial(refresh_predictions, engine, archs=archs, batch_size=batch_size, ray=ray, progress=progress)
+    report = refresh(only_missing=not every)
     for _ in range(MAX_PASSES - 1):
-        again = refresh_predictions(engine, only_missing=True, archs=archs, progress=progress)
+        again = refresh(only_missing=True)
         report.merge(again)
         if not any(again.stored.values()):
             break
     return report
 
 
-def _refresh_command(engine: Engine, *, archs: Sequence[str], every: bool, job_id: int | None) -> int:
+def _refresh_command(
+    engine: Engine,
+    *,
+    archs: Sequence[str],
+    every: bool,
+    batch_size: int,
+    ray: RayCluster | None,
+    job_id: int | None,
+) -> int:
     """``--refresh``: under the job lock, recorded in the job's row when the app started it."""
 
     lock = JobLock.acquire()
@@ -416,7 +660,14 @@ def _refresh_command(engine: Engine, *, archs: Sequence[str], every: bool, job_i
         if job_id is None:  # we hold the lock: no other job can be running
             mark_abandoned_jobs(engine)
         try:
-            report = refresh_until_done(engine, archs=archs, every=every, progress=fan_out(bar, job.progress))
+            report = refresh_until_done(
+                engine,
+                archs=archs,
+                every=every,
+                batch_size=batch_size,
+                ray=ray,
+                progress=fan_out(bar, job.progress),
+            )
         finally:
             bar.close()
         for line in report.lines() or ["stored predictions: none (no current model)"]:
@@ -442,4 +693,8 @@ def _print_rows(rows: list[dict[str, object]], args: argparse.Namespace) -> None
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run the importable module's main, not this copy's: Ray pickles the classes a worker needs by
+    # module and name, and a worker cannot import ``__main__``
+    from modeling.predict import main as predict_main
+
+    raise SystemExit(predict_main())

@@ -29,6 +29,7 @@ from modeling.feature_cache import inception_activation_cache
 from modeling.label_issues import out_of_fold_probabilities
 from modeling.metrics import Metrics, compare_table, compute_metrics, plot_confusion
 from modeling.predict import ModelHandle, predict_images, store_predictions, update_predictions
+from modeling.queue_scores import rescore_all
 from modeling.registry import check_arch, current, load_fresh, new_model_path, promote, register, reject, remember
 from shoelabel.errors import UserError
 from shoelabel.progress import Progress, Stage, Throttled, fan_out, silent
@@ -419,6 +420,8 @@ def _settle(
             promote(session, row)
         else:
             reject(row)
+    if accepted:
+        rescore_all(engine)  # the queues now rank by the new model's predictions
 
 
 def _run(

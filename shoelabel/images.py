@@ -202,8 +202,9 @@ def _decode(image: Image.Image, name: str, draft_side: int | None, file_size: in
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB on a white background: transparency composited, CMYK/greyscale/16-bit converted."""
-    image = ImageOps.exif_transpose(image)
+    """RGB on a white background: transparency composited, CMYK/greyscale/16-bit converted. Turned upright
+    in place, and an RGB photo is returned as it is (no copies: decoding is most of a CNN refresh's cost)."""
+    ImageOps.exif_transpose(image, in_place=True)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
@@ -212,7 +213,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         array = np.asarray(image, dtype=np.float64)
         peak = array.max() or 1.0
         image = Image.fromarray((array * (255.0 / peak)).astype(np.uint8), mode="L")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def inspect(source: Source) -> ImageInfo:
@@ -357,44 +358,125 @@ def list_images(folder: Path, *, root: Path | None = None, skipped: list[tuple[P
     Entries that are neither folders nor regular files (a FIFO, a device) are listed, so that
     reading them reports why they cannot be used.
     """
-    found: list[Path] = []
     left_out = skipped if skipped is not None else []
-    _walk(folder, (root or folder).resolve(), frozenset({folder.resolve()}), found, left_out)
-    return sorted(found)
+    return list(walk_files(folder, (root or folder).resolve(), left_out))
 
 
-def _walk(
-    directory: Path, root: Path, chain: frozenset[Path], found: list[Path], skipped: list[tuple[Path, str]]
-) -> None:
-    """Collect the files under ``directory``; ``chain`` holds the real folders above (to stop loops)."""
+def walk_files(directory: Path, root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
+    """The files under ``directory`` as :func:`list_images` lists them, one at a time.
+
+    The walk goes depth-first through each folder's entries sorted by name, which is the order
+    of the sorted paths; it holds the entry names of the folders it is in, never the whole tree.
+    """
+    return _walk(directory, root, frozenset({directory.resolve()}), skipped)
+
+
+def _entry_names(directory: Path, skipped: list[tuple[Path, str]]) -> list[str]:
+    """The names in ``directory`` that are not hidden, sorted; an unreadable folder is left out with the reason."""
     try:
         with os.scandir(directory) as scan:
-            entries = sorted(scan, key=lambda e: e.name)
+            return sorted(entry.name for entry in scan if not entry.name.startswith("."))
     except OSError as exc:
         skipped.append((directory, f"cannot list the folder ({exc.strerror or exc})"))
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
+        return []
+
+
+def _walk(directory: Path, root: Path, chain: frozenset[Path], skipped: list[tuple[Path, str]]) -> Iterator[Path]:
+    """Yield the files under ``directory``; ``chain`` holds the real folders above (to stop loops)."""
+    for name in _entry_names(directory, skipped):
+        path = directory / name
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:  # gone since the folder was listed: reading it says so
+            yield path
             continue
-        path = directory / entry.name
-        if entry.is_symlink():
+        if stat.S_ISLNK(mode):
             target, reason = link_target(path, root)
             if target is None:
                 skipped.append((path, reason))
             elif not target.is_dir():
-                found.append(path)
+                yield path
             elif target in chain:
                 skipped.append((path, f"symlink loop: it points to {target}, which is being read already"))
             else:
-                _walk(path, root, chain | {target}, found, skipped)
-        elif entry.is_dir(follow_symlinks=False):
-            _walk(path, root, chain | {path.resolve()}, found, skipped)
+                yield from _walk(path, root, chain | {target}, skipped)
+        elif stat.S_ISDIR(mode):
+            yield from _walk(path, root, chain | {path.resolve()}, skipped)
         else:
-            found.append(path)
+            yield path
 
 
 class FolderError(UserError, ValueError):
     """A folder that cannot be read as photos (missing, not a folder, nothing usable in it)."""
+
+
+@dataclass
+class FolderListing:
+    """A folder of class subfolders (labelled) or of photos (unlabelled), read lazily.
+
+    :meth:`files` walks it (the photos beside the subfolders first, then each subfolder, each in
+    sorted order) holding only the entry names of the folders it is in, so a folder of any size
+    can be streamed; walking it again gives the same files in the same order.
+    """
+
+    folder: Path
+    labelled: bool  # it has class subfolders
+    classes: list[str]  # the subfolders' names, sorted
+
+    def files(self, skipped: list[tuple[Path, str]] | None = None) -> Iterator[tuple[Path, str | None]]:
+        """Each file with its class (None for the photos beside the subfolders); the entries left out
+        (symlinks that loop, are broken or lead outside, unreadable folders) go to ``skipped`` with the reason."""
+        left_out = skipped if skipped is not None else []
+        for name in _entry_names(self.folder, left_out):
+            path = self.folder / name
+            is_dir, reason = _top_entry(path, self.folder)
+            if reason:
+                left_out.append((path, reason))
+            elif not is_dir:
+                yield path, None
+        for name in self.classes:
+            yield from ((path, name) for path in walk_files(self.folder / name, self.folder, left_out))
+
+    def count(self, skipped: list[tuple[Path, str]] | None = None, found: Callable[[], None] | None = None) -> int:
+        """How many files :meth:`files` yields (``found`` is called for each); :class:`FolderError` for none."""
+        left_out = skipped if skipped is not None else []
+        total = 0
+        for _ in self.files(left_out):
+            total += 1
+            if found is not None:
+                found()
+        if not total:
+            raise _no_files(self.folder, left_out)
+        return total
+
+
+def _no_files(folder: Path, skipped: list[tuple[Path, str]]) -> FolderError:
+    left_out = "".join(f"\n  {path.relative_to(folder)}: {reason}" for path, reason in skipped)
+    return FolderError(
+        f"No files in {folder}. Put photos in it (unlabelled) or one subfolder per class (labelled).{left_out}"
+    )
+
+
+def _top_entry(path: Path, folder: Path) -> tuple[bool, str]:
+    """Whether an entry of ``folder`` is a (class) folder, and why it is left out ("" when it is not)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # gone since the folder was listed: reading it says so
+        return False, ""
+    if not stat.S_ISLNK(mode):
+        return stat.S_ISDIR(mode), ""
+    target, reason = link_target(path, folder)
+    return target is not None and target.is_dir(), reason
+
+
+def open_folder(folder: Path) -> FolderListing:
+    """A folder's listing, without decoding anything; :class:`FolderError` when it is missing or not a folder."""
+    if not folder.exists():
+        raise FolderError(f"Folder not found: {folder}")
+    if not folder.is_dir():
+        raise FolderError(f"Not a folder: {folder}. Give a folder of photos, or of one subfolder per class.")
+    classes = [name for name in _entry_names(folder, []) if _top_entry(folder / name, folder) == (True, "")]
+    return FolderListing(folder, bool(classes), classes)
 
 
 @dataclass
@@ -409,27 +491,10 @@ class FolderScan:
 
 
 def scan_folder(folder: Path) -> FolderScan:
-    """Read a folder of class subfolders (labelled) or of photos (unlabelled) without decoding anything."""
-    if not folder.exists():
-        raise FolderError(f"Folder not found: {folder}")
-    if not folder.is_dir():
-        raise FolderError(f"Not a folder: {folder}. Give a folder of photos, or of one subfolder per class.")
+    """Read a folder of class subfolders (labelled) or of photos (unlabelled) whole, without decoding anything."""
+    listing = open_folder(folder)
     skipped: list[tuple[Path, str]] = []
-    subfolders: list[Path] = []
-    top_files: list[Path] = []
-    for entry in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
-        if entry.is_symlink():
-            target, reason = link_target(entry, folder)
-            if target is None:
-                skipped.append((entry, reason))
-                continue
-        (subfolders if entry.is_dir() else top_files).append(entry)
-    files: list[tuple[Path, str | None]] = [(p, None) for p in top_files]
-    for sub in subfolders:
-        files += [(p, sub.name) for p in list_images(sub, root=folder, skipped=skipped)]
+    files = list(listing.files(skipped))
     if not files:
-        left_out = "".join(f"\n  {path.relative_to(folder)}: {reason}" for path, reason in skipped)
-        raise FolderError(
-            f"No files in {folder}. Put photos in it (unlabelled) or one subfolder per class (labelled).{left_out}"
-        )
-    return FolderScan(folder, bool(subfolders), files, skipped)
+        raise _no_files(folder, skipped)
+    return FolderScan(folder, listing.labelled, files, skipped)

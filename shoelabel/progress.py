@@ -74,6 +74,38 @@ def time_left(elapsed_s: float, fraction: float) -> float | None:
     return elapsed_s * (1.0 - fraction) / fraction
 
 
+def duration(seconds: float) -> str:
+    """A span of time as people read it: ``45s``, ``3m 05s``, ``2h 10m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+class Rate:
+    """Counts against a total as text with the rate and the time left, timed from the first call."""
+
+    def __init__(self, unit: str = "photos", clock: Callable[[], float] = time.monotonic) -> None:
+        self.unit, self.clock = unit, clock
+        self.started: float | None = None
+
+    def text(self, done: int, total: int) -> str:
+        """E.g. ``1,200/100,000 photos, 850 photos/s, about 1m 56s left`` (rate and time left once known)."""
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        line = f"{done:,}/{total:,} {self.unit}"
+        elapsed = now - self.started
+        if done and elapsed > 0:
+            line += f", {done / elapsed:,.0f} {self.unit}/s"
+        left = time_left(elapsed, done / total) if total else None
+        return f"{line}, about {duration(left)} left" if left is not None else line
+
+
 def fan_out(*targets: Progress) -> Progress:
     def report(fraction: float, text: str) -> None:
         for target in targets:

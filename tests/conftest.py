@@ -1,16 +1,20 @@
-"""Shared fixtures: an isolated home folder and database per test, synthetic photos,
-and the real photos and weights in ``../shared`` (tests that need them skip clearly
-when they are absent)."""
+"""Shared fixtures: an isolated home folder and database per test (``db_engine``: on SQLite and
+on the PostgreSQL server named by SHOELABEL_TEST_POSTGRES), synthetic photos, and the real
+photos and weights in ``../shared`` (tests that need them skip clearly when they are absent)."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,6 +73,111 @@ def engine(home: Path):
     from db import get_engine
 
     return get_engine()
+
+
+# --------------------------------------------------------------------------- both database backends
+
+POSTGRES_ENV = "SHOELABEL_TEST_POSTGRES"
+
+
+class PostgresServer:
+    """A PostgreSQL server the tests may create databases on (its role needs CREATEDB).
+
+    Each test gets a database of its own, copied from a template migrated once per run, so a
+    migrated database costs one ``CREATE DATABASE`` and the tests never see each other's rows.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.admin = create_engine(self.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        self.template: str | None = None
+
+    def execute(self, sql: str) -> None:
+        with self.admin.connect() as connection:
+            connection.execute(text(sql))
+
+    def url_of(self, database: str) -> str:
+        return self.url.set(database=database).render_as_string(hide_password=False)
+
+    @contextmanager
+    def database(self, *, migrated: bool = True) -> Iterator[str]:
+        """The URL of a new database, migrated to head or empty; dropped afterwards."""
+        name = f"shoelabel_test_{uuid.uuid4().hex[:16]}"
+        template = f" TEMPLATE {self.migrated_template()}" if migrated else ""
+        self.execute(f"CREATE DATABASE {name}{template}")
+        try:
+            yield self.url_of(name)
+        finally:
+            from db import dispose_engines
+
+            dispose_engines()
+            self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def migrated_template(self) -> str:
+        if self.template is None:
+            from db.connect import create_db_engine
+            from db.migrate import upgrade
+
+            name = f"shoelabel_template_{uuid.uuid4().hex[:16]}"
+            self.execute(f"CREATE DATABASE {name}")
+            self.template = name  # dropped by close(), even if migrating fails
+            engine = create_db_engine(self.url_of(name))
+            upgrade(engine)
+            engine.dispose()  # a template cannot be copied while someone is connected to it
+        return self.template
+
+    def close(self) -> None:
+        if self.template is not None:
+            self.execute(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The PostgreSQL server named by SHOELABEL_TEST_POSTGRES; the test is skipped without one."""
+    url = os.environ.get(POSTGRES_ENV, "").strip()
+    if not url:
+        pytest.skip(
+            f"no PostgreSQL server: set {POSTGRES_ENV}=postgresql+psycopg://USER@HOST/DATABASE (a role that may "
+            "create databases), or install postgresql and start one with: bash .ci/postgres-server DIR"
+        )
+    server = PostgresServer(url)
+    try:
+        server.execute("SELECT 1")
+    except Exception as exc:
+        pytest.fail(f"{POSTGRES_ENV}={url!r} cannot be reached: {exc}")
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request: pytest.FixtureRequest, home: Path) -> Iterator[str]:
+    """The URL of a new, empty database (no tables), on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{home.parent / 'empty.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    with server.database(migrated=False) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_engine(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """An empty database migrated to head, on each backend: ``db.get_engine()`` is this same engine.
+
+    SHOELABEL_DB points at it (and SHOELABEL_HOME at the test's folder, see ``home``), so every
+    service, and every command a test starts, uses it.
+    """
+    from db import get_engine
+
+    if request.param == "sqlite":
+        monkeypatch.setenv("SHOELABEL_DB", f"sqlite:///{home / 'shoelabel.db'}")
+        yield get_engine()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    with server.database() as url:
+        monkeypatch.setenv("SHOELABEL_DB", url)
+        yield get_engine()
 
 
 def make_photo(

@@ -1,17 +1,21 @@
-"""Ingest: labelled and flat folders, dedupe, bad files, frozen stratified held-out split."""
+"""Ingest: labelled and flat folders, dedupe, bad files, frozen stratified held-out split, streaming, resuming."""
 
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from db import get_engine, session_scope
-from db.models import Brand, Image, ModelStatus, ModelVersion, Split
+from db.models import Brand, Image, ModelStatus, ModelVersion, QueueEntry, Split
 from feedback.ingest import IngestError, ingest_folder, main
-from tests.conftest import make_brand_photo, make_photo
+from shoelabel.progress import Rate
+from tests.conftest import REPO, make_brand_photo, make_photo
 
 
 def _counts(engine) -> dict[str, int]:
@@ -155,20 +159,20 @@ def test_an_ingest_killed_after_its_first_commit_reaches_the_held_out_target_whe
 ) -> None:
     import feedback.ingest as ingest
 
-    real_store, stored = ingest._store, []
+    real_store, stored = ingest._store_chunk, []
 
-    def store_then_die(*args, **kwargs) -> None:
-        if len(stored) == 10:  # the first chunk of 10 is committed; the process dies in the second
+    def store_then_die(session, report, chunk) -> None:
+        real_store(session, report, chunk)
+        stored.append(len(chunk))
+        if len(stored) == 2:  # the first chunk of 10 is committed; the process dies in the second
             raise KeyboardInterrupt("killed")
-        stored.append(args)
-        real_store(*args, **kwargs)
 
     monkeypatch.setattr(ingest, "COMMIT_EVERY", 10)
-    monkeypatch.setattr(ingest, "_store", store_then_die)
+    monkeypatch.setattr(ingest, "_store_chunk", store_then_die)
     with pytest.raises(KeyboardInterrupt):
         ingest_folder(brand_folder, holdout_fraction=0.25)
     assert _counts(engine) == {"train": 10}  # acme's first 10 photos, no held-out draw yet
-    monkeypatch.setattr(ingest, "_store", real_store)
+    monkeypatch.setattr(ingest, "_store_chunk", real_store)
     report = ingest_folder(brand_folder, holdout_fraction=0.25)
     assert report.added == 26 and report.already_stored == 10
     assert report.holdout_drawn == {"acme": 3, "bolt": 3, "crest": 3}  # round(12 * 0.25) each, not 1 for acme
@@ -262,3 +266,132 @@ def test_a_brand_offered_again_follows_one_rule_on_every_route(engine, pool_fold
         reviewed, fresh = session.get(Image, reviewed_id), session.get(Image, fresh_id)
         assert labels[reviewed_id].value == "acme" and reviewed.source_brand_id is None
         assert labels[fresh_id].value == "bolt" and fresh.split == Split.TRAIN
+
+
+def test_a_folder_of_many_chunks_is_read_and_stored_chunk_by_chunk(
+    engine, brand_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is streamed: a chunk is stored before the files two chunks later are read."""
+    import feedback.ingest as ingest
+
+    real_inspect, real_store = ingest.inspect, ingest._store_chunk
+    read: list[Path] = []
+    stored: list[tuple[int, int]] = []  # (files in the chunk, files read when it was stored)
+
+    def store(session, report, chunk) -> None:
+        stored.append((len(chunk), len(read)))
+        real_store(session, report, chunk)
+
+    monkeypatch.setattr(ingest, "COMMIT_EVERY", 5)
+    monkeypatch.setattr(ingest, "inspect", lambda path: read.append(path) or real_inspect(path))
+    monkeypatch.setattr(ingest, "_store_chunk", store)
+    calls: list[tuple[int, int]] = []
+    report = ingest_folder(brand_folder, holdout_fraction=0.25, progress=lambda done, n: calls.append((done, n)))
+    assert report.added == 36 and report.holdout_drawn == {"acme": 3, "bolt": 3, "crest": 3}
+    assert [size for size, _ in stored] == [5] * 7 + [1]
+    assert all(seen <= 5 * (i + 2) for i, (_, seen) in enumerate(stored))  # this chunk and the next, no more
+    assert calls[0] == (0, 36) and calls[-1] == (36, 36)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    with session_scope(engine) as session:  # every new photo has its place in the review queues
+        assert session.scalar(select(func.count(QueueEntry.image_id))) == 36
+
+
+def test_photos_offered_a_brand_again_have_their_labels_read_once_per_chunk(
+    engine, brand_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import feedback.ingest as ingest
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for brand in ("acme", "bolt", "crest"):
+        for photo in (brand_folder / brand).iterdir():
+            shutil.copy(photo, flat / photo.name)
+    ingest_folder(flat)
+    reads: list[int] = []
+    real = ingest.effective_labels
+    monkeypatch.setattr(ingest, "effective_labels", lambda session, ids: reads.append(len(ids)) or real(session, ids))
+    monkeypatch.setattr(ingest, "COMMIT_EVERY", 12)
+    report = ingest_folder(brand_folder, holdout_fraction=0.0)
+    assert report.newly_labelled == 36 and report.added == 0
+    assert reads == [12, 12, 12]
+    assert report.totals_per_brand == {b: {"train": 12} for b in ("acme", "bolt", "crest")}
+
+
+def test_the_same_photo_in_two_chunks_is_stored_once_and_named_as_a_duplicate(
+    engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import feedback.ingest as ingest
+
+    monkeypatch.setattr(ingest, "COMMIT_EVERY", 2)
+    folder = tmp_path / "flat"
+    for i in range(4):
+        make_photo(folder / f"p{i}.jpg", seed=i, fmt="JPEG")
+    shutil.copy(folder / "p0.jpg", folder / "z_copy.jpg")  # three chunks later
+    report = ingest_folder(folder)
+    assert report.added == 4 and report.duplicates_in_folder == [("z_copy.jpg", "p0.jpg")]
+    again = ingest_folder(folder)
+    assert again.added == 0 and again.already_stored == 4 and again.duplicates_in_folder == [("z_copy.jpg", "p0.jpg")]
+    (folder / "p0.jpg").rename(folder / "p0_renamed.jpg")  # the stored file is gone: no duplicate any more
+    renamed = ingest_folder(folder)
+    assert renamed.already_stored == 5 and renamed.duplicates_in_folder == []
+    assert _counts(engine) == {"pool": 4}
+
+
+def test_a_run_with_nothing_to_hold_out_reads_no_candidates(
+    engine, brand_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import feedback.ingest as ingest
+
+    ingest_folder(brand_folder, holdout_fraction=0.25)
+    monkeypatch.setattr(ingest, "_holdout_candidates", lambda *args: pytest.fail("read every training photo"))
+    assert ingest_folder(brand_folder, holdout_fraction=0.25).holdout_drawn == {}
+
+
+def test_progress_text_has_the_rate_and_the_time_left() -> None:
+    clock = iter([100.0, 104.0, 108.0])
+    rate = Rate("photos", clock=lambda: next(clock))
+    assert rate.text(0, 1000) == "0/1,000 photos"
+    assert rate.text(200, 1000) == "200/1,000 photos, 50 photos/s, about 16s left"
+    assert rate.text(1000, 1000) == "1,000/1,000 photos, 125 photos/s"
+
+
+KILLED_INGEST = """
+import os, signal, sys
+import feedback.ingest as ingest
+
+ingest.COMMIT_EVERY = 10
+real_store, chunks = ingest._store_chunk, []
+
+def store_then_die(session, report, chunk):
+    real_store(session, report, chunk)
+    chunks.append(chunk)
+    if len(chunks) == 3:  # the third chunk is written, not committed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ingest._store_chunk = store_then_die
+ingest.main([sys.argv[1], "--holdout-fraction", "0.25"])
+"""
+
+
+def test_an_ingest_killed_with_sigkill_resumes_without_duplicates(engine, brand_folder: Path, tmp_path: Path) -> None:
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_INGEST, str(brand_folder)], cwd=REPO, capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _counts(engine) == {"train": 20}  # two chunks committed, the third lost, nothing held out yet
+    again = subprocess.run(
+        [sys.executable, "-m", "feedback.ingest", str(brand_folder), "--holdout-fraction", "0.25"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "Images added: 16" in again.stdout and "Already stored (same content): 20" in again.stdout
+    assert "36/36" in again.stderr and "photos/s" in again.stderr  # the bar: count, rate
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count(func.distinct(Image.sha256)))) == 36
+        assert session.scalar(select(func.count(QueueEntry.image_id))) == 36
+    assert _counts(engine) == {"train": 27, "holdout": 9}
+    other = get_engine(f"sqlite:///{tmp_path / 'uninterrupted.db'}")
+    ingest_folder(brand_folder, holdout_fraction=0.25, engine=other)
+    assert _held_out(engine) == _held_out(other)

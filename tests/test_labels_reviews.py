@@ -1,4 +1,5 @@
-"""Reviews become labels: latest wins, undo, conflicts kept visible and resolved explicitly."""
+"""Reviews become labels: latest wins, undo, conflicts kept visible and resolved explicitly
+(stored on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from db import session_scope
 from db.catalog import BrandError
@@ -62,9 +63,9 @@ def test_disagreement_is_a_conflict_with_both_answers_until_a_resolution() -> No
     assert derive(1, "nike", [*resolved, row(4, "bob", "correct", "nike", 4)]).conflict
 
 
-def test_record_review_undo_and_history(engine, brand_folder: Path) -> None:
+def test_record_review_undo_and_history(db_engine: Engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
-    with session_scope(engine, write=True) as session:
+    with session_scope(db_engine, write=True) as session:
         version = register(
             session,
             arch="cnn",
@@ -75,28 +76,28 @@ def test_record_review_undo_and_history(engine, brand_folder: Path) -> None:
         ).id
     shown = ModelAnswer("cnn", version, {"acme": 0.2, "bolt": 0.7, "crest": 0.1})
     first = record_review(1, "Ann", "confirm", shown=shown)
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         review = session.get(Review, first)
         assert review.brand.name == "bolt" and review.probabilities == shown.probabilities
         assert review.model_version_id == version
     record_review(1, "Ann", "correct", brand="CREST")
-    assert effective_labels_of(engine, 1).brand == "crest"
+    assert effective_labels_of(db_engine, 1).brand == "crest"
     undone = undo_last("Ann")
     assert undone is not None and undone.action == ReviewAction.CORRECT
-    assert effective_labels_of(engine, 1).brand == "bolt"
+    assert effective_labels_of(db_engine, 1).brand == "bolt"
     history = review_history(1)
     assert [h["action"] for h in history] == ["confirm", "correct"]
     assert history[1]["undone_at"] is not None and history[0]["undone_at"] is None
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         assert session.scalar(select(func.count(Review.id))) == 2  # nothing deleted
 
 
-def effective_labels_of(engine, image_id: int):
+def effective_labels_of(engine: Engine, image_id: int):
     with session_scope(engine) as session:
         return effective_labels(session, [image_id])[image_id]
 
 
-def test_bad_reviews_are_refused_and_nothing_is_written(engine, brand_folder: Path) -> None:
+def test_bad_reviews_are_refused_and_nothing_is_written(db_engine: Engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder)
     with pytest.raises(BrandError, match=r"Unknown brand 'reebok'\. Known brands: acme, bolt, crest"):
         record_review(1, "ann", "correct", brand="reebok")
@@ -110,20 +111,20 @@ def test_bad_reviews_are_refused_and_nothing_is_written(engine, brand_folder: Pa
         record_review(1, "ann", "approve")
     with pytest.raises(ReviewError, match="No image with id 999"):
         record_review(999, "ann", "skip")
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         assert session.scalar(select(func.count(Review.id))) == 0
 
 
-def test_labelled_set_leaves_out_conflicts_and_not_a_shoe(engine, brand_folder: Path) -> None:
+def test_labelled_set_leaves_out_conflicts_and_not_a_shoe(db_engine: Engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.25)
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         before = labelled_set(session)
     some_train = before.train[0].image_id
     other_train = before.train[1].image_id
     record_review(some_train, "ann", "correct", brand="crest")
     record_review(some_train, "bob", "correct", brand="bolt")
     record_review(other_train, "ann", "not_a_shoe")
-    with session_scope(engine) as session:
+    with session_scope(db_engine) as session:
         after = labelled_set(session)
         assert [c.image_id for c in conflicts(session)] == [some_train]
     assert len(after.train) == len(before.train) - 2

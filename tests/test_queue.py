@@ -35,6 +35,12 @@ def fake_model(engine, arch: str, probabilities: dict[int, list[float]]) -> int:
 
 
 @pytest.fixture
+def engine(db_engine):
+    """Every test here runs on SQLite and on PostgreSQL (see ``db_engine``)."""
+    return db_engine
+
+
+@pytest.fixture
 def pool(engine, brand_folder: Path, pool_folder: Path) -> list[int]:
     ingest_folder(brand_folder)
     ingest_folder(pool_folder)

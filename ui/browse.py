@@ -9,7 +9,9 @@ from db.access import Permission
 from db.labels import NOT_A_SHOE
 from db.models import ReviewAction
 from feedback.browse import (
+    COUNT_CAP,
     IN_CONFLICT,
+    LABEL_CHOICES,
     NO_BRAND,
     SORTS,
     UNLABELLED,
@@ -27,7 +29,8 @@ from modeling.registry import ARCHITECTURES
 from shoelabel.images import ImageError
 from ui import auth, common
 
-PAGE_SIZE = 24
+PAGE_SIZES = (24, 48, 96)  # photos per page of the grid
+CONFLICTS_PER_PAGE = 10
 COLUMNS = 6
 TABS = ("Photos", "Conflicts")  # fixed labels: the open tab is kept by its label across reruns
 SORT_WORDS = {
@@ -58,7 +61,7 @@ def _filters(options: FilterOptions) -> tuple[BrowseFilter, str]:
         imported = a.selectbox("Imported as", [*brands, NO_BRAND], format_func=_any, key="f_imported")
         label = b.selectbox(
             "Label now",
-            [*brands, NOT_A_SHOE, UNLABELLED, IN_CONFLICT],
+            [*brands, *LABEL_CHOICES],
             format_func=_any,
             key="f_label",
             help="The label that counts today: the latest decision of a reviewer, else the imported brand.",
@@ -189,18 +192,34 @@ def details_dialog(image_id: int) -> None:
         st.caption("No model has predicted this photo yet.")
 
 
+def _pager(key: str, pages: int, *, more: bool = False) -> int:
+    """The "Page" box, and the page it shows (from 1); a page past the last (the matches shrank) shows the
+    first again. ``more``: pages go on past these."""
+    if st.session_state.get(key, 1) > pages:
+        st.session_state.pop(key)
+    return st.selectbox(
+        "Page", range(1, pages + 1), key=key, format_func=lambda p: f"{p} of {pages}{'+' if more else ''}"
+    )
+
+
 def _grid(flt: BrowseFilter, sort: str) -> None:
-    key = f"page_{hash((flt, sort))}"  # a new filter or order starts on page 1
+    size = st.session_state.get("browse_page_size", PAGE_SIZES[0])
+    key = f"page_{hash((flt, sort, size))}"  # a new filter, order or page size starts on page 1
     page = st.session_state.get(key, 1)
-    result = find_images(flt, sort=sort, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE, engine=common.engine())
-    pages = max(1, -(-result.total // PAGE_SIZE))
-    if page > pages:  # the catalogue shrank under this filter
-        st.session_state.pop(key, None)
-        page = 1
-        result = find_images(flt, sort=sort, limit=PAGE_SIZE, engine=common.engine())
-    info, pager = st.columns([3, 1], vertical_alignment="bottom")
-    info.markdown(f"**{result.total}** photo(s) match.")
-    pager.selectbox("Page", range(1, pages + 1), key=key, format_func=lambda p: f"{p} of {pages}")
+    result = find_images(flt, sort=sort, offset=(page - 1) * size, limit=size, engine=common.engine())
+    info, per_page, pager = st.columns([4, 1, 1], vertical_alignment="bottom")
+    with pager:
+        shown = _pager(key, max(1, -(-result.total // size)), more=result.capped)
+    if shown != page:
+        result = find_images(flt, sort=sort, offset=(shown - 1) * size, limit=size, engine=common.engine())
+    if result.capped:
+        info.markdown(
+            f"More than **{COUNT_CAP:,}** photos match. The pages reach the first {COUNT_CAP:,} in this order: "
+            "narrow the filters, or reverse the order, to see others."
+        )
+    else:
+        info.markdown(f"**{result.total:,}** photo(s) match.")
+    per_page.selectbox("Per page", PAGE_SIZES, key="browse_page_size")
     st.html(GRID_STYLE)
     with st.container(key="browse_grid"):
         for start in range(0, len(result.rows), COLUMNS):
@@ -262,15 +281,19 @@ def _conflicts(brands: list[str]) -> None:
     if not found:
         st.success("No conflicts: reviewers agree on every photo.", icon=":material/handshake:")
         return
-    st.markdown(
+    pages = -(-len(found) // CONFLICTS_PER_PAGE)
+    info, pager = st.columns([5, 1], vertical_alignment="bottom")
+    info.markdown(
         f"**{len(found)}** photo(s) have reviewers who disagree. They stay out of training until someone "
         "settles them with a final answer."
     )
+    with pager:
+        page = _pager("conflicts_page", pages)
     settle = auth.allowed(Permission.SETTLE)
     if settle and common.ask_reviewer() is None:
         return
     choices = [*brands, NOT_A_SHOE]
-    for conflict in found:
+    for conflict in found[(page - 1) * CONFLICTS_PER_PAGE : page * CONFLICTS_PER_PAGE]:
         with st.container(border=True):
             thumb, body = st.columns([1, 4])
             with thumb:

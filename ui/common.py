@@ -25,6 +25,7 @@ from feedback.reviews import ReviewError, clean_reviewer
 from modeling.arrivals import predict_arrivals
 from shoelabel.errors import UserError
 from shoelabel.images import ImageError, open_rgb
+from shoelabel.progress import Rate
 from shoelabel.settings import get_settings
 from ui import auth
 from ui.text import plain
@@ -226,8 +227,10 @@ def ingest_form(key: str, *, refresh: bool = True) -> None:
         return
     bar = st.progress(0.0, text="Reading images")
 
+    rate = Rate("photos")
+
     def progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"Reading images: {done}/{total}")
+        bar.progress(done / max(total, 1), text=f"Reading images: {rate.text(done, total)}")
 
     try:
         report = ingest_folder(folder.strip(), progress=progress, engine=engine(), actor=auth.current_actor())

@@ -11,18 +11,8 @@ import streamlit as st
 from db.access import Permission
 from modeling.arrivals import ArrivalReport
 from modeling.jobs import JobView, dismiss_job, failed_jobs, running_jobs
+from shoelabel.progress import duration
 from ui import auth, common
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 def progress_line(job: JobView) -> str:
