@@ -217,6 +217,12 @@ _slice_rankings: dict[tuple[str, str, str, str], tuple[tuple[int, ...], list[int
 _slice_lock = threading.Lock()
 
 
+def _slice_key(session: Session, strategy: Strategy, scope: str, reviewer: str) -> tuple[str, str, str, str]:
+    """Whose ranking: a slice is ranked per database, strategy, scope and reviewer (it leaves out what they
+    answered)."""
+    return (str(session.get_bind().url), strategy.name, scope, reviewer)
+
+
 def _predictions_stamp(session: Session) -> tuple[int, ...]:
     """Changes whenever the current models or their stored predictions change."""
     versions = current_versions(session)
@@ -255,7 +261,7 @@ def _slice_picks(
 ) -> list[int]:
     """The strategy's picks from its bounded slice, ranked once and kept until they are used up or the
     predictions change (so a click costs a lookup, not a clustering)."""
-    key = (str(session.get_bind().url), strategy.name, scope, reviewer)
+    key = _slice_key(session, strategy, scope, reviewer)
     stamp = _predictions_stamp(session)
     with _slice_lock:
         cached = _slice_rankings.get(key)
@@ -288,9 +294,8 @@ def _ranked(
         session, _slice_picks(session, strategy, scope, reviewer, session_id, rng), scope, reviewer, session_id, claim
     )
     if len(picks) < limit:  # used up: rank the slice again from what is open now
-        key = (str(session.get_bind().url), strategy.name, scope, reviewer)
         with _slice_lock:
-            _slice_rankings.pop(key, None)
+            _slice_rankings.pop(_slice_key(session, strategy, scope, reviewer), None)
         fresh = _slice_picks(session, strategy, scope, reviewer, session_id, rng)
         picks = _still_open(session, fresh, scope, reviewer, session_id, claim)
     if len(picks) < limit:  # a slice smaller than a batch: the rest by uncertainty
