@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -31,16 +30,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.bench_review import summary
+
 STRATEGIES = ("least_confidence", "margin", "entropy", "disagreement", "random", "diverse", "likely_mislabelled")
-
-
-def summary(timings: list[float]) -> dict[str, float]:
-    ordered = sorted(timings)
-    return {
-        "n": len(ordered),
-        "median_ms": round(statistics.median(ordered) * 1000, 1),
-        "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000, 1),
-    }
 
 
 def timed(call: Callable[[], Any], repeat: int) -> dict[str, float]:

@@ -36,7 +36,7 @@ from db.models import (
 )
 from db.queue_entries import RANDOM_MULTIPLIER, RANDOM_RANGE
 from modeling import uncertainty
-from modeling.queue_scores import scored_key
+from modeling.queue_scores import queue_scores, scored_key
 
 CHUNK = 20_000
 
@@ -176,14 +176,7 @@ def _write_chunk(
             }
             for i in range(n)
         ]
-    models = [probs[arch] for arch in versions]
-    mean = uncertainty.consensus(models)
-    scores = {
-        "least_confidence": uncertainty.least_confidence_scores(mean),
-        "margin": uncertainty.margin_scores(mean),
-        "entropy": uncertainty.entropy_scores(mean),
-        "disagreement": uncertainty.committee_scores(models),
-    }
+    scores = queue_scores([probs[arch] for arch in versions])
     reviews, entries = [], []
     for i, position in enumerate(positions.tolist()):
         decided = position in reviewed

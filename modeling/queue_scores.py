@@ -19,7 +19,7 @@ from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from db import session_scope
-from db.models import UNSCORED, ModelVersion, Prediction, PredictionKind, QueueEntry, QueueScoring
+from db.models import SCORE_COLUMNS, UNSCORED, ModelVersion, Prediction, PredictionKind, QueueEntry, QueueScoring
 from db.queue_entries import CHUNK, add_all_missing
 from modeling import uncertainty
 from modeling.registry import current_versions
@@ -39,7 +39,7 @@ def score_rows(
     """Each photo's queue scores from the stored predictions of ``versions`` (higher: less sure)."""
     names = sorted({n for v in versions.values() for n in v.class_names})
     if not names:
-        return [{"iid": image_id, **_unscored()} for image_id in image_ids]
+        return [{"iid": image_id, **{f"new_{name}": UNSCORED for name in SCORE_COLUMNS}} for image_id in image_ids]
     column = {n: j for j, n in enumerate(names)}
     row_of = {image_id: i for i, image_id in enumerate(image_ids)}
     arch_of = {v.id: arch for arch, v in versions.items()}
@@ -57,38 +57,32 @@ def score_rows(
             target[:] = 0.0
             for name, value in stored.items():
                 target[column[name]] = value
-    models = list(probs.values())
+    scores = queue_scores(list(probs.values()))
+    return [
+        {"iid": image_id, **{f"new_{name}": float(values[i]) for name, values in scores.items()}}
+        for i, image_id in enumerate(image_ids)
+    ]
+
+
+def queue_scores(models: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each queue score, by its column (:data:`~db.models.SCORE_COLUMNS`), from every model's probabilities
+    (rows of NaN: that model has not predicted the photo); :data:`~db.models.UNSCORED` where none has."""
     mean = uncertainty.consensus(models)
     seen = ~np.isnan(mean).any(axis=1)
     filled = np.nan_to_num(mean)
     scores = {
-        "lc": uncertainty.least_confidence_scores(filled),
-        "mg": uncertainty.margin_scores(filled),
-        "en": uncertainty.entropy_scores(filled),
-        "dg": uncertainty.committee_scores(models),
+        "least_confidence": uncertainty.least_confidence_scores(filled),
+        "margin": uncertainty.margin_scores(filled),
+        "entropy": uncertainty.entropy_scores(filled),
+        "disagreement": uncertainty.committee_scores(models),
     }
-    rows: list[dict[str, float | int]] = []
-    for i, image_id in enumerate(image_ids):
-        if not seen[i]:
-            rows.append({"iid": image_id, **_unscored()})
-            continue
-        rows.append({"iid": image_id, **{key: float(values[i]) for key, values in scores.items()}})
-    return rows
-
-
-def _unscored() -> dict[str, float]:
-    return dict.fromkeys(("lc", "mg", "en", "dg"), UNSCORED)
+    return {name: np.where(seen, values, UNSCORED) for name, values in scores.items()}
 
 
 _UPDATE = (
     update(QueueEntry)
     .where(QueueEntry.image_id == bindparam("iid"))
-    .values(
-        least_confidence=bindparam("lc"),
-        margin=bindparam("mg"),
-        entropy=bindparam("en"),
-        disagreement=bindparam("dg"),
-    )
+    .values({name: bindparam(f"new_{name}") for name in SCORE_COLUMNS})
 )
 
 

@@ -218,6 +218,22 @@ def catalogue(engine, home: Path, brand_folder: Path, pool_folder: Path):
 
 
 @pytest.fixture
+def pool(engine, brand_folder: Path, pool_folder: Path) -> list[int]:
+    """The labelled and the pool fixtures ingested into ``engine``; the pool photos' ids, oldest first. (A
+    module whose ``engine`` fixture returns ``db_engine`` gets it on SQLite and on PostgreSQL.)"""
+    from sqlalchemy import select
+
+    from db import session_scope
+    from db.models import Image, Split
+    from feedback.ingest import ingest_folder
+
+    ingest_folder(brand_folder)
+    ingest_folder(pool_folder)
+    with session_scope(engine) as session:
+        return list(session.scalars(select(Image.id).where(Image.split == Split.POOL).order_by(Image.id)))
+
+
+@pytest.fixture
 def brand_folder(tmp_path: Path) -> Path:
     """A labelled folder: three brands, 12 synthetic photos each."""
     root = tmp_path / "brands"

@@ -40,14 +40,6 @@ def engine(db_engine):
     return db_engine
 
 
-@pytest.fixture
-def pool(engine, brand_folder: Path, pool_folder: Path) -> list[int]:
-    ingest_folder(brand_folder)
-    ingest_folder(pool_folder)
-    with session_scope(engine) as session:
-        return list(session.scalars(select(Image.id).where(Image.split == Split.POOL).order_by(Image.id)))
-
-
 def test_least_confident_pool_image_comes_first(engine, pool: list[int]) -> None:
     probs = {i: [0.9, 0.05, 0.05] for i in pool}
     probs[pool[5]] = [0.4, 0.35, 0.25]

@@ -11,7 +11,6 @@ from sqlalchemy import event, select, text
 
 from db import session_scope
 from db.models import Image, QueueEntry, QueueStage, Split
-from feedback.ingest import ingest_folder
 from feedback.queue import next_items, pending_count
 from feedback.reviews import record_review, undo_last
 from modeling.predict import ModelHandle, store_predictions
@@ -24,14 +23,6 @@ from tests.test_queue import fake_model
 def engine(db_engine):
     """Every test here runs on SQLite and on PostgreSQL (see ``db_engine``)."""
     return db_engine
-
-
-@pytest.fixture
-def pool(engine, brand_folder: Path, pool_folder: Path) -> list[int]:
-    ingest_folder(brand_folder)
-    ingest_folder(pool_folder)
-    with session_scope(engine) as session:
-        return list(session.scalars(select(Image.id).where(Image.split == Split.POOL).order_by(Image.id)))
 
 
 def entries(engine) -> dict[int, QueueEntry]:
