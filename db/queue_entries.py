@@ -33,12 +33,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db.labels import has_decision, latest_says_not_a_shoe
+from db.labels import IDS_PER_QUERY, has_decision, latest_says_not_a_shoe
 from db.models import UNSCORED, CatalogueCount, Image, QueueEntry, QueueStage, Review, Split
 
 RANDOM_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: a fixed, well-spread order of image ids
 RANDOM_RANGE = 2**31
-CHUNK = 900  # ids per statement (SQLite allows 999 bound parameters in older builds)
 
 #: The stages each queue scope draws from, in the order they are merged.
 SCOPE_STAGES: dict[str, tuple[QueueStage, ...]] = {
@@ -64,7 +63,7 @@ def random_key_of_image() -> ColumnElement[int]:
 
 def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
     ordered = sorted(set(ids))
-    return (ordered[start : start + CHUNK] for start in range(0, len(ordered), CHUNK))
+    return (ordered[start : start + IDS_PER_QUERY] for start in range(0, len(ordered), IDS_PER_QUERY))
 
 
 _ENTRY_COLUMNS = ["image_id", "stage", "least_confidence", "margin", "entropy", "disagreement", "random_key"]

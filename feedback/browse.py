@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from db import get_engine, session_scope
 from db.labels import (
+    IDS_PER_QUERY,
     NOT_A_SHOE,
     Answer,
     EffectiveLabel,
@@ -46,7 +47,6 @@ LABEL_CHOICES = (NOT_A_SHOE, UNLABELLED, IN_CONFLICT)
 SORTS = ("oldest", "newest", "least_confident", "most_confident")
 #: Matches are counted up to this many; past it a page says "more than" and pages reach this far.
 COUNT_CAP = 10_000
-MAX_IN = 900  # ids per IN (...) list
 
 
 class BrowseError(UserError, ValueError):
@@ -262,7 +262,7 @@ def _page_ids(
 
 
 def _chunks(ids: list[int]) -> Iterator[list[int]]:
-    return (ids[start : start + MAX_IN] for start in range(0, len(ids), MAX_IN))
+    return (ids[start : start + IDS_PER_QUERY] for start in range(0, len(ids), IDS_PER_QUERY))
 
 
 def _rows(session: Session, ids: list[int], versions: dict[str, ModelVersion]) -> list[ImageRow]:

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from db import DatabaseBusyError, get_engine, session_scope
 from db.access import OPERATOR, Actor, import_roots
 from db.catalog import BrandError, clean_brand_name, get_or_create_brand
-from db.labels import EffectiveLabel, Offer, effective_labels, kept_label, offer_brand
+from db.labels import IDS_PER_QUERY, EffectiveLabel, Offer, effective_labels, kept_label, offer_brand
 from db.models import Brand, Image, ModelVersion, Round, Split
 from db.queue_entries import add_entries
 from modeling.arrivals import predict_arrivals_in_terminal
@@ -62,7 +62,6 @@ COMMIT_EVERY = 500  # photos per write transaction: what a stopped ingest can lo
 READERS = min(8, os.cpu_count() or 2)  # threads decoding and hashing (Pillow and hashlib release the GIL)
 PROGRESS_EVERY_S = 0.25  # the caller's progress is told at most this often
 LISTING_QUIET_S = 0.5  # a listing done sooner shows no count of the files found
-IDS_PER_STATEMENT = 900  # ids bound in one statement (older SQLite builds allow 999 parameters)
 
 ProgressCallback = Callable[[int, int], None]
 Checked = tuple[Path, str | None, ImageInfo | ImageError]  # a file, its brand subfolder, and what reading it gave
@@ -380,8 +379,8 @@ def draw_holdout(
             continue
         rng = random.Random(f"{seed}:{brand.name}" if have == 0 else f"{seed}:{brand.name}:{have}")
         chosen = rng.sample(candidates, count)
-        for start in range(0, count, IDS_PER_STATEMENT):
-            part = chosen[start : start + IDS_PER_STATEMENT]
+        for start in range(0, count, IDS_PER_QUERY):
+            part = chosen[start : start + IDS_PER_QUERY]
             session.execute(update(Image).where(Image.id.in_(part)).values(split=Split.HOLDOUT))
         drawn[brand.name] = count
     return drawn

@@ -19,8 +19,9 @@ from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from db import session_scope
+from db.labels import IDS_PER_QUERY
 from db.models import SCORE_COLUMNS, UNSCORED, ModelVersion, Prediction, PredictionKind, QueueEntry, QueueScoring
-from db.queue_entries import CHUNK, add_all_missing
+from db.queue_entries import add_all_missing
 from modeling import uncertainty
 from modeling.registry import current_versions
 from shoelabel.progress import Progress, silent
@@ -44,12 +45,12 @@ def score_rows(
     row_of = {image_id: i for i, image_id in enumerate(image_ids)}
     arch_of = {v.id: arch for arch, v in versions.items()}
     probs = {arch: np.full((len(image_ids), len(names)), np.nan) for arch in versions}
-    for start in range(0, len(image_ids), CHUNK):
+    for start in range(0, len(image_ids), IDS_PER_QUERY):
         rows = session.execute(
             select(Prediction.image_id, Prediction.model_version_id, Prediction.probabilities).where(
                 Prediction.model_version_id.in_(list(arch_of)),
                 Prediction.kind == PredictionKind.MODEL,
-                Prediction.image_id.in_(list(image_ids[start : start + CHUNK])),
+                Prediction.image_id.in_(list(image_ids[start : start + IDS_PER_QUERY])),
             )
         )
         for image_id, version_id, stored in rows:
