@@ -57,10 +57,10 @@ def build_catalogue(home: Path, pool: int) -> None:
         make_brand_photo(home / "pool" / f"p{i}.jpg", i % 3, seed=50_000 + i)
     ingest_folder(home / "pool", engine=engine)
     from db import session_scope
-    from db.catalog import brand_names
+    from db.catalog import class_names
 
     with session_scope(engine) as session:
-        brands = brand_names(session)
+        brands = class_names(session)
     fake_models(engine, home, brands, lambda position, arch, n: _probabilities(position, arch, n))
 
 

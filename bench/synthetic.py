@@ -20,8 +20,10 @@ import numpy as np
 from sqlalchemy import Connection, Engine, Table, insert, select, text
 
 from db.models import (
-    Brand,
+    BRAND_ID,
     Image,
+    ImportedLabel,
+    LabelClass,
     ModelStatus,
     ModelVersion,
     Prediction,
@@ -76,8 +78,8 @@ def build_synthetic_catalogue(
     brands = [f"brand-{b:02d}" for b in range(n_brands)]
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(insert(Brand), [{"name": name, "created_at": now} for name in brands])
-        brand_ids = dict(conn.execute(select(Brand.name, Brand.id)).all())
+        conn.execute(insert(LabelClass), [{"name": name, "created_at": now} for name in brands])
+        brand_ids = dict(conn.execute(select(LabelClass.name, LabelClass.id)).all())
         versions = {}
         for arch, size in (("inception", 299), ("cnn", 128)):
             conn.execute(
@@ -136,7 +138,7 @@ def _write_chunk(
     n, classes = stop - start, len(brand_ids)
     positions = np.arange(start, stop)
     labels = rng.integers(0, classes, size=n)
-    images = []
+    images, imported = [], []
     for i, position in enumerate(positions.tolist()):
         labelled = position < n_labelled
         split = (Split.HOLDOUT if position % 7 == 0 else Split.TRAIN) if labelled else Split.POOL
@@ -151,10 +153,11 @@ def _write_chunk(
                 "file_size": 14_000,
                 "added_at": now,
                 "split": split,
-                "source_brand_id": brand_ids[labels[i]] if labelled else None,
                 "source": "synthetic",
             }
         )
+        if labelled:
+            imported.append({"image_id": position + 1, "attribute_id": BRAND_ID, "class_id": brand_ids[labels[i]]})
     probs = {arch: _probabilities(rng, n, classes) for arch in versions}
     predictions = []
     for arch, version_id in versions.items():
@@ -168,7 +171,8 @@ def _write_chunk(
                 "model_version_id": version_id,
                 "kind": PredictionKind.MODEL,
                 "probabilities": dict(zip(_names(classes), rounded[i], strict=True)),
-                "brand_id": brand_ids[top[i]],
+                "attribute_id": BRAND_ID,
+                "class_id": brand_ids[top[i]],
                 "confidence": float(confidence[i]),
                 "margin": float(margin[i]),
                 "entropy": float(entropy[i]),
@@ -186,7 +190,8 @@ def _write_chunk(
                     "image_id": position + 1,
                     "reviewer": f"reviewer-{position % 5}",
                     "action": ReviewAction.CORRECT,
-                    "brand_id": brand_ids[labels[i]],
+                    "attribute_id": BRAND_ID,
+                    "class_id": brand_ids[labels[i]],
                     "model_version_id": versions["inception"],
                     "probabilities": None,
                     "resolves_conflict": False,
@@ -205,7 +210,8 @@ def _write_chunk(
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":  # a big page cache: the indexes take random inserts
             conn.exec_driver_sql("PRAGMA cache_size = -1000000")
-        for table, rows in ((Image, images), (Prediction, predictions), (Review, reviews), (QueueEntry, entries)):
+        tables = ((Image, images), (ImportedLabel, imported), (Prediction, predictions), (Review, reviews))
+        for table, rows in (*tables, (QueueEntry, entries)):
             _bulk_insert(conn, table.__table__, rows)
 
 

@@ -1,60 +1,125 @@
-"""Small shared queries on the brand set and the image catalogue."""
+"""Small shared queries on the attributes, their classes and the image catalogue.
+
+A name is matched without regard to case or extra spaces. A class merged into another is
+found as the class it was merged into, and is no longer listed.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Brand, Image
+from db.labels import effective_labels
+from db.models import BRAND_ID, Attribute, Image, LabelClass
 from shoelabel.errors import UserError
 
-MAX_BRAND_LENGTH = 120
+MAX_CLASS_LENGTH = 120
+MAX_ATTRIBUTE_LENGTH = 60
 
 
-class BrandError(UserError, ValueError):
-    """A brand name that cannot be used, or one that is not in the brand set."""
+class ClassError(UserError, ValueError):
+    """A class or attribute name that cannot be used, or one that is not there."""
 
 
-def clean_brand_name(name: str) -> str:
+def _clean(name: str, what: str, longest: int) -> str:
     cleaned = " ".join(str(name).split())
     if not cleaned:
-        raise BrandError("A brand name cannot be empty.")
-    if len(cleaned) > MAX_BRAND_LENGTH:
-        raise BrandError(f"Brand name {cleaned[:40]!r}... is longer than {MAX_BRAND_LENGTH} characters.")
+        raise ClassError(f"A {what} name cannot be empty.")
+    if len(cleaned) > longest:
+        raise ClassError(f"{what.capitalize()} name {cleaned[:40]!r}... is longer than {longest} characters.")
     return cleaned
 
 
-def find_brand(session: Session, name: str) -> Brand | None:
-    """The brand called ``name``, matched without regard to case or extra spaces."""
-    cleaned = clean_brand_name(name)
-    return session.scalar(select(Brand).where(func.lower(Brand.name) == cleaned.lower()))
+def clean_class_name(name: str) -> str:
+    return _clean(name, "class", MAX_CLASS_LENGTH)
 
 
-def get_or_create_brand(session: Session, name: str) -> Brand:
-    """The brand called ``name`` (in any case), added if there is none.
+def clean_attribute_name(name: str) -> str:
+    return _clean(name, "attribute", MAX_ATTRIBUTE_LENGTH).lower()
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def attributes(session: Session) -> list[Attribute]:
+    """Every attribute, brand first, in their order."""
+    return list(session.scalars(select(Attribute).order_by(Attribute.position, Attribute.id)))
+
+
+def find_attribute(session: Session, name: str) -> Attribute | None:
+    cleaned = clean_attribute_name(name)
+    return session.scalar(select(Attribute).where(func.lower(Attribute.name) == cleaned))
+
+
+def require_attribute(session: Session, name: str) -> Attribute:
+    attribute = find_attribute(session, name)
+    if attribute is None:
+        known = ", ".join(a.name for a in attributes(session))
+        raise ClassError(f"Unknown attribute {name!r}. Known attributes: {known}. Add it with --add-attribute.")
+    return attribute
+
+
+def get_or_create_attribute(session: Session, name: str) -> Attribute:
+    """The attribute called ``name``, added (last in order) if there is none. Call it in a write session."""
+    attribute = find_attribute(session, name)
+    if attribute is None:
+        last = session.scalar(select(func.max(Attribute.position))) or 0
+        attribute = Attribute(name=clean_attribute_name(name), position=last + 1)
+        session.add(attribute)
+        session.flush()
+    return attribute
+
+
+# --------------------------------------------------------------------------- classes
+
+
+def find_class(session: Session, name: str, attribute_id: int = BRAND_ID) -> LabelClass | None:
+    """The class called ``name`` of the attribute (the one it was merged into, if it was)."""
+    cleaned = clean_class_name(name)
+    found = session.scalar(
+        select(LabelClass).where(
+            LabelClass.attribute_id == attribute_id, func.lower(LabelClass.name) == cleaned.lower()
+        )
+    )
+    if found is not None and found.merged_into_id is not None:
+        return session.get(LabelClass, found.merged_into_id)
+    return found
+
+
+def get_or_create_class(session: Session, name: str, attribute_id: int = BRAND_ID) -> LabelClass:
+    """The class called ``name`` (in any case), added if there is none.
 
     Call it in a write session (``session_scope(write=True)``): the writers' lock makes the look-up
-    and the insert one step, so two processes adding ``Nike`` and ``nike`` at once make one brand.
+    and the insert one step, so two processes adding ``Nike`` and ``nike`` at once make one class.
     """
-    brand = find_brand(session, name)
-    if brand is None:
-        brand = Brand(name=clean_brand_name(name))
-        session.add(brand)
+    label_class = find_class(session, name, attribute_id)
+    if label_class is None:
+        label_class = LabelClass(name=clean_class_name(name), attribute_id=attribute_id)
+        session.add(label_class)
         session.flush()
-    return brand
+    return label_class
 
 
-def require_brand(session: Session, name: str) -> Brand:
-    brand = find_brand(session, name)
-    if brand is None:
-        known = ", ".join(sorted(session.scalars(select(Brand.name)))) or "none yet"
-        raise BrandError(f"Unknown brand {name!r}. Known brands: {known}.")
-    return brand
+def require_class(session: Session, name: str, attribute_id: int = BRAND_ID) -> LabelClass:
+    label_class = find_class(session, name, attribute_id)
+    if label_class is None:
+        attribute = session.get(Attribute, attribute_id)
+        what = attribute.name if attribute else "class"
+        known = ", ".join(class_names(session, attribute_id)) or "none yet"
+        raise ClassError(f"Unknown {what} {name!r}. Known {what} classes: {known}.")
+    return label_class
 
 
-def brand_names(session: Session) -> list[str]:
-    return list(session.scalars(select(Brand.name).order_by(Brand.name)))
+def class_names(session: Session, attribute_id: int = BRAND_ID) -> list[str]:
+    """The attribute's classes in use (merged ones are not), sorted by name."""
+    query = select(LabelClass.name).where(LabelClass.attribute_id == attribute_id, LabelClass.merged_into_id.is_(None))
+    return list(session.scalars(query.order_by(LabelClass.name)))
 
 
 def image_by_hash(session: Session, sha256: str) -> Image | None:
     return session.scalar(select(Image).where(Image.sha256 == sha256))
+
+
+def imported_class_name(session: Session, image_id: int, attribute_id: int = BRAND_ID) -> str | None:
+    """The class the photo arrived with for the attribute (as it reads today), if any."""
+    return effective_labels(session, [image_id], attribute_id)[image_id].imported

@@ -1,8 +1,11 @@
 """Turning reviews into labels.
 
-The effective label of an image is derived, never stored: the latest decisive
-review wins (confirm, correct, not-a-shoe; skip and unsure decide nothing, and
-undone reviews do not count), else the brand the image was imported with.
+The effective label of an image, for one attribute, is derived, never stored: the
+latest decisive review of that attribute wins (confirm, correct, not-a-shoe; skip and
+unsure decide nothing, and undone reviews do not count), else the class the image was
+imported with. "Not a shoe" is answered on brand, the first attribute. A class merged
+into another reads as that other class everywhere (see :class:`db.models.LabelClass`).
+Every function takes the attribute's id and defaults to brand.
 
 Reviewers can disagree. Each reviewer's latest decisive answer is kept; when
 those answers differ the image is *in conflict*: it stays visible with every
@@ -19,11 +22,11 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Exists, Select, case, distinct, exists, func, select, union_all
+from sqlalchemy import ColumnElement, Exists, Select, case, distinct, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.util import AliasedClass
 
-from db.models import Brand, Image, Review, ReviewAction, Split
+from db.models import BRAND_ID, Image, ImportedLabel, LabelClass, Review, ReviewAction, Split
 
 NOT_A_SHOE = "(not a shoe)"
 MIN_PHOTOS_PER_BRAND = 2  # fewer labelled photos than this, and a brand cannot be trained on
@@ -34,7 +37,7 @@ DECISIVE = (ReviewAction.CONFIRM, ReviewAction.CORRECT, ReviewAction.NOT_A_SHOE)
 @dataclass(frozen=True)
 class Answer:
     reviewer: str
-    value: str  # a brand name, or NOT_A_SHOE
+    value: str  # a class name, or NOT_A_SHOE
     at: datetime
     review_id: int
 
@@ -42,9 +45,9 @@ class Answer:
 @dataclass
 class EffectiveLabel:
     image_id: int
-    value: str | None  # brand name, NOT_A_SHOE, or None (no label yet)
+    value: str | None  # class name, NOT_A_SHOE, or None (no label yet)
     origin: str  # "review", "import" or "none"
-    imported: str | None  # the brand it was imported with
+    imported: str | None  # the class it was imported with
     answers: dict[str, Answer] = field(default_factory=dict)  # latest per reviewer since the last resolution
 
     @property
@@ -53,7 +56,7 @@ class EffectiveLabel:
 
     @property
     def brand(self) -> str | None:
-        """The brand to train and evaluate on: None when unlabelled, not a shoe, or in conflict."""
+        """The class to train and evaluate on: None when unlabelled, not a shoe, or in conflict."""
         if self.value in (None, NOT_A_SHOE) or self.conflict:
             return None
         return self.value
@@ -77,7 +80,7 @@ class ReviewRow:
 
 
 def derive(image_id: int, imported: str | None, reviews: Sequence[ReviewRow]) -> EffectiveLabel:
-    """The effective label from an image's imported brand and its live (not undone) reviews."""
+    """The effective label from an image's imported class and its live (not undone) reviews."""
     decisive = sorted((r for r in reviews if r.action in DECISIVE), key=lambda r: (r.at, r.review_id))
     if not decisive:
         origin = "import" if imported else "none"
@@ -92,19 +95,29 @@ def derive(image_id: int, imported: str | None, reviews: Sequence[ReviewRow]) ->
     return EffectiveLabel(image_id, value, "review", imported, answers)
 
 
-def review_rows(session: Session, image_ids: Iterable[int] | None = None) -> dict[int, list[ReviewRow]]:
+def class_name_now(label_class: type[LabelClass] | AliasedClass[LabelClass]) -> tuple[ColumnElement[str], type]:
+    """The name ``label_class`` reads as today (its own, or the class it was merged into), and the join to add."""
+    survivor = aliased(LabelClass)
+    return func.coalesce(survivor.name, label_class.name), survivor
+
+
+def review_rows(
+    session: Session, image_ids: Iterable[int] | None = None, attribute_id: int = BRAND_ID
+) -> dict[int, list[ReviewRow]]:
+    name, survivor = class_name_now(LabelClass)
     query = (
         select(
             Review.id,
             Review.image_id,
             Review.reviewer,
             Review.action,
-            Brand.name,
+            name,
             Review.created_at,
             Review.resolves_conflict,
         )
-        .outerjoin(Brand, Brand.id == Review.brand_id)
-        .where(Review.undone_at.is_(None))
+        .outerjoin(LabelClass, LabelClass.id == Review.class_id)
+        .outerjoin(survivor, survivor.id == LabelClass.merged_into_id)
+        .where(Review.undone_at.is_(None), Review.attribute_id == attribute_id)
     )
     if image_ids is not None:
         query = query.where(Review.image_id.in_(list(image_ids)))
@@ -114,44 +127,53 @@ def review_rows(session: Session, image_ids: Iterable[int] | None = None) -> dic
     return rows
 
 
-def effective_labels(session: Session, image_ids: Iterable[int] | None = None) -> dict[int, EffectiveLabel]:
-    """Effective labels of the given images (default: all)."""
-    query = select(Image.id, Brand.name).outerjoin(Brand, Brand.id == Image.source_brand_id)
+def effective_labels(
+    session: Session, image_ids: Iterable[int] | None = None, attribute_id: int = BRAND_ID
+) -> dict[int, EffectiveLabel]:
+    """Effective labels of the given images (default: all) for one attribute (default: brand)."""
+    name, survivor = class_name_now(LabelClass)
+    query = (
+        select(Image.id, name)
+        .outerjoin(ImportedLabel, (ImportedLabel.image_id == Image.id) & (ImportedLabel.attribute_id == attribute_id))
+        .outerjoin(LabelClass, LabelClass.id == ImportedLabel.class_id)
+        .outerjoin(survivor, survivor.id == LabelClass.merged_into_id)
+    )
     if image_ids is None:
-        reviews = review_rows(session)
+        reviews = review_rows(session, attribute_id=attribute_id)
         return {iid: derive(iid, imported, reviews.get(iid, [])) for iid, imported in session.execute(query)}
     ids = list(image_ids)
     labels: dict[int, EffectiveLabel] = {}
     for start in range(0, len(ids), IDS_PER_QUERY):  # bounded statements, however many photos
         part = ids[start : start + IDS_PER_QUERY]
-        reviews = review_rows(session, part)
+        reviews = review_rows(session, part, attribute_id)
         rows = session.execute(query.where(Image.id.in_(part)))
         labels.update({iid: derive(iid, imported, reviews.get(iid, [])) for iid, imported in rows})
     return labels
 
 
 class Offer(enum.StrEnum):
-    """What became of a brand offered again for a stored photo (see :func:`offer_brand`)."""
+    """What became of a class offered again for a stored photo (see :func:`offer_class`)."""
 
-    LABELLED = "labelled"  # it had no brand at all: it takes this one and joins training
-    UNCHANGED = "unchanged"  # it has this brand already
-    DISAGREES = "disagrees"  # it has another brand (or reviewers disagree on it): kept, and reported
+    LABELLED = "labelled"  # it had no class at all: it takes this one (and, for brand, joins training)
+    UNCHANGED = "unchanged"  # it has this class already
+    DISAGREES = "disagrees"  # it has another class (or reviewers disagree on it): kept, and reported
 
 
-def offer_brand(image: Image, brand: Brand, label: EffectiveLabel) -> Offer:
-    """The relabelling rule for photos that arrive again with a brand (a labelled folder, a manifest).
+def offer_class(session: Session, image: Image, label_class: LabelClass, label: EffectiveLabel) -> Offer:
+    """The relabelling rule for photos that arrive again with a class (a labelled folder, a manifest).
 
-    A stored brand is never overridden by an import, whether it came from an earlier import
-    or a review: a disagreement is reported for a reviewer to settle. A photo with no brand
-    at all takes the offered one; a pool photo then moves to training (a held-out photo
-    stays held out: the held-out set is frozen).
+    ``label`` is the photo's effective label for the class's attribute. A stored class is never
+    overridden by an import, whether it came from an earlier import or a review: a disagreement
+    is reported for a reviewer to settle. A photo with no class at all takes the offered one;
+    given a brand, a pool photo then moves to training (a held-out photo stays held out: the
+    held-out set is frozen).
     """
-    if image.source_brand_id is None and label.value is None:
-        image.source_brand_id = brand.id
-        if image.split == Split.POOL:
+    if label.origin == "none":
+        session.add(ImportedLabel(image_id=image.id, attribute_id=label_class.attribute_id, class_id=label_class.id))
+        if label_class.attribute_id == BRAND_ID and image.split == Split.POOL:
             image.split = Split.TRAIN
         return Offer.LABELLED
-    if label.value == brand.name and not label.conflict:
+    if label.value == label_class.name and not label.conflict:
         return Offer.UNCHANGED
     return Offer.DISAGREES
 
@@ -161,9 +183,9 @@ def kept_label(label: EffectiveLabel) -> str:
     return "(in conflict)" if label.conflict else (label.value or "(none)")
 
 
-def conflicts(session: Session) -> list[EffectiveLabel]:
+def conflicts(session: Session, attribute_id: int = BRAND_ID) -> list[EffectiveLabel]:
     """Images whose reviewers disagree, with every reviewer's answer."""
-    return [label for label in effective_labels(session).values() if label.conflict]
+    return [label for label in effective_labels(session, attribute_id=attribute_id).values() if label.conflict]
 
 
 @dataclass(frozen=True)
@@ -188,12 +210,12 @@ class LabelledSet:
         return dict(sorted(counts.items()))
 
 
-def labelled_set(session: Session) -> LabelledSet:
+def labelled_set(session: Session, attribute_id: int = BRAND_ID) -> LabelledSet:
     """Everything a round trains and evaluates on, from the effective labels (of the photos that have a
-    brand or a decision: the unanswered pool, however large, is never read)."""
-    with_label = select(Image).where(Image.source_brand_id.is_not(None) | has_decision()).order_by(Image.id)
+    class or a decision: the unanswered pool, however large, is never read)."""
+    with_label = select(Image).where(has_imported(attribute_id) | has_decision(attribute_id)).order_by(Image.id)
     images = list(session.scalars(with_label))
-    labels = effective_labels(session, [image.id for image in images])
+    labels = effective_labels(session, [image.id for image in images], attribute_id)
     train: list[LabelledImage] = []
     holdout: list[LabelledImage] = []
     excluded = not_shoe = 0
@@ -215,38 +237,63 @@ def labelled_set(session: Session) -> LabelledSet:
 # --------------------------------------------------------------------------- the same rules as SQL filters
 
 
-def has_decision() -> Exists:
+def has_imported(attribute_id: int = BRAND_ID) -> Exists:
+    """An image that arrived with a class of the attribute."""
+    imported = aliased(ImportedLabel)  # never correlated with a query that joins imported labels itself
+    return exists().where(imported.image_id == Image.id, imported.attribute_id == attribute_id)
+
+
+def imported_images(class_ids: Collection[int], attribute_id: int = BRAND_ID) -> Select[tuple[int]]:
+    """Ids of the images that arrived with one of these classes (or a class merged into one of them)."""
+    return select(ImportedLabel.image_id).where(
+        ImportedLabel.attribute_id == attribute_id, ImportedLabel.class_id.in_(same_classes(class_ids))
+    )
+
+
+def same_classes(class_ids: Collection[int]) -> Select[tuple[int]]:
+    """These classes and those merged into them: every id that reads as one of them."""
+    return select(LabelClass.id).where(
+        or_(LabelClass.id.in_(list(class_ids)), LabelClass.merged_into_id.in_(list(class_ids)))
+    )
+
+
+def has_decision(attribute_id: int = BRAND_ID) -> Exists:
     """An image with a live decisive review (the queues' and Browse's "reviewed")."""
-    return exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.action.in_(DECISIVE))
+    return exists().where(
+        Review.image_id == Image.id,
+        Review.attribute_id == attribute_id,
+        Review.undone_at.is_(None),
+        Review.action.in_(DECISIVE),
+    )
 
 
-def answered_by(reviewer: str) -> Exists:
+def answered_by(reviewer: str, attribute_id: int = BRAND_ID) -> Exists:
     """An image ``reviewer`` has a live answer for, decisive or not."""
-    return exists().where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.reviewer == reviewer)
+    return exists().where(
+        Review.image_id == Image.id,
+        Review.attribute_id == attribute_id,
+        Review.undone_at.is_(None),
+        Review.reviewer == reviewer,
+    )
 
 
 def latest_says_not_a_shoe() -> Exists:
-    """An image whose latest live decisive review flags it as not a shoe."""
+    """An image whose latest live decisive review (of brand, where it is answered) flags it as not a shoe."""
     flag, later = aliased(Review), aliased(Review)
-    overtaken = exists().where(
-        later.image_id == flag.image_id,
-        later.undone_at.is_(None),
-        later.action.in_(DECISIVE),
-        (later.created_at > flag.created_at) | ((later.created_at == flag.created_at) & (later.id > flag.id)),
-    )
+    overtaken = exists().where(later.image_id == flag.image_id, _live_decisive(later), _after(later, flag))
     return exists().where(
-        flag.image_id == Image.id, flag.undone_at.is_(None), flag.action == ReviewAction.NOT_A_SHOE, ~overtaken
+        flag.image_id == Image.id, _live_decisive(flag), flag.action == ReviewAction.NOT_A_SHOE, ~overtaken
     )
 
 
 # The effective label as SQL, for Browse: each filter below matches exactly the images whose derived label
-# (:func:`derive`) says so. Sets of images (those reviewers decided, those imported with a brand) are written
+# (:func:`derive`) says so. Sets of images (those reviewers decided, those imported with a class) are written
 # ``Image.id IN (...)``, so that a query can start from them instead of scanning the catalogue; whether the
 # reviewers of an image disagree is a test per image, which reads that image's reviews only.
 
 
-def _live_decisive(review: AliasedClass[Review]) -> ColumnElement[bool]:
-    return review.undone_at.is_(None) & review.action.in_(DECISIVE)
+def _live_decisive(review: AliasedClass[Review], attribute_id: int = BRAND_ID) -> ColumnElement[bool]:
+    return (review.attribute_id == attribute_id) & review.undone_at.is_(None) & review.action.in_(DECISIVE)
 
 
 def _after(later: AliasedClass[Review], earlier: AliasedClass[Review]) -> ColumnElement[bool]:
@@ -256,67 +303,79 @@ def _after(later: AliasedClass[Review], earlier: AliasedClass[Review]) -> Column
     )
 
 
-def decided_images() -> Select[tuple[int]]:
+def decided_images(attribute_id: int = BRAND_ID) -> Select[tuple[int]]:
     """Ids of the images with a live decisive review (the set :func:`has_decision` tests for)."""
-    return select(Review.image_id).where(Review.undone_at.is_(None), Review.action.in_(DECISIVE))
+    return select(Review.image_id).where(
+        Review.attribute_id == attribute_id, Review.undone_at.is_(None), Review.action.in_(DECISIVE)
+    )
 
 
-def answered_images(reviewer: str) -> Select[tuple[int]]:
+def answered_images(reviewer: str, attribute_id: int = BRAND_ID) -> Select[tuple[int]]:
     """Ids of the images ``reviewer`` has a live answer for (the set :func:`answered_by` tests for)."""
-    return select(Review.image_id).where(Review.reviewer == reviewer, Review.undone_at.is_(None))
+    return select(Review.image_id).where(
+        Review.reviewer == reviewer, Review.attribute_id == attribute_id, Review.undone_at.is_(None)
+    )
 
 
-def _latest_decisions(says: Callable[[AliasedClass[Review]], ColumnElement[bool]]) -> Select[tuple[int]]:
+def _latest_decisions(
+    says: Callable[[AliasedClass[Review]], ColumnElement[bool]], attribute_id: int = BRAND_ID
+) -> Select[tuple[int]]:
     """Ids of the images whose latest live decisive review ``says`` so."""
     flag, later = aliased(Review), aliased(Review)
-    overtaken = exists().where(later.image_id == flag.image_id, _live_decisive(later), _after(later, flag))
-    return select(flag.image_id).where(_live_decisive(flag), says(flag), ~overtaken)
+    overtaken = exists().where(
+        later.image_id == flag.image_id, _live_decisive(later, attribute_id), _after(later, flag)
+    )
+    return select(flag.image_id).where(_live_decisive(flag, attribute_id), says(flag), ~overtaken)
 
 
-def _disputed() -> ColumnElement[bool]:
+def _disputed(attribute_id: int = BRAND_ID) -> ColumnElement[bool]:
     """The image's reviewers' latest answers since the last resolution differ (:attr:`EffectiveLabel.conflict`),
     tested per image: it reads that image's reviews only."""
     answer, resolution, newer = aliased(Review), aliased(Review), aliased(Review)
     settled_later = exists().where(
         resolution.image_id == answer.image_id,
-        _live_decisive(resolution),
+        _live_decisive(resolution, attribute_id),
         resolution.resolves_conflict.is_(True),
         _after(resolution, answer),
     )
     replaced = exists().where(
         newer.image_id == answer.image_id,
         newer.reviewer == answer.reviewer,
-        _live_decisive(newer),
+        _live_decisive(newer, attribute_id),
         _after(newer, answer),
     )
-    value = case((answer.action == ReviewAction.NOT_A_SHOE, -1), else_=func.coalesce(answer.brand_id, 0))
+    merged_into = select(LabelClass.merged_into_id).where(LabelClass.id == answer.class_id).scalar_subquery()
+    value = case((answer.action == ReviewAction.NOT_A_SHOE, -1), else_=func.coalesce(merged_into, answer.class_id, 0))
     answers = (
         select(func.count(distinct(value)))
-        .where(answer.image_id == Image.id, _live_decisive(answer), ~settled_later, ~replaced)
+        .where(answer.image_id == Image.id, _live_decisive(answer, attribute_id), ~settled_later, ~replaced)
         .scalar_subquery()
     )
     return answers > 1
 
 
-def in_conflict() -> ColumnElement[bool]:
+def in_conflict(attribute_id: int = BRAND_ID) -> ColumnElement[bool]:
     """An image whose reviewers disagree (:attr:`EffectiveLabel.conflict`), looked for among the images that
     more than one reviewer decided."""
     contested = (
         select(Review.image_id)
-        .where(Review.undone_at.is_(None), Review.action.in_(DECISIVE))
+        .where(Review.attribute_id == attribute_id, Review.undone_at.is_(None), Review.action.in_(DECISIVE))
         .group_by(Review.image_id)
         .having(func.count(distinct(Review.reviewer)) > 1)
     )
-    return Image.id.in_(contested) & _disputed()
+    return Image.id.in_(contested) & _disputed(attribute_id)
 
 
-def labelled_as(brand_ids: Collection[int]) -> ColumnElement[bool]:
-    """An image whose effective label is one of these brands, its reviewers agreeing: the latest decisive
+def labelled_as(class_ids: Collection[int], attribute_id: int = BRAND_ID) -> ColumnElement[bool]:
+    """An image whose effective label is one of these classes, its reviewers agreeing: the latest decisive
     review gives it, or no reviewer decided and it was imported with it."""
-    decided = _latest_decisions(lambda r: (r.action != ReviewAction.NOT_A_SHOE) & r.brand_id.in_(brand_ids))
-    image = aliased(Image)
-    imported = select(image.id).where(image.source_brand_id.in_(brand_ids), image.id.not_in(decided_images()))
-    return Image.id.in_(union_all(decided, imported)) & ~_disputed()
+    decided = _latest_decisions(
+        lambda r: (r.action != ReviewAction.NOT_A_SHOE) & r.class_id.in_(same_classes(class_ids)), attribute_id
+    )
+    imported = imported_images(class_ids, attribute_id).where(
+        ImportedLabel.image_id.not_in(decided_images(attribute_id))
+    )
+    return Image.id.in_(union_all(decided, imported)) & ~_disputed(attribute_id)
 
 
 def labelled_not_a_shoe() -> ColumnElement[bool]:
@@ -325,6 +384,6 @@ def labelled_not_a_shoe() -> ColumnElement[bool]:
     return Image.id.in_(flagged) & ~_disputed()
 
 
-def unlabelled() -> ColumnElement[bool]:
-    """An image with no label at all: imported without a brand, and no reviewer decided it."""
-    return Image.source_brand_id.is_(None) & ~has_decision()
+def unlabelled(attribute_id: int = BRAND_ID) -> ColumnElement[bool]:
+    """An image with no label at all for the attribute: imported without one, and no reviewer decided it."""
+    return ~has_imported(attribute_id) & ~has_decision(attribute_id)

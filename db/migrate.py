@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from db.connect import WRITE_LOCK, busy_error, create_db_engine, unavailable_error
@@ -54,14 +56,43 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         return
     config = alembic_config()
     try:
-        with engine.execution_options(**{WRITE_LOCK: True}).begin() as connection:
+        with (
+            engine.connect() as connection,
+            _foreign_keys_off(connection),
+            connection.execution_options(**{WRITE_LOCK: True}).begin(),
+        ):
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+            _check_foreign_keys(connection)
     except OperationalError as exc:
         busy = busy_error(engine, exc)
         if busy is None:
             raise
         raise busy from exc
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite changes a table by copying it (a new table, the rows, drop, rename); with foreign keys on,
+    dropping a table others point at fails. As SQLite's documentation prescribes, migrations run with
+    them off (a setting outside the transaction) and are checked before they commit."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"The migration would break references: {broken[:5]}; nothing was changed.")
 
 
 @cli.command

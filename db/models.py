@@ -98,13 +98,52 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     )
 
 
-class Brand(Base):
-    """A class name. The brand set is data: any names work."""
+#: The first attribute: every catalogue has it, created with the schema (id 1). It decides a photo's split
+#: (arrived with a brand: training; without: the review pool), and "not a shoe" is answered on it.
+BRAND = "brand"
+BRAND_ID = 1
 
-    __tablename__ = "brands"
+
+class Attribute(Base):
+    """Something a photo is labelled with (brand, colour, gender...): one class per photo, an open class set.
+    The attributes are data: any number can be added."""
+
+    __tablename__ = "attributes"
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(120), unique=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # the order pages and manifests list them in
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelClass(Base):
+    """One class of an attribute (``Nike`` of brand, ``Black`` of colour). Names are data: any names work.
+
+    A class merged into another stays, pointing at it (``merged_into_id``), so the answers given
+    with its name keep their history while every label rule reads them as the class they now mean.
+    """
+
+    __tablename__ = "classes"
+    __table_args__ = (UniqueConstraint("attribute_id", "name", name="uq_class_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attribute_id: Mapped[int] = mapped_column(ForeignKey("attributes.id"), default=BRAND_ID)
+    name: Mapped[str] = mapped_column(String(120))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClassChange(Base):
+    """A rename or a merge of a class, with who made it and when (the classes' history)."""
+
+    __tablename__ = "class_changes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attribute_id: Mapped[int] = mapped_column(ForeignKey("attributes.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # "rename" or "merge"
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"))
+    into_class_id: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))  # a merge's surviving class
+    old_name: Mapped[str] = mapped_column(String(120))
+    new_name: Mapped[str] = mapped_column(String(120))
+    changed_by: Mapped[str] = mapped_column(String(120), default="")
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Image(Base):
@@ -118,10 +157,20 @@ class Image(Base):
     file_size: Mapped[int] = mapped_column(Integer)
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
     split: Mapped[Split] = mapped_column(_enum(Split, "split"), index=True)
-    source_brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id"), index=True)
     source: Mapped[str] = mapped_column(String(255), default="")
 
-    source_brand: Mapped[Brand | None] = relationship()
+
+class ImportedLabel(Base):
+    """The class a photo arrived with for one attribute (a labelled folder, a manifest's cell).
+    Reviews decide over it; an import never overrides what is stored (see :mod:`db.labels`)."""
+
+    __tablename__ = "imported_labels"
+    __table_args__ = (Index("ix_imported_labels_class", "class_id", "image_id"),)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    attribute_id: Mapped[int] = mapped_column(ForeignKey("attributes.id"), primary_key=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"))
+
+    label_class: Mapped[LabelClass] = relationship()
 
 
 class Review(Base):
@@ -132,16 +181,18 @@ class Review(Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    attribute_id: Mapped[int] = mapped_column(ForeignKey("attributes.id"), default=BRAND_ID)
     reviewer: Mapped[str] = mapped_column(String(120), index=True)
     action: Mapped[ReviewAction] = mapped_column(_enum(ReviewAction, "review_action"))
-    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id"))
+    class_id: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))  # the class answered, as answered
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     probabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     resolves_conflict: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     undone_at: Mapped[datetime | None] = mapped_column()
 
-    brand: Mapped[Brand | None] = relationship()
+    label_class: Mapped[LabelClass | None] = relationship()
+    attribute: Mapped[Attribute] = relationship()
 
 
 class ModelVersion(Base):
@@ -162,24 +213,25 @@ class ModelVersion(Base):
 class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
-        UniqueConstraint("image_id", "model_version_id", "kind", name="uq_prediction"),
+        UniqueConstraint("image_id", "model_version_id", "kind", "attribute_id", name="uq_prediction"),
         Index("ix_predictions_model_confidence", "model_version_id", "kind", "confidence", "image_id"),
         Index(
-            "ix_predictions_model_brand_confidence", "model_version_id", "kind", "brand_id", "confidence", "image_id"
+            "ix_predictions_model_class_confidence", "model_version_id", "kind", "class_id", "confidence", "image_id"
         ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     kind: Mapped[PredictionKind] = mapped_column(_enum(PredictionKind, "prediction_kind"), default=PredictionKind.MODEL)
+    attribute_id: Mapped[int] = mapped_column(ForeignKey("attributes.id"), default=BRAND_ID)
     probabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
-    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id"))
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"))  # the top class
     confidence: Mapped[float] = mapped_column(Float)
     margin: Mapped[float] = mapped_column(Float)
     entropy: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    brand: Mapped[Brand] = relationship()
+    label_class: Mapped[LabelClass] = relationship()
 
 
 class QueueStage(enum.IntEnum):

@@ -4,7 +4,7 @@ Every photo has one :class:`~db.models.QueueEntry`. Its ``stage`` says which que
 (no brand at all, an imported brand nobody decided yet, decided, not a shoe), so that a queue is an
 index range ordered by a score rather than a scan of the catalogue. The entry follows the photo's
 stored rows by itself: a flush that adds photos adds their entries, and a flush that adds or undoes
-a review, or gives a photo a brand, recomputes the stage of those photos, in the same transaction.
+a review, or gives a photo a class, recomputes the stage of those photos, in the same transaction.
 Bulk inserts that bypass the ORM call :func:`add_entries` themselves.
 
 The photos in each stage and each split are counted by database triggers (migration 0004) into
@@ -33,8 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db.labels import IDS_PER_QUERY, has_decision, latest_says_not_a_shoe
-from db.models import UNSCORED, CatalogueCount, Image, QueueEntry, QueueStage, Review, Split
+from db.labels import IDS_PER_QUERY, has_decision, has_imported, latest_says_not_a_shoe
+from db.models import UNSCORED, CatalogueCount, Image, ImportedLabel, QueueEntry, QueueStage, Review, Split
 
 RANDOM_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: a fixed, well-spread order of image ids
 RANDOM_RANGE = 2**31
@@ -52,7 +52,7 @@ def stage_of_image() -> ColumnElement[int]:
     return case(
         (latest_says_not_a_shoe(), literal(int(QueueStage.NOT_A_SHOE))),
         (has_decision(), literal(int(QueueStage.DECIDED))),
-        (Image.source_brand_id.is_not(None), literal(int(QueueStage.IMPORTED))),
+        (has_imported(), literal(int(QueueStage.IMPORTED))),
         else_=literal(int(QueueStage.OPEN)),
     )
 
@@ -110,9 +110,9 @@ def count_afresh(connection: Connection | Session) -> dict[str, int]:
 
 @event.listens_for(Session, "after_flush")
 def _follow_flush(session: Session, _context: object) -> None:
-    """Keep entries in step with what the flush wrote (new photos, answers, undos, imported brands)."""
+    """Keep entries in step with what the flush wrote (new photos, answers, undos, imported classes)."""
     new_images = [o.id for o in session.new if isinstance(o, Image)]
-    touched = {o.image_id for o in chain(session.new, session.dirty) if isinstance(o, Review)}
+    touched = {o.image_id for o in chain(session.new, session.dirty) if isinstance(o, Review | ImportedLabel)}
     touched |= {o.id for o in session.dirty if isinstance(o, Image) and session.is_modified(o)}
     if not new_images and not touched:
         return

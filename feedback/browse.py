@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
+from db.catalog import class_names
 from db.labels import (
     IDS_PER_QUERY,
     NOT_A_SHOE,
@@ -27,12 +28,15 @@ from db.labels import (
     decided_images,
     effective_labels,
     has_decision,
+    has_imported,
+    imported_images,
     in_conflict,
     labelled_as,
     labelled_not_a_shoe,
+    same_classes,
     unlabelled,
 )
-from db.models import Brand, Image, ModelVersion, Prediction, PredictionKind, Review
+from db.models import BRAND_ID, Image, LabelClass, ModelVersion, Prediction, PredictionKind, Review
 from feedback.reviews import review_history
 from modeling.predict import ModelAnswer, stored_answers
 from modeling.registry import current_versions
@@ -104,7 +108,7 @@ class FilterOptions:
 
 def filter_options(engine: Engine | None = None) -> FilterOptions:
     with session_scope(engine or get_engine()) as session:
-        brands = list(session.scalars(select(Brand.name).order_by(Brand.name)))
+        brands = class_names(session)
         reviewers = list(session.scalars(select(Review.reviewer).distinct().order_by(Review.reviewer)))
         models = sorted(current_versions(session))
     return FilterOptions(brands, reviewers, models)
@@ -117,7 +121,10 @@ def brand_list(engine: Engine | None = None) -> list[str]:
 
 def _brand_ids(session: Session, name: str) -> list[int]:
     """The brands called ``name``, in any case (filters ignore case)."""
-    return list(session.scalars(select(Brand.id).where(func.lower(Brand.name) == name.lower())))
+    query = select(LabelClass.id).where(
+        LabelClass.attribute_id == BRAND_ID, func.lower(LabelClass.name) == name.lower()
+    )
+    return list(session.scalars(query))
 
 
 def _label_is(session: Session, wanted: str) -> ColumnElement[bool] | None:
@@ -181,12 +188,12 @@ def _conditions(session: Session, flt: BrowseFilter, version: ModelVersion | Non
     """``flt`` as SQL conditions; None when nothing can match (an unknown brand, a prediction filter and no model)."""
     on_image: list[ColumnElement[bool]] = []
     if flt.imported == NO_BRAND:
-        on_image.append(Image.source_brand_id.is_(None))
+        on_image.append(~has_imported())
     elif flt.imported is not None:
         imported = _brand_ids(session, flt.imported)
         if not imported:
             return None
-        on_image.append(Image.source_brand_id.in_(imported))
+        on_image.append(Image.id.in_(imported_images(imported)))
     if flt.label is not None:
         label = _label_is(session, flt.label)
         if label is None:
@@ -206,7 +213,7 @@ def _conditions(session: Session, flt: BrowseFilter, version: ModelVersion | Non
             predicted = _brand_ids(session, flt.predicted)
             if not predicted:
                 return None
-            on_prediction.append(Prediction.brand_id.in_(predicted))
+            on_prediction.append(Prediction.class_id.in_(same_classes(predicted)))
     return _Conditions(version, on_image, on_prediction)
 
 
@@ -269,18 +276,13 @@ def _rows(session: Session, ids: list[int], versions: dict[str, ModelVersion]) -
     """The images ``ids``, in that order, with their labels and the current models' predictions."""
     labels = effective_labels(session, ids)
     images: dict[int, Any] = {}
-    imported = aliased(Brand)
     for chunk in _chunks(ids):
-        found = session.execute(
-            select(Image.id, Image.path, Image.sha256, Image.split, imported.name.label("imported"))
-            .outerjoin(imported, imported.id == Image.source_brand_id)
-            .where(Image.id.in_(chunk))
-        )
+        found = session.execute(select(Image.id, Image.path, Image.sha256, Image.split).where(Image.id.in_(chunk)))
         images.update((row.id, row) for row in found)
     answers = stored_answers(session, versions, ids)
     return [
         ImageRow(
-            i, images[i].path, images[i].sha256, str(images[i].split), images[i].imported, labels[i], answers.get(i, {})
+            i, images[i].path, images[i].sha256, str(images[i].split), labels[i].imported, labels[i], answers.get(i, {})
         )
         for i in ids
     ]
@@ -350,9 +352,9 @@ def image_details(image_id: int, *, engine: Engine | None = None) -> ImageDetail
             return None
         label = effective_labels(session, [image_id])[image_id]
         rows = session.execute(
-            select(Prediction, ModelVersion.arch, ModelVersion.status, Brand.name)
+            select(Prediction, ModelVersion.arch, ModelVersion.status, LabelClass.name)
             .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-            .join(Brand, Brand.id == Prediction.brand_id)
+            .join(LabelClass, LabelClass.id == Prediction.class_id)
             .where(Prediction.image_id == image_id)
             .order_by(Prediction.model_version_id.desc(), Prediction.kind)
         )
@@ -380,7 +382,7 @@ def image_details(image_id: int, *, engine: Engine | None = None) -> ImageDetail
             str(image.split),
             image.source,
             image.added_at,
-            image.source_brand.name if image.source_brand else None,
+            label.imported,
             label,
             [],
             predictions,

@@ -44,9 +44,17 @@ from tqdm import tqdm
 
 from db import DatabaseBusyError, get_engine, session_scope
 from db.access import OPERATOR, Actor, import_roots
-from db.catalog import BrandError, clean_brand_name, get_or_create_brand
-from db.labels import IDS_PER_QUERY, EffectiveLabel, Offer, effective_labels, kept_label, offer_brand
-from db.models import Brand, Image, ModelVersion, Round, Split
+from db.catalog import ClassError, clean_class_name, get_or_create_class
+from db.labels import (
+    IDS_PER_QUERY,
+    EffectiveLabel,
+    Offer,
+    effective_labels,
+    imported_images,
+    kept_label,
+    offer_class,
+)
+from db.models import BRAND_ID, Image, ImportedLabel, LabelClass, ModelVersion, Round, Split
 from db.queue_entries import add_entries
 from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
@@ -223,8 +231,8 @@ def ingest_folder(
         raise _folder_error(exc) from exc
     for brand in listing.classes:
         try:
-            clean_brand_name(brand)
-        except BrandError as exc:
+            clean_class_name(brand)
+        except ClassError as exc:
             raise IngestError(f"Subfolder {brand!r} of {folder} is not a usable brand name: {exc}") from exc
     engine = engine or get_engine()
     report = IngestReport(folder=folder, labelled=listing.labelled)
@@ -279,11 +287,12 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
             readable.append((path, relative, result, brand_name))
     hashes = {info.sha256 for _, _, info, _ in readable}
     stored = {image.sha256: image for image in session.scalars(select(Image).where(Image.sha256.in_(hashes)))}
-    brands = {name: get_or_create_brand(session, name) for name in sorted({b for *_, b in readable if b})}
+    brands = {name: get_or_create_class(session, name) for name in sorted({b for *_, b in readable if b})}
     offered = {stored[info.sha256].id for _, _, info, brand in readable if brand and info.sha256 in stored}
     labels = effective_labels(session, offered) if offered else {}
     first_in_chunk: dict[str, str] = {}
     added: list[dict[str, object]] = []
+    added_brands: list[LabelClass | None] = []
     for path, relative, info, brand_name in readable:
         brand = brands[brand_name] if brand_name else None
         if info.sha256 in first_in_chunk:
@@ -293,6 +302,7 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
         existing = stored.get(info.sha256)
         if existing is None:
             added.append(image_values(info, path, source=f"ingest:{folder}", brand=brand))
+            added_brands.append(brand)
             if brand:
                 report.added_per_brand[brand.name] += 1
         elif _other_file_here(existing.path, path, folder):
@@ -300,9 +310,12 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
         elif brand is None:
             report.already_stored += 1
         else:
-            _offer(report, relative, existing, brand, labels[existing.id])
+            _offer(session, report, relative, existing, brand, labels[existing.id])
     if added:  # one multi-row INSERT, a third of the time of adding ORM objects
-        ids = list(session.scalars(insert(Image).returning(Image.id), added))
+        ids = list(session.scalars(insert(Image).returning(Image.id, sort_by_parameter_order=True), added))
+        imported = [imported_label(i, brand) for i, brand in zip(ids, added_brands, strict=True) if brand]
+        if imported:
+            session.execute(insert(ImportedLabel), imported)
         add_entries(session, ids)  # inserted outside the unit of work: their queue entries are added here
         report.added += len(ids)
         report.added_ids.update(ids)
@@ -312,9 +325,11 @@ def _other_file_here(stored: str, path: Path, folder: Path) -> bool:
     return stored != str(path) and Path(stored).is_relative_to(folder) and os.path.lexists(stored)
 
 
-def _offer(report: IngestReport, relative: str, image: Image, brand: Brand, label: EffectiveLabel) -> None:
-    """The relabelling rule for a stored photo that arrives again with a brand (see :func:`offer_brand`)."""
-    outcome = offer_brand(image, brand, label)
+def _offer(
+    session: Session, report: IngestReport, relative: str, image: Image, brand: LabelClass, label: EffectiveLabel
+) -> None:
+    """The relabelling rule for a stored photo that arrives again with a brand (see :func:`offer_class`)."""
+    outcome = offer_class(session, image, brand, label)
     if outcome == Offer.LABELLED:
         report.newly_labelled += 1
         return
@@ -323,7 +338,7 @@ def _offer(report: IngestReport, relative: str, image: Image, brand: Brand, labe
     report.already_stored += 1
 
 
-def image_values(info: ImageInfo, path: Path, *, source: str, brand: Brand | None = None) -> dict[str, object]:
+def image_values(info: ImageInfo, path: Path, *, source: str, brand: LabelClass | None = None) -> dict[str, object]:
     """The catalogue row of a checked photo: labelled photos train, the others wait in the pool."""
     return {
         "sha256": info.sha256,
@@ -333,14 +348,23 @@ def image_values(info: ImageInfo, path: Path, *, source: str, brand: Brand | Non
         "format": info.format,
         "file_size": info.file_size,
         "split": Split.TRAIN if brand else Split.POOL,
-        "source_brand_id": brand.id if brand else None,
         "source": source[:255],
     }
 
 
-def new_image(info: ImageInfo, path: Path, *, source: str, brand: Brand | None = None) -> Image:
-    """A catalogue row for a checked photo, as an object to add to a session (see :func:`image_values`)."""
-    return Image(**image_values(info, path, source=source, brand=brand))
+def imported_label(image_id: int, label_class: LabelClass) -> dict[str, int]:
+    """The row saying a photo arrived with this class."""
+    return {"image_id": image_id, "attribute_id": label_class.attribute_id, "class_id": label_class.id}
+
+
+def new_image(session: Session, info: ImageInfo, path: Path, *, source: str, brand: LabelClass | None = None) -> Image:
+    """A catalogue row for a checked photo, added to ``session`` with its brand (see :func:`image_values`)."""
+    image = Image(**image_values(info, path, source=source, brand=brand))
+    session.add(image)
+    if brand is not None:
+        session.flush()
+        session.add(ImportedLabel(**imported_label(image.id, brand)))
+    return image
 
 
 def draw_holdout(
@@ -358,10 +382,13 @@ def draw_holdout(
     """
     cutoff = last_training_start(session)
     drawn: dict[str, int] = {}
-    for brand in session.scalars(select(Brand).order_by(Brand.name)):
+    brands = select(LabelClass).where(LabelClass.attribute_id == BRAND_ID, LabelClass.merged_into_id.is_(None))
+    for brand in session.scalars(brands.order_by(LabelClass.name)):
         counts = dict(
             session.execute(
-                select(Image.split, func.count(Image.id)).where(Image.source_brand_id == brand.id).group_by(Image.split)
+                select(Image.split, func.count(Image.id))
+                .where(Image.id.in_(imported_images([brand.id])))
+                .group_by(Image.split)
             ).all()
         )
         have = counts.get(Split.HOLDOUT, 0)
@@ -387,10 +414,10 @@ def draw_holdout(
 
 
 def _holdout_candidates(
-    session: Session, brand: Brand, cutoff: datetime | None, among: Collection[int] | None
+    session: Session, brand: LabelClass, cutoff: datetime | None, among: Collection[int] | None
 ) -> list[int]:
     """The ids of the brand's training photos no model may have trained on, in a fixed order (by hash)."""
-    query = select(Image.id).where(Image.source_brand_id == brand.id, Image.split == Split.TRAIN)
+    query = select(Image.id).where(Image.id.in_(imported_images([brand.id])), Image.split == Split.TRAIN)
     if cutoff is not None:
         query = query.where(Image.added_at > cutoff)
     ids = session.scalars(query.order_by(Image.sha256))
@@ -408,9 +435,11 @@ def last_training_start(session: Session) -> datetime | None:
 
 def split_counts(session: Session) -> dict[str, dict[str, int]]:
     rows = session.execute(
-        select(Brand.name, Image.split, func.count(Image.id))
-        .join(Image, Image.source_brand_id == Brand.id)
-        .group_by(Brand.name, Image.split)
+        select(LabelClass.name, Image.split, func.count(Image.id))
+        .join(ImportedLabel, ImportedLabel.class_id == LabelClass.id)
+        .join(Image, Image.id == ImportedLabel.image_id)
+        .where(ImportedLabel.attribute_id == BRAND_ID)
+        .group_by(LabelClass.name, Image.split)
     )
     totals: dict[str, dict[str, int]] = {}
     for name, split, count in rows:

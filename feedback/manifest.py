@@ -3,20 +3,26 @@
 ``python -m feedback.manifest export labels.csv`` (or ``.json``, or ``--folder DIR``)
 ``python -m feedback.manifest import labels.csv``
 
-A manifest lists every photo with an effective brand: its content hash, file,
-brand, split (train / holdout) and where the brand came from (import or review).
-Importing it into an empty catalogue gives back the same photos, brands and
-held-out split: a manifest exported from there lists the same rows (brands that
+A manifest lists every photo with an effective label: its content hash, file,
+split (train / holdout), where the brand came from (import or review), and one
+column per attribute (brand, colour, ...; an empty cell means unknown). A column
+named ``file`` is read as ``path``, and any column besides sha256, path, split and
+origin is an attribute: attributes the catalogue lacks are added.
+Importing it into an empty catalogue gives back the same photos, labels and
+held-out split: a manifest exported from there lists the same rows (labels that
 came from reviews read back as imported ones). Importing into
 a catalogue that already holds some of the photos never overrides a stored
-brand (a disagreement is reported; correct it in review) and never moves the
-frozen held-out split of a brand that has one.
+label (a disagreement is reported; correct it in review) and never moves the
+frozen held-out split of a brand that has one. Held-out photos are drawn per
+brand, then topped up so that every class of every attribute with enough photos
+has its share held out.
 
 In a CSV manifest, a cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return) is written with a leading quote, and the import takes that quote off.
 
-A folder export copies each labelled photo into one subfolder per brand: the
-layout ``python -m feedback.ingest`` reads, and what most training tools expect.
+A folder export copies each labelled photo into one subfolder per class of one
+attribute (brand by default): the layout ``python -m feedback.ingest`` reads, and
+what most training tools expect.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import stat
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -39,9 +45,18 @@ from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
 from db.access import OPERATOR, Actor, import_roots
-from db.catalog import BrandError, clean_brand_name, get_or_create_brand, image_by_hash
-from db.labels import EffectiveLabel, Offer, effective_labels, kept_label, offer_brand
-from db.models import Brand, Image, Split
+from db.catalog import (
+    ClassError,
+    attributes,
+    clean_attribute_name,
+    clean_class_name,
+    get_or_create_attribute,
+    get_or_create_class,
+    image_by_hash,
+    require_attribute,
+)
+from db.labels import EffectiveLabel, Offer, effective_labels, kept_label, offer_class
+from db.models import BRAND, BRAND_ID, Image, ImportedLabel, LabelClass, Split
 from feedback.ingest import (
     DEFAULT_HOLDOUT_FRACTION,
     WAIT_HELP,
@@ -51,6 +66,7 @@ from feedback.ingest import (
     per_brand,
     split_counts,
 )
+from feedback.stratify import top_up_holdout
 from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
 from shoelabel.csvcells import neutralise, restore
@@ -59,7 +75,8 @@ from shoelabel.images import ImageError, ImageInfo, inspect
 
 FORMAT = "shoelabel-manifest"
 VERSION = 1
-COLUMNS = ("sha256", "path", "brand", "split", "origin")
+COLUMNS = ("sha256", "path", "brand", "split", "origin")  # then one column per other attribute
+NOT_ATTRIBUTES = {"sha256", "path", "file", "split", "origin"}
 SPLITS = (Split.TRAIN.value, Split.HOLDOUT.value)
 MAX_MANIFEST_BYTES = 200_000_000  # larger files are refused before they are read
 
@@ -72,45 +89,64 @@ class ManifestError(UserError, ValueError):
 class ManifestRow:
     sha256: str
     path: str
-    brand: str
+    brand: str  # "" when unknown
     split: str  # train | holdout
-    origin: str  # import | review
+    origin: str  # import | review (of the brand)
+    labels: dict[str, str] = field(default_factory=dict, compare=True, hash=False)  # other attributes' classes
+
+    def record(self, attribute_names: Iterable[str]) -> dict[str, str]:
+        """The row as one flat record: a column per attribute, empty where unknown."""
+        record = {"sha256": self.sha256, "path": self.path, "brand": self.brand, "split": self.split}
+        record["origin"] = self.origin
+        return record | {name: self.labels.get(name, "") for name in attribute_names}
 
 
 # --------------------------------------------------------------------------- export
 
 
+def other_attributes(session: Session) -> list[str]:
+    """The attributes besides brand, in their order: the manifest's columns after ``origin``."""
+    return [a.name for a in attributes(session) if a.id != BRAND_ID]
+
+
 def labelled_rows(session: Session) -> list[ManifestRow]:
-    """Every photo with an effective brand (conflicts and not-a-shoe left out), in a stable order."""
-    labels = effective_labels(session)
+    """Every photo with an effective label for some attribute (conflicts and not-a-shoe left out), in a
+    stable order."""
+    brands = effective_labels(session)
+    others = {a.name: effective_labels(session, attribute_id=a.id) for a in attributes(session) if a.id != BRAND_ID}
     rows = []
     for image in session.scalars(select(Image).order_by(Image.sha256)):
-        label = labels[image.id]
-        if label.brand is None:
+        label = brands[image.id]
+        if label.not_a_shoe:
+            continue
+        known = {name: labels[image.id].brand for name, labels in others.items() if labels[image.id].brand}
+        if label.brand is None and not known:
             continue
         split = Split.HOLDOUT.value if image.split == Split.HOLDOUT else Split.TRAIN.value
-        rows.append(ManifestRow(image.sha256, image.path, label.brand, split, label.origin))
+        origin = label.origin if label.brand else "import"
+        rows.append(ManifestRow(image.sha256, image.path, label.brand or "", split, origin, known))  # type: ignore[arg-type]
     return sorted(rows, key=lambda r: (r.brand, r.split, r.sha256))
 
 
-def manifest_csv(rows: Iterable[ManifestRow]) -> str:
+def manifest_csv(rows: Iterable[ManifestRow], attribute_names: list[str]) -> str:
     """The rows as CSV (RFC 4180: CRLF line ends, so a cell holding a carriage return is quoted too); a cell a
     spreadsheet would run as a formula (``=1+1``, ``@SUM(A1)``) starts with a quote, which
     :func:`read_manifest` takes off again (see :mod:`shoelabel.csvcells`)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")
+    writer = csv.DictWriter(out, fieldnames=[*COLUMNS, *attribute_names], lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows({key: neutralise(value) for key, value in asdict(row).items()} for row in rows)
+    writer.writerows({k: neutralise(v) for k, v in row.record(attribute_names).items()} for row in rows)
     return out.getvalue()
 
 
-def manifest_json(rows: Iterable[ManifestRow]) -> str:
+def manifest_json(rows: Iterable[ManifestRow], attribute_names: list[str]) -> str:
     rows = list(rows)
     document = {
         "format": FORMAT,
         "version": VERSION,
-        "brands": sorted({row.brand for row in rows}),
-        "images": [asdict(row) for row in rows],
+        "brands": sorted({row.brand for row in rows if row.brand}),
+        "attributes": [BRAND, *attribute_names],
+        "images": [row.record(attribute_names) for row in rows],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -121,7 +157,7 @@ WRITERS = {"csv": manifest_csv, "json": manifest_json}
 def manifest_text(kind: str, *, engine: Engine | None = None) -> str:
     """The labelled set as a ``csv`` or ``json`` manifest (what the app offers for download)."""
     with session_scope(engine or get_engine()) as session:
-        return WRITERS[kind](labelled_rows(session))
+        return WRITERS[kind](labelled_rows(session), other_attributes(session))
 
 
 def export_manifest(target: str | Path, *, engine: Engine | None = None) -> list[ManifestRow]:
@@ -131,9 +167,9 @@ def export_manifest(target: str | Path, *, engine: Engine | None = None) -> list
     if writer is None:
         raise ManifestError(f"Cannot tell the format of {target}: name it .csv or .json.")
     with session_scope(engine or get_engine()) as session:
-        rows = labelled_rows(session)
+        rows, names = labelled_rows(session), other_attributes(session)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(writer(rows), encoding="utf-8", newline="")  # line ends as written
+    target.write_text(writer(rows, names), encoding="utf-8", newline="")  # line ends as written
     return rows
 
 
@@ -143,24 +179,30 @@ class FolderExport:
     missing: list[tuple[str, str]] = field(default_factory=list)  # (stored path, brand)
 
 
-def export_folder(target: str | Path, *, engine: Engine | None = None) -> FolderExport:
-    """Copy each labelled photo to ``target/BRAND/``; photos whose file is gone are listed, not fatal."""
+def export_folder(target: str | Path, *, attribute: str = BRAND, engine: Engine | None = None) -> FolderExport:
+    """Copy each photo labelled for ``attribute`` to ``target/CLASS/``; photos whose file is gone are listed,
+    not fatal."""
     target = Path(target)
     if target.exists() and any(target.iterdir()):
         raise ManifestError(f"{target} is not empty. Export to a new or empty folder.")
     with session_scope(engine or get_engine()) as session:
+        require_attribute(session, attribute)
         rows = labelled_rows(session)
+    name = clean_attribute_name(attribute)
     report = FolderExport()
     for row in rows:
+        label = row.brand if name == BRAND else row.labels.get(name, "")
+        if not label:
+            continue
         source = Path(row.path)
         if not source.is_file():
-            report.missing.append((row.path, row.brand))
+            report.missing.append((row.path, label))
             continue
-        folder = target / _safe_folder_name(row.brand)
+        folder = target / _safe_folder_name(label)
         folder.mkdir(parents=True, exist_ok=True)
         # the hash prefix keeps two photos called 1.jpg from overwriting each other
         shutil.copy2(source, folder / f"{row.sha256[:12]}-{source.name}")
-        report.copied[row.brand] += 1
+        report.copied[label] += 1
     return report
 
 
@@ -247,16 +289,21 @@ def _csv_records(source: Path, text: str) -> list[tuple[int, dict[str, str]]]:
             continue
         if header is None:
             header = row
-            missing = [c for c in ("path", "brand") if c not in header]
-            if missing:
+            header = [column.strip() for column in header]
+            if "path" not in header and "file" not in header:
                 raise ManifestError(
-                    f"{source} lacks the column(s) {', '.join(missing)}; "
-                    f"a manifest has the columns {', '.join(COLUMNS)}."
+                    f"{source} lacks the column path (or file); a manifest has the columns {', '.join(COLUMNS)} "
+                    "and one column per further attribute."
                 )
+            if not set(header) - NOT_ATTRIBUTES:
+                raise ManifestError(f"{source} has no attribute column (brand, colour, ...): nothing to label with.")
             continue
         records.append((line, {key: restore(value) for key, value in zip(header, row, strict=False)}))
     if header is None:
-        raise ManifestError(f"{source} lacks the columns path, brand; a manifest has the columns {', '.join(COLUMNS)}.")
+        raise ManifestError(
+            f"{source} lacks the columns path, brand; a manifest has the columns {', '.join(COLUMNS)} "
+            "and one column per further attribute."
+        )
     return records
 
 
@@ -283,31 +330,40 @@ def _row(source: Path, number: int, record: object) -> ManifestRow:
     where = f"{source}, {'entry' if source.suffix.lower() == '.json' else 'line'} {number}"
     if not isinstance(record, dict):
         raise ManifestError(f"{where}: expected an object with path and brand.")
-    path, brand = str(record.get("path") or "").strip(), str(record.get("brand") or "")
+    path = str(record.get("path") or record.get("file") or "").strip()
     if not path:
         raise ManifestError(f"{where}: the path is empty.")
-    try:
-        brand = clean_brand_name(brand)
-    except BrandError as exc:
-        raise ManifestError(f"{where}: {exc}") from exc
+    labels: dict[str, str] = {}
+    for column, value in record.items():
+        if str(column).strip() in NOT_ATTRIBUTES or value is None or not str(value).strip():
+            continue  # an empty cell: unknown
+        try:
+            labels[clean_attribute_name(str(column))] = clean_class_name(str(value))
+        except ClassError as exc:
+            raise ManifestError(f"{where}, column {str(column)[:60]!r}: {exc}") from exc
+    if not labels:
+        raise ManifestError(f"{where}: every attribute is empty; give at least one label (brand, colour, ...).")
+    brand = labels.pop(BRAND, "")
     split = str(record.get("split") or Split.TRAIN.value).strip().lower()
     if split not in SPLITS:
         raise ManifestError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}.")
     sha256 = str(record.get("sha256") or "").strip().lower()
-    return ManifestRow(sha256, path, brand, split, str(record.get("origin") or "import"))
+    return ManifestRow(sha256, path, brand, split, str(record.get("origin") or "import"), labels)
 
 
 @dataclass
 class ImportReport:
     manifest: Path
     added: int = 0
-    labelled: int = 0  # stored unlabelled photos that got their brand
-    unchanged: int = 0  # stored with the same brand already
+    labelled: int = 0  # stored photos that got a label they lacked
+    unchanged: int = 0  # stored with the same labels already
     disagreements: list[tuple[str, str, str]] = field(default_factory=list)  # (path, stored, manifest)
     moved_to_train: list[str] = field(default_factory=list)  # held-out rows of a brand with a frozen held-out set
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     added_per_brand: Counter[str] = field(default_factory=Counter)
     holdout_drawn: dict[str, int] = field(default_factory=dict)
+    holdout_topped_up: dict[str, int] = field(default_factory=dict)  # per attribute: photos held out for its classes
+    attributes: list[str] = field(default_factory=list)  # the manifest's attributes besides brand
     totals_per_brand: dict[str, dict[str, int]] = field(default_factory=dict)
     added_ids: set[int] = field(default_factory=set)
 
@@ -319,15 +375,19 @@ class ImportReport:
         lines = [
             f"Manifest: {self.manifest}",
             f"Photos added: {self.added}",
-            f"Stored photos that got their brand: {self.labelled}",
-            f"Already stored with the same brand: {self.unchanged}",
+            f"Stored photos that got a label they lacked: {self.labelled}",
+            f"Already stored with the same labels: {self.unchanged}",
         ]
+        if self.attributes:
+            lines.append(f"Attributes besides brand: {', '.join(self.attributes)}")
         if self.disagreements:
-            lines.append(f"Stored with another brand (kept; correct them in review): {len(self.disagreements)}")
+            lines.append(f"Stored with another label (kept; correct them in review): {len(self.disagreements)}")
             lines += [f"  {path}: stored as {kept!r}, manifest says {new!r}" for path, kept, new in self.disagreements]
         if self.moved_to_train:
             frozen = len(self.moved_to_train)
             lines.append(f"Held-out rows added to training instead (their brand's held-out set is frozen): {frozen}")
+        for name, count in self.holdout_topped_up.items():
+            lines.append(f"Held out as well, so every {name} class has its share: {count} photos")
         lines.append(f"Skipped: {len(self.skipped)}")
         lines += [f"  {path}: {reason}" for path, reason in self.skipped]
         return "\n".join(lines + brand_lines(self.added_per_brand, self.holdout_drawn, self.totals_per_brand))
@@ -378,12 +438,23 @@ def import_manifest(
             continue
         checked.append((row, path, info))
     with session_scope(engine, write=True) as session:
-        frozen = set(
+        frozen = set(  # brands with held-out photos already: their held-out set is frozen
             session.scalars(
-                select(Brand.name).join(Image, Image.source_brand_id == Brand.id).where(Image.split == Split.HOLDOUT)
+                select(LabelClass.name)
+                .join(ImportedLabel, ImportedLabel.class_id == LabelClass.id)
+                .join(Image, Image.id == ImportedLabel.image_id)
+                .where(ImportedLabel.attribute_id == BRAND_ID, Image.split == Split.HOLDOUT)
+                .distinct()
             )
         )
-        labels = effective_labels(session)  # once: rows never change each other's stored labels
+        names = sorted({name for row, _, _ in checked for name in row.labels})
+        report.attributes = [name for name in names if name != BRAND]
+        attribute_ids = {name: get_or_create_attribute(session, name).id for name in names}
+        # once: rows never change each other's stored labels
+        labels = {BRAND_ID: effective_labels(session)} | {
+            attribute_id: effective_labels(session, attribute_id=attribute_id)
+            for attribute_id in attribute_ids.values()
+        }
         seen: set[str] = set()
         for row, path, info in checked:
             sha = info.sha256 if info else row.sha256
@@ -391,10 +462,15 @@ def import_manifest(
                 report.skipped.append((row.path, "listed twice in the manifest"))
                 continue
             seen.add(sha)
-            _apply(session, report, row, path, info, sha, frozen, labels)
+            _apply(session, report, row, path, info, sha, frozen, labels, attribute_ids)
+        session.flush()
         if holdout_fraction > 0:
             # the manifest's held-out rows are its split: only brands it leaves without one get a draw
             report.holdout_drawn = draw_holdout(session, holdout_fraction, seed, among=report.added_ids, top_up=False)
+            for name, attribute_id in attribute_ids.items():
+                moved = top_up_holdout(session, attribute_id, holdout_fraction, seed, among=report.added_ids)
+                if moved:
+                    report.holdout_topped_up[name] = moved
         report.totals_per_brand = split_counts(session)
     return report
 
@@ -412,32 +488,38 @@ def _apply(
     info: ImageInfo | None,
     sha: str,
     frozen: set[str],
-    labels: Mapping[int, EffectiveLabel],
+    labels: Mapping[int, Mapping[int, EffectiveLabel]],
+    attribute_ids: Mapping[str, int],
 ) -> None:
-    brand = get_or_create_brand(session, row.brand)
+    brand = get_or_create_class(session, row.brand) if row.brand else None
+    others = [get_or_create_class(session, value, attribute_ids[name]) for name, value in row.labels.items()]
     stored = image_by_hash(session, sha)
     if stored is None:
         assert info is not None, "a photo not stored was checked from its file"
-        image = new_image(info, path.resolve(), source=f"manifest:{report.manifest}", brand=brand)
+        image = new_image(session, info, path.resolve(), source=f"manifest:{report.manifest}", brand=brand)
         if row.split == Split.HOLDOUT.value:
-            if brand.name in frozen:
+            if brand is not None and brand.name in frozen:
                 report.moved_to_train.append(row.path)
             else:
                 image.split = Split.HOLDOUT
-        session.add(image)
         session.flush()
+        session.add_all(ImportedLabel(image_id=image.id, attribute_id=c.attribute_id, class_id=c.id) for c in others)
         report.added_ids.add(image.id)
         report.added += 1
-        report.added_per_brand[brand.name] += 1
+        if brand is not None:
+            report.added_per_brand[brand.name] += 1
         return
-    current = labels[stored.id]
-    outcome = offer_brand(stored, brand, current)
-    if outcome == Offer.LABELLED:
+    outcomes = []
+    for label_class in [brand, *others] if brand else others:
+        current = labels[label_class.attribute_id][stored.id]
+        outcome = offer_class(session, stored, label_class, current)
+        outcomes.append(outcome)
+        if outcome == Offer.DISAGREES:
+            report.disagreements.append((row.path, kept_label(current), label_class.name))
+    if Offer.LABELLED in outcomes:
         report.labelled += 1
-    elif outcome == Offer.UNCHANGED:
+    elif all(outcome == Offer.UNCHANGED for outcome in outcomes):
         report.unchanged += 1
-    else:
-        report.disagreements.append((row.path, kept_label(current), brand.name))
 
 
 # --------------------------------------------------------------------------- command line
@@ -449,7 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write the labelled set as a manifest or a folder of brand subfolders")
     export.add_argument("target", type=Path, nargs="?", help="a .csv or .json file")
-    export.add_argument("--folder", type=Path, help="copy the photos into FOLDER/BRAND/ instead")
+    export.add_argument("--folder", type=Path, help="copy the photos into FOLDER/CLASS/ instead")
+    export.add_argument(
+        "--attribute", default=BRAND, help="the attribute whose classes name the folders (default brand)"
+    )
     imported = commands.add_parser("import", help="bring a .csv or .json manifest into the catalogue")
     imported.add_argument("manifest", type=Path)
     imported.add_argument(
@@ -474,7 +559,7 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if (args.target is None) == (args.folder is None):
         parser.error("export needs either a .csv/.json file or --folder FOLDER")
     if args.folder is not None:
-        report = export_folder(args.folder)
+        report = export_folder(args.folder, attribute=args.attribute)
         total = sum(report.copied.values())
         print(f"Copied {total} photos to {args.folder}: {per_brand(report.copied)}")
         for path, brand in report.missing:

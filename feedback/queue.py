@@ -24,11 +24,21 @@ from sqlalchemy import ColumnElement, Engine, Exists, Select, and_, delete, dist
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.labels import EffectiveLabel, answered_by, effective_labels, has_decision, latest_says_not_a_shoe
+from db.catalog import class_names
+from db.labels import (
+    EffectiveLabel,
+    answered_by,
+    effective_labels,
+    has_decision,
+    has_imported,
+    latest_says_not_a_shoe,
+    unlabelled,
+)
 from db.models import (
-    Brand,
+    BRAND_ID,
     Image,
     ImageClaim,
+    ImportedLabel,
     ModelVersion,
     Prediction,
     PredictionKind,
@@ -104,11 +114,11 @@ def _claimed_elsewhere(session_id: str) -> Exists:
 def _scope_rules(scope: str) -> ColumnElement[bool]:
     """The label rules of ``scope``, exactly: a photo's stage picks the index range, these keep it exact."""
     if scope == "unlabelled":
-        return and_(Image.source_brand_id.is_(None), ~has_decision())
+        return unlabelled()
     if scope == "unreviewed":
         return ~has_decision()
     if scope == "labelled":
-        return and_(or_(Image.source_brand_id.is_not(None), has_decision()), ~latest_says_not_a_shoe())
+        return and_(or_(has_imported(), has_decision()), ~latest_says_not_a_shoe())
     raise ValueError(f"Unknown queue scope {scope!r}; choose one of: {', '.join(SCOPES)}.")
 
 
@@ -240,10 +250,11 @@ def _contradicted(session: Session, reviewer: str, session_id: str, limit: int) 
     contradicted = (
         _in_scope("labelled", reviewer, session_id, [QueueStage.IMPORTED])
         .join(Prediction, Prediction.image_id == QueueEntry.image_id)
+        .join(ImportedLabel, (ImportedLabel.image_id == QueueEntry.image_id) & (ImportedLabel.attribute_id == BRAND_ID))
         .where(
             Prediction.model_version_id == version.id,
             Prediction.kind.in_([PredictionKind.OUT_OF_FOLD, PredictionKind.MODEL]),
-            Prediction.brand_id != Image.source_brand_id,
+            Prediction.class_id != ImportedLabel.class_id,
         )
         .order_by(Prediction.confidence.desc())
         .limit(limit)
@@ -307,9 +318,7 @@ def _ranked(
 def _probabilities(
     session: Session, versions: dict[str, ModelVersion], ids: list[int], kind: PredictionKind
 ) -> tuple[list[str], dict[str, np.ndarray], dict[int, dict[str, ModelAnswer]]]:
-    names = sorted({n for v in versions.values() for n in v.class_names}) or list(
-        session.scalars(select(Brand.name).order_by(Brand.name))
-    )
+    names = sorted({n for v in versions.values() for n in v.class_names}) or class_names(session)
     column = {n: j for j, n in enumerate(names)}
     row_of = {image_id: i for i, image_id in enumerate(ids)}
     probs = {arch: np.full((len(ids), len(names)), np.nan) for arch in versions}

@@ -9,8 +9,8 @@ from sqlalchemy import Engine, delete, select
 
 from db import get_engine, session_scope
 from db.access import OPERATOR, Actor, Permission, answer_as, require
-from db.catalog import require_brand
-from db.models import Image, ImageClaim, Review, ReviewAction, utcnow
+from db.catalog import require_class
+from db.models import BRAND_ID, Attribute, Image, ImageClaim, Review, ReviewAction, utcnow
 from modeling.predict import ModelAnswer
 from shoelabel.errors import UserError
 
@@ -35,16 +35,19 @@ def record_review(
     reviewer: str,
     action: ReviewAction | str,
     *,
-    brand: str | None = None,
+    label: str | None = None,
+    attribute_id: int = BRAND_ID,
     shown: ModelAnswer | None = None,
     resolves_conflict: bool = False,
     engine: Engine | None = None,
     actor: Actor = OPERATOR,
 ) -> int:
-    """Store one decision and release the reviewer's claim on the image; returns the review id.
+    """Store one answer about one attribute of an image (default: brand) and release the reviewer's claim
+    on the image; returns the review id.
 
-    ``confirm`` without a brand confirms the top brand that was shown. ``correct``
-    needs a brand from the brand set. The row is committed before this returns.
+    ``label`` is the class answered: ``confirm`` without one confirms the top class that was shown,
+    ``correct`` needs one of the attribute's classes. "Not a shoe" is about the photo, so it is
+    stored on brand whatever attribute is being answered. The row is committed before this returns.
     ``actor`` must be allowed to review (to settle a conflict: an admin); a signed-in
     account answers under its own name only.
     """
@@ -56,23 +59,28 @@ def record_review(
     except ValueError as exc:
         choices = ", ".join(a.value for a in ReviewAction)
         raise ReviewError(f"Unknown review action {action!r}; use one of: {choices}.") from exc
-    if action == ReviewAction.CONFIRM and brand is None:
-        brand = shown.brand if shown and shown.probabilities else None
-        if brand is None:
-            raise ReviewError("Nothing to confirm: no prediction was shown. Pick the brand instead.")
-    if action == ReviewAction.CORRECT and brand is None:
-        raise ReviewError("A correction needs the brand the image really shows.")
+    if action == ReviewAction.CONFIRM and label is None:
+        label = shown.brand if shown and shown.probabilities else None
+        if label is None:
+            raise ReviewError("Nothing to confirm: no prediction was shown. Pick the class instead.")
+    if action == ReviewAction.CORRECT and label is None:
+        raise ReviewError("A correction needs the class the image really shows.")
     if action not in (ReviewAction.CONFIRM, ReviewAction.CORRECT):
-        brand = None
+        label = None
+    if action == ReviewAction.NOT_A_SHOE:
+        attribute_id = BRAND_ID
     with session_scope(engine or get_engine(), write=True) as session:
         if session.get(Image, image_id) is None:
             raise ReviewError(f"No image with id {image_id}.")
-        brand_row = require_brand(session, brand) if brand is not None else None
+        if session.get(Attribute, attribute_id) is None:
+            raise ReviewError(f"No attribute with id {attribute_id}.")
+        label_class = require_class(session, label, attribute_id) if label is not None else None
         review = Review(
             image_id=image_id,
+            attribute_id=attribute_id,
             reviewer=reviewer,
             action=action,
-            brand_id=brand_row.id if brand_row else None,
+            class_id=label_class.id if label_class else None,
             model_version_id=shown.model_version_id if shown else None,
             probabilities=dict(shown.probabilities) if shown and shown.probabilities else None,
             resolves_conflict=resolves_conflict,
@@ -122,7 +130,8 @@ def review_history(image_id: int, *, engine: Engine | None = None) -> list[dict[
                 "at": r.created_at,
                 "reviewer": r.reviewer,
                 "action": r.action.value,
-                "brand": r.brand.name if r.brand else None,
+                "attribute": r.attribute.name,
+                "class": r.label_class.name if r.label_class else None,
                 "model_version_id": r.model_version_id,
                 "probabilities": r.probabilities,
                 "resolves_conflict": r.resolves_conflict,

@@ -98,8 +98,7 @@ def store_upload(name: str, data: bytes, *, engine: Engine | None = None) -> Sto
             existing = image_by_hash(session, info.sha256)  # another tab may have stored it meanwhile
             if existing is not None:
                 return StoredUpload(name, existing.id, info.sha256, existing.path, added=False)
-            image = new_image(info, path, source=f"{SOURCE_PREFIX}{name}")
-            session.add(image)
+            image = new_image(session, info, path, source=f"{SOURCE_PREFIX}{name}")
             session.flush()
             return StoredUpload(name, image.id, info.sha256, str(path), added=True)
     except BaseException:

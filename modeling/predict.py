@@ -32,7 +32,7 @@ from sqlalchemy import Engine, Select, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.catalog import get_or_create_brand
+from db.catalog import get_or_create_class
 from db.models import Image, ModelVersion, Prediction, PredictionKind
 from modeling import uncertainty
 from modeling.feature_cache import FeatureCache, inception_activation_cache
@@ -290,7 +290,7 @@ def store_predictions(
             uncertainty.entropy(probs),
         )
         with session_scope(engine, write=True) as session:
-            brand_ids = {name: get_or_create_brand(session, name).id for name in handle.class_names}
+            class_ids = {name: get_or_create_class(session, name).id for name in handle.class_names}
             session.execute(
                 delete(Prediction).where(
                     Prediction.model_version_id == handle.id,
@@ -304,7 +304,7 @@ def store_predictions(
                     model_version_id=handle.id,
                     kind=kind,
                     probabilities={name: round(float(v), 6) for name, v in zip(handle.class_names, p, strict=True)},
-                    brand_id=brand_ids[handle.class_names[int(np.argmax(p))]],
+                    class_id=class_ids[handle.class_names[int(np.argmax(p))]],
                     confidence=float(confidence[i]),
                     margin=float(margin[i]),
                     entropy=float(entropy[i]),

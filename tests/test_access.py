@@ -77,7 +77,7 @@ def test_a_reviewer_calling_admin_services_directly_is_refused(
         lambda: start_refresh(engine=engine, actor=REVIEWER),
         lambda: dismiss_job(engine, 1, actor=REVIEWER),
         lambda: record_review(
-            first_image(engine), "rita", "correct", brand="bolt", resolves_conflict=True, engine=engine, actor=REVIEWER
+            first_image(engine), "rita", "correct", label="bolt", resolves_conflict=True, engine=engine, actor=REVIEWER
         ),
     ]
     for call in refused:
@@ -89,7 +89,7 @@ def test_a_reviewer_calling_admin_services_directly_is_refused(
 def test_reviewers_review_as_themselves_and_viewers_not_at_all(engine: Engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, engine=engine)
     image = first_image(engine)
-    review = record_review(image, "rita", "correct", brand="bolt", engine=engine, actor=REVIEWER)
+    review = record_review(image, "rita", "correct", label="bolt", engine=engine, actor=REVIEWER)
     with pytest.raises(PermissionDenied, match="signed-in account"):
         record_review(image, "somebody else", "skip", engine=engine, actor=REVIEWER)
     with pytest.raises(PermissionDenied, match=r"\(viewer\)"):
@@ -99,7 +99,7 @@ def test_reviewers_review_as_themselves_and_viewers_not_at_all(engine: Engine, b
     with pytest.raises(PermissionDenied, match="signed-in account"):
         undo_last("ann", engine=engine, actor=REVIEWER)
     assert undo_last("rita", engine=engine, actor=REVIEWER).id == review
-    record_review(image, "ann", "correct", brand="acme", resolves_conflict=True, engine=engine, actor=ADMIN)
+    record_review(image, "ann", "correct", label="acme", resolves_conflict=True, engine=engine, actor=ADMIN)
     record_review(image, "whoever", "skip", engine=engine, actor=LOCAL)  # a local single user names themselves
 
 

@@ -157,7 +157,7 @@ def test_the_sample_is_a_fixed_share_of_photos() -> None:
 
 def test_second_looks_reach_other_reviewers_only(engine, pool: list[int]) -> None:
     for image_id in pool:
-        record_review(image_id, "ann", "correct", brand="acme", engine=engine)
+        record_review(image_id, "ann", "correct", label="acme", engine=engine)
     assert pending_count("bob", "tab-b", engine=engine) == 0  # no quality control yet: all decided
     set_quality_control_share(0.5, actor=ADMIN, engine=engine)
     picked = [i for i in pool if picked_for_second_look(i, 0.5)]
@@ -173,7 +173,7 @@ def test_second_looks_reach_other_reviewers_only(engine, pool: list[int]) -> Non
     assert next_items("ann", "tab-a", k=len(pool), engine=engine) == []  # never back to the first reviewer
     assert pending_count("ann", "tab-a", engine=engine) == 0
 
-    record_review(picked[0], "bob", "correct", brand="bolt", engine=engine)  # a second look given: enough
+    record_review(picked[0], "bob", "correct", label="bolt", engine=engine)  # a second look given: enough
     carol = [i.image_id for i in next_items("carol", "tab-c", k=len(pool), engine=engine)]
     assert carol == picked[1:]
     assert [i.image_id for i in next_items("bob", "tab-b", k=len(pool), engine=engine)] == []  # carol has them

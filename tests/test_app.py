@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 from streamlit.testing.v1 import AppTest
 
 from db import DatabaseBusyError, session_scope
+from db.catalog import imported_class_name
 from db.labels import conflicts
 from db.models import Image, Review, ReviewAction, Round, RoundStatus, utcnow
 from feedback.ingest import ingest_folder
@@ -101,7 +102,7 @@ def test_confirm_records_the_shown_prediction_and_moves_on(reviewing: AppTest, c
         None,
     )
     with session_scope(catalogue) as session:
-        assert session.get(Review, review.id).brand.name == "bolt"
+        assert session.get(Review, review.id).label_class.name == "bolt"
     assert review.model_version_id is not None and review.probabilities["bolt"] == pytest.approx(0.40)
     assert shown_image(reviewing) == pool[1]  # the preloaded photo comes next
     assert any("Reviewed this session: **1**" in m.value for m in reviewing.markdown)
@@ -127,7 +128,7 @@ def test_each_answer_is_recorded(
     with session_scope(catalogue) as session:
         stored = session.get(Review, review.id)
         assert (stored.image_id, stored.reviewer, stored.action) == (image_id, "ann", action)
-        assert (stored.brand.name if stored.brand else None) == brand
+        assert (stored.label_class.name if stored.label_class else None) == brand
     assert shown_image(reviewing) != image_id
 
 
@@ -231,8 +232,8 @@ def test_rounds_page_shows_history_current_models_and_results(catalogue: Engine)
 
 def test_conflicts_are_listed_and_settled_on_the_browse_page(catalogue: Engine) -> None:
     image_id = pool_ids(catalogue)[0]
-    record_review(image_id, "ann", "correct", brand="acme", engine=catalogue)
-    record_review(image_id, "bob", "correct", brand="crest", engine=catalogue)
+    record_review(image_id, "ann", "correct", label="acme", engine=catalogue)
+    record_review(image_id, "bob", "correct", label="crest", engine=catalogue)
     at = new_app().run()
     at.switch_page("ui/pages/browse.py").run()
     assert not any("have reviewers who disagree" in m.value for m in at.markdown)  # the Photos tab is open
@@ -250,7 +251,7 @@ def test_conflicts_are_listed_and_settled_on_the_browse_page(catalogue: Engine) 
     with session_scope(catalogue) as session:
         assert conflicts(session) == []
         settled = session.scalar(select(Review).where(Review.reviewer == "carol"))
-        assert settled.resolves_conflict and settled.brand.name == "bolt"
+        assert settled.resolves_conflict and settled.label_class.name == "bolt"
 
 
 def test_browse_filters_show_matching_photos(catalogue: Engine) -> None:
@@ -321,7 +322,7 @@ def test_import_page_imports_a_manifest(catalogue: Engine, tmp_path: Path) -> No
     assert at.metric[0].value == "45"  # the counts include it at once
     with session_scope(catalogue) as session:
         added = session.scalar(select(Image).where(Image.path == str(photo.resolve())))
-        assert added is not None and added.source_brand.name == "dash"
+        assert added is not None and imported_class_name(session, added.id) == "dash"
 
 
 # --------------------------------------------------------------------------- issue #10: what reviewers saw

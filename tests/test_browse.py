@@ -20,7 +20,16 @@ import feedback.browse
 import ui.browse
 from db import session_scope
 from db.labels import DECISIVE, NOT_A_SHOE, EffectiveLabel, conflicts, effective_labels, review_rows
-from db.models import Brand, Image, ModelStatus, ModelVersion, Prediction, PredictionKind, ReviewAction
+from db.models import (
+    Image,
+    ImportedLabel,
+    LabelClass,
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    PredictionKind,
+    ReviewAction,
+)
 from feedback.browse import (
     IN_CONFLICT,
     LABEL_CHOICES,
@@ -53,8 +62,9 @@ def imported_as(engine: Engine, brand: str) -> list[int]:
         return list(
             session.scalars(
                 select(Image.id)
-                .join(Brand, Brand.id == Image.source_brand_id)
-                .where(Brand.name == brand)
+                .join(ImportedLabel, ImportedLabel.image_id == Image.id)
+                .join(LabelClass, LabelClass.id == ImportedLabel.class_id)
+                .where(LabelClass.name == brand)
                 .order_by(Image.id)
             )
         )
@@ -74,11 +84,11 @@ def test_imported_brand_filter(catalogue: Engine) -> None:
 def test_effective_label_filter_follows_reviews(catalogue: Engine) -> None:
     pool = pool_ids(catalogue)
     acme = imported_as(catalogue, "acme")
-    record_review(pool[0], "ann", "correct", brand="crest", engine=catalogue)
-    record_review(acme[0], "ann", "correct", brand="crest", engine=catalogue)  # relabelled away from acme
+    record_review(pool[0], "ann", "correct", label="crest", engine=catalogue)
+    record_review(acme[0], "ann", "correct", label="crest", engine=catalogue)  # relabelled away from acme
     record_review(pool[1], "ann", "not_a_shoe", engine=catalogue)
-    record_review(pool[2], "ann", "correct", brand="acme", engine=catalogue)
-    record_review(pool[2], "bob", "correct", brand="bolt", engine=catalogue)  # a conflict
+    record_review(pool[2], "ann", "correct", label="acme", engine=catalogue)
+    record_review(pool[2], "bob", "correct", label="bolt", engine=catalogue)  # a conflict
     record_review(pool[3], "ann", "skip", engine=catalogue)  # decides nothing
 
     assert ids(BrowseFilter(label="crest"), catalogue) == sorted([pool[0], acme[0], *imported_as(catalogue, "crest")])
@@ -114,9 +124,9 @@ def test_prediction_filters_without_a_model_match_nothing(engine: Engine, brand_
 
 def test_reviewed_and_reviewer_filters(catalogue: Engine) -> None:
     pool = pool_ids(catalogue)
-    record_review(pool[0], "ann", "confirm", brand="bolt", engine=catalogue)
+    record_review(pool[0], "ann", "confirm", label="bolt", engine=catalogue)
     record_review(pool[1], "bob", "skip", engine=catalogue)
-    record_review(pool[2], "bob", "correct", brand="acme", engine=catalogue)
+    record_review(pool[2], "bob", "correct", label="acme", engine=catalogue)
     record_review(pool[3], "bob", "not_a_shoe", engine=catalogue)
     undo_last("bob", engine=catalogue)  # the not-a-shoe answer on pool[3] no longer counts
 
@@ -142,12 +152,12 @@ def test_pages_split_the_matches(catalogue: Engine) -> None:
 
 def test_image_details_have_every_review_and_prediction(catalogue: Engine) -> None:
     image_id = pool_ids(catalogue)[0]
-    record_review(image_id, "ann", "correct", brand="acme", engine=catalogue)
+    record_review(image_id, "ann", "correct", label="acme", engine=catalogue)
     undo_last("ann", engine=catalogue)
-    record_review(image_id, "ann", ReviewAction.CONFIRM, brand="bolt", engine=catalogue)
+    record_review(image_id, "ann", ReviewAction.CONFIRM, label="bolt", engine=catalogue)
     details = image_details(image_id, engine=catalogue)
     assert details is not None
-    assert [(r["action"], r["brand"], r["undone_at"] is not None) for r in details.reviews] == [
+    assert [(r["action"], r["class"], r["undone_at"] is not None) for r in details.reviews] == [
         ("correct", "acme", True),
         ("confirm", "bolt", False),
     ]
@@ -161,14 +171,14 @@ def test_image_details_have_every_review_and_prediction(catalogue: Engine) -> No
 
 def test_open_conflicts_list_every_reviewers_answer(catalogue: Engine) -> None:
     pool = pool_ids(catalogue)
-    record_review(pool[0], "ann", "correct", brand="acme", engine=catalogue)
+    record_review(pool[0], "ann", "correct", label="acme", engine=catalogue)
     record_review(pool[0], "bob", "not_a_shoe", engine=catalogue)
-    record_review(pool[1], "ann", "correct", brand="acme", engine=catalogue)
-    record_review(pool[1], "bob", "confirm", brand="acme", engine=catalogue)  # agreement is no conflict
+    record_review(pool[1], "ann", "correct", label="acme", engine=catalogue)
+    record_review(pool[1], "bob", "confirm", label="acme", engine=catalogue)  # agreement is no conflict
     [conflict] = open_conflicts(catalogue)
     assert conflict.image_id == pool[0]
     assert [(a.reviewer, a.value) for a in conflict.answers] == [("ann", "acme"), ("bob", NOT_A_SHOE)]
-    record_review(pool[0], "carol", "correct", brand="bolt", resolves_conflict=True, engine=catalogue)
+    record_review(pool[0], "carol", "correct", label="bolt", resolves_conflict=True, engine=catalogue)
     assert open_conflicts(catalogue) == []
 
 
@@ -215,7 +225,7 @@ def disputed(db_engine: Engine, home: Path, brand_folder: Path, pool_folder: Pat
     acme, bolt, crest = (imported_as(catalogue, b) for b in ("acme", "bolt", "crest"))
 
     def answer(image_id: int, reviewer: str, action: str, brand: str | None = None, **kw: object) -> None:
-        record_review(image_id, reviewer, action, brand=brand, engine=catalogue, **kw)
+        record_review(image_id, reviewer, action, label=brand, engine=catalogue, **kw)
 
     answer(pool[0], "ann", "correct", "crest")  # decided
     answer(acme[0], "ann", "correct", "crest")  # relabelled away from its imported brand
@@ -316,9 +326,9 @@ def known(engine: Engine) -> Known:
         labels = effective_labels(session)
         reviews = review_rows(session)
         rows = session.execute(
-            select(ModelVersion.arch, Prediction.image_id, Brand.name, Prediction.confidence)
+            select(ModelVersion.arch, Prediction.image_id, LabelClass.name, Prediction.confidence)
             .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-            .join(Brand, Brand.id == Prediction.brand_id)
+            .join(LabelClass, LabelClass.id == Prediction.class_id)
             .where(ModelVersion.status == ModelStatus.CURRENT, Prediction.kind == PredictionKind.MODEL)
         )
         predicted: dict[str, dict[int, tuple[str, float]]] = {}
@@ -440,7 +450,7 @@ def test_query_plans_use_the_indexes(catalogue: Engine, monkeypatch: pytest.Monk
     by_brand = plans(
         catalogue, lambda: find_images(BrowseFilter(predicted="bolt", confidence=(0.5, 1.0)), engine=catalogue)
     )
-    assert any("COVERING INDEX ix_predictions_model_brand_confidence" in plan for plan in by_brand), by_brand
+    assert any("COVERING INDEX ix_predictions_model_class_confidence" in plan for plan in by_brand), by_brand
     every = walk + by_brand
     assert not [plan for plan in every if "SCAN predictions" in plan and "INDEX" not in plan], every
 
@@ -484,8 +494,8 @@ def test_the_page_shows_one_page_at_a_time(catalogue: Engine, monkeypatch: pytes
 def test_conflicts_are_listed_a_page_at_a_time(catalogue: Engine) -> None:
     disputed = imported_as(catalogue, "acme")[:12]
     for image_id in disputed:
-        record_review(image_id, "ann", "correct", brand="bolt", engine=catalogue)
-        record_review(image_id, "bob", "correct", brand="crest", engine=catalogue)
+        record_review(image_id, "ann", "correct", label="bolt", engine=catalogue)
+        record_review(image_id, "bob", "correct", label="crest", engine=catalogue)
     at = new_app().run()
     at.switch_page("ui/pages/browse.py").run()
     at.session_state["browse_tab"] = "Conflicts"

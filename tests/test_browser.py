@@ -32,7 +32,7 @@ def sign_in(page: object, url: str, name: str) -> None:
 def assert_one_review(engine: Engine, expected: tuple[int, str, ReviewAction, str]) -> None:
     """The database holds one review, this one: (photo, reviewer, action, brand)."""
     [review] = wait_for_review(engine, 1)
-    assert (review.image_id, review.reviewer, review.action, review.brand.name) == expected
+    assert (review.image_id, review.reviewer, review.action, review.label_class.name) == expected
 
 
 def photo_caption(page: object, image_id: int) -> object:
@@ -107,7 +107,7 @@ def test_keyboard_answers_land_in_the_database(
 
     timings.append(answer(page, "Enter", pool[5]))  # confirm the top brand shown
     reviews = wait_for_review(engine, 6)
-    assert (reviews[-1].image_id, reviews[-1].reviewer, reviews[-1].action, reviews[-1].brand.name) == (
+    assert (reviews[-1].image_id, reviews[-1].reviewer, reviews[-1].action, reviews[-1].label_class.name) == (
         pool[4],
         "ann",
         ReviewAction.CONFIRM,
@@ -146,8 +146,8 @@ def test_browse_thumbnail_opens_its_photo_and_settling_stays_on_conflicts(
 ) -> None:
     seed_catalogue(engine, home, brand_folder, pool_folder)
     for image_id in pool_ids(engine)[:2]:
-        record_review(image_id, "ann", "correct", brand="acme", engine=engine)
-        record_review(image_id, "bob", "correct", brand="crest", engine=engine)
+        record_review(image_id, "ann", "correct", label="acme", engine=engine)
+        record_review(image_id, "bob", "correct", label="crest", engine=engine)
     page.goto(f"{server}/browse")
     page.get_by_text("photo(s) match").wait_for()
     thumbnail = page.get_by_test_id("stMain").get_by_test_id("stImage").locator("img").first  # catalogue order

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from db import get_engine, session_scope
-from db.catalog import brand_names
+from db.catalog import class_names
 from feedback.ingest import ingest_folder
 from feedback.manifest import (
     ManifestRow,
@@ -57,7 +57,7 @@ def formula_brands(engine, tmp_path: Path) -> list[str]:
             make_brand_photo(root / name / f"p{i}.jpg", b, seed=50 * b + i)
     ingest_folder(root, engine=engine)
     with session_scope(engine) as session:
-        assert sorted(brand_names(session)) == sorted(names)
+        assert sorted(class_names(session)) == sorted(names)
     return names
 
 
@@ -81,7 +81,7 @@ def test_formula_brands_round_trip_through_export_and_import(formula_brands: lis
     report = import_manifest(manifest, engine=other)
     assert report.added == len(exported) and not report.skipped
     with session_scope(other) as session:
-        assert sorted(brand_names(session)) == sorted(formula_brands)
+        assert sorted(class_names(session)) == sorted(formula_brands)
     again = tmp_path / "again.csv"
     export_manifest(again, engine=other)
     assert again.read_text(encoding="utf-8") == manifest.read_text(encoding="utf-8")  # the same file again
@@ -99,15 +99,15 @@ def test_tab_and_carriage_return_led_cells_read_back_unchanged(tmp_path: Path) -
     rows = [
         ManifestRow("a" * 64, "\tphoto.jpg", "\tTab", "train", "import"),
         ManifestRow("b" * 64, "\rphoto.jpg", "\rCR", "holdout", "review"),
-        ManifestRow("c" * 64, "-photo.jpg", "@brand", "train", "=origin"),
+        ManifestRow("c" * 64, "-photo.jpg", "@brand", "train", "=origin", {"colour": "+Red"}),
     ]
-    text = manifest_csv(rows)
+    text = manifest_csv(rows, ["colour"])
     assert not any(cell.startswith(RISKY_STARTS) for row in _cells(text) for cell in row)
     records = [record for _, record in _csv_records(tmp_path / "m.csv", text)]
-    assert [(r["path"], r["brand"], r["origin"]) for r in records] == [
-        ("\tphoto.jpg", "\tTab", "import"),
-        ("\rphoto.jpg", "\rCR", "review"),
-        ("-photo.jpg", "@brand", "=origin"),
+    assert [(r["path"], r["brand"], r["origin"], r["colour"]) for r in records] == [
+        ("\tphoto.jpg", "\tTab", "import", ""),
+        ("\rphoto.jpg", "\rCR", "review", ""),
+        ("-photo.jpg", "@brand", "=origin", "+Red"),
     ]
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from db import DatabaseBusyError, session_scope
 from db.connect import create_db_engine
 from db.migrate import current_revision, head_revision, upgrade
-from db.models import Base, Brand, Image, Review, ReviewAction, Split
+from db.models import Base, Image, LabelClass, Review, ReviewAction, Split
 
 
 def test_migrations_build_the_schema_from_an_empty_database(empty_db_url: str) -> None:
@@ -28,7 +28,17 @@ def test_migrations_build_the_schema_from_an_empty_database(empty_db_url: str) -
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     tables = set(inspect(engine).get_table_names())
-    assert {"brands", "images", "reviews", "predictions", "model_versions", "rounds", "image_claims"} <= tables
+    assert {
+        "attributes",
+        "classes",
+        "imported_labels",
+        "images",
+        "reviews",
+        "predictions",
+        "model_versions",
+        "rounds",
+        "image_claims",
+    } <= tables
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     if engine.dialect.name == "sqlite":
@@ -53,10 +63,10 @@ def test_upgrade_twice_is_harmless_and_keeps_data(empty_db_url: str) -> None:
     engine = create_db_engine(empty_db_url)
     upgrade(engine)
     with session_scope(engine, write=True) as session:
-        session.add(Brand(name="nike"))
+        session.add(LabelClass(name="nike"))
     upgrade(engine)
     with session_scope(engine) as session:
-        assert session.scalars(select(Brand.name)).all() == ["nike"]
+        assert session.scalars(select(LabelClass.name)).all() == ["nike"]
 
 
 def test_downgrade_to_base_and_back(empty_db_url: str) -> None:
@@ -101,7 +111,7 @@ def test_db_engine_is_the_migrated_engine_every_service_uses(db_engine: Engine, 
     assert get_engine() is db_engine and get_settings().db_url == db_engine.url.render_as_string(hide_password=False)
     assert current_revision(db_engine) == head_revision()
     with session_scope(db_engine) as session:
-        assert session.scalars(select(Image)).all() == [] and session.scalars(select(Brand)).all() == []
+        assert session.scalars(select(Image)).all() == [] and session.scalars(select(LabelClass)).all() == []
 
 
 def test_enum_columns_reject_unknown_values(db_engine: Engine) -> None:
@@ -148,7 +158,7 @@ def test_locked_database_gives_a_clear_error_and_writes_nothing(
     monkeypatch.setenv("SHOELABEL_BUSY_TIMEOUT", "0.2")
     impatient = create_db_engine(db_engine.url.render_as_string(hide_password=False))
     with session_scope(db_engine, write=True) as other:  # another process holds the writers' lock
-        other.add(Brand(name="puma"))
+        other.add(LabelClass(name="puma"))
         other.flush()
         started = time.monotonic()
         with (
@@ -157,28 +167,28 @@ def test_locked_database_gives_a_clear_error_and_writes_nothing(
             ),
             session_scope(impatient, write=True) as session,
         ):
-            session.add(Brand(name="adidas"))
+            session.add(LabelClass(name="adidas"))
         assert time.monotonic() - started < 5
     with session_scope(impatient, write=True) as session:  # the impatient engine works again once it is free
-        session.add(Brand(name="nike"))
+        session.add(LabelClass(name="nike"))
     with session_scope(db_engine) as session:
-        assert sorted(session.scalars(select(Brand.name))) == ["nike", "puma"]
+        assert sorted(session.scalars(select(LabelClass.name))) == ["nike", "puma"]
 
 
 @pytest.mark.parametrize("db_engine", ["postgresql"], indirect=True)  # SQLite has one writer at a time
 def test_a_deadlock_between_two_writers_is_a_busy_error_for_one_and_the_other_commits(db_engine: Engine) -> None:
     """Sessions that write without the writers' lock may deadlock on PostgreSQL: the server rolls one back."""
     with session_scope(db_engine, write=True) as session:
-        session.add_all([Brand(name="a"), Brand(name="b")])
+        session.add_all([LabelClass(name="a"), LabelClass(name="b")])
     both_hold_one = threading.Barrier(2)
     outcomes: dict[str, BaseException | None] = {}
 
     def rename(first: str, second: str) -> None:
         try:
             with session_scope(db_engine) as session:
-                session.execute(update(Brand).where(Brand.name == first).values(name=first + "1"))
+                session.execute(update(LabelClass).where(LabelClass.name == first).values(name=first + "1"))
                 both_hold_one.wait(10)
-                session.execute(update(Brand).where(Brand.name == second).values(name=second + "2"))
+                session.execute(update(LabelClass).where(LabelClass.name == second).values(name=second + "2"))
             outcomes[first] = None
         except Exception as exc:
             outcomes[first] = exc
@@ -192,7 +202,7 @@ def test_a_deadlock_between_two_writers_is_a_busy_error_for_one_and_the_other_co
     assert len(outcomes) == 2 and len(failed) == 1, outcomes
     assert isinstance(failed[0], DatabaseBusyError) and "collided with another process's write" in str(failed[0])
     with session_scope(db_engine) as session:
-        assert sorted(session.scalars(select(Brand.name))) in (["a1", "b2"], ["a2", "b1"])
+        assert sorted(session.scalars(select(LabelClass.name))) in (["a1", "b2"], ["a2", "b1"])
 
 
 def test_a_database_that_cannot_be_opened_is_named_with_the_reason(tmp_path: Path) -> None:
@@ -218,8 +228,8 @@ def test_timestamps_are_naive_utc_whatever_the_server_s_time_zone(db_engine: Eng
     db_engine.dispose()  # new connections take the database's time zone, 14 hours ahead of UTC
     before = utcnow()
     with session_scope(db_engine, write=True) as session:
-        session.add(Brand(name="nike"))
+        session.add(LabelClass(name="nike"))
     with session_scope(db_engine) as session:
         assert session.scalar(select(text("current_setting('TimeZone')"))) == "Pacific/Kiritimati"
-        created = session.scalar(select(Brand.created_at))
+        created = session.scalar(select(LabelClass.created_at))
     assert created.tzinfo is None and before <= created <= utcnow()

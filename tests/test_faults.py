@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db import session_scope
-from db.models import Brand, Image
+from db.models import Image, LabelClass
 from tests.conftest import REPO, make_brand_photo
 
 
@@ -50,7 +50,7 @@ def test_commands_say_the_database_is_locked_and_write_nothing(
     assert "is locked by another process (waited 1s). Nothing was written; try again" in done.stderr
     with session_scope(engine) as session:
         assert session.scalar(select(func.count(Image.id))) == 0
-        assert session.scalar(select(func.count(Brand.id))) == 0
+        assert session.scalar(select(func.count(LabelClass.id))) == 0
 
 
 def test_an_ingest_locked_out_half_way_says_what_it_kept(

@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 from sqlalchemy import Engine, select, update
 
 from db import session_scope
-from db.models import Brand, Image, Job, JobKind, JobStatus, Split
+from db.models import Image, Job, JobKind, JobStatus, LabelClass, Split
 from feedback.ingest import ingest_folder
 from feedback.reviews import record_review
 from tests.app_support import add_round_history, fake_models, pool_ids
@@ -116,13 +116,13 @@ def hostile_catalogue(engine: Engine, home: Path, root: Path) -> list[int]:
     ingest_folder(pool, engine=engine)
     with session_scope(engine, write=True) as session:
         for b, name in enumerate(HOSTILE):
-            session.execute(update(Brand).where(Brand.name == f"brand{b}").values(name=name))
+            session.execute(update(LabelClass).where(LabelClass.name == f"brand{b}").values(name=name))
     fake_models(engine, home, class_names=HOSTILE)
     ids = pool_ids(engine)
-    record_review(ids[0], BOLD, "correct", brand=IMG, engine=engine)
-    record_review(ids[0], LINK, "correct", brand=PICTURE, engine=engine)
-    record_review(ids[1], IMG, "correct", brand=BOLD, engine=engine)
-    record_review(ids[1], PICTURE, "correct", brand=LINK, engine=engine)
+    record_review(ids[0], BOLD, "correct", label=IMG, engine=engine)
+    record_review(ids[0], LINK, "correct", label=PICTURE, engine=engine)
+    record_review(ids[1], IMG, "correct", label=BOLD, engine=engine)
+    record_review(ids[1], PICTURE, "correct", label=LINK, engine=engine)
     names = " ".join(HOSTILE)
     add_round_history(engine, message=f"Promoted over {names}.")
     log = home / "logs" / "refresh.log"

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from db import get_engine, session_scope
-from db.models import Brand, Image, ModelStatus, ModelVersion, QueueEntry, Split
+from db.catalog import imported_class_name
+from db.models import Image, ImportedLabel, LabelClass, ModelStatus, ModelVersion, QueueEntry, Split
 from feedback.ingest import IngestError, ingest_folder, main
 from shoelabel.progress import Rate
 from tests.conftest import REPO, make_brand_photo, make_photo
@@ -28,8 +29,12 @@ def test_labelled_folder_gets_brands_and_a_stratified_holdout(engine, brand_fold
     assert report.labelled and report.added == 36 and not report.skipped
     assert report.holdout_drawn == {"acme": 3, "bolt": 3, "crest": 3}
     with session_scope(engine) as session:
-        assert sorted(session.scalars(select(Brand.name))) == ["acme", "bolt", "crest"]
-        rows = session.execute(select(Brand.name, Image.split).join(Image, Image.source_brand_id == Brand.id)).all()
+        assert sorted(session.scalars(select(LabelClass.name))) == ["acme", "bolt", "crest"]
+        rows = session.execute(
+            select(LabelClass.name, Image.split)
+            .join(ImportedLabel, ImportedLabel.class_id == LabelClass.id)
+            .join(Image, Image.id == ImportedLabel.image_id)
+        ).all()
     per_brand = {b: sum(1 for name, s in rows if name == b and s == Split.HOLDOUT) for b in ("acme", "bolt", "crest")}
     assert per_brand == {"acme": 3, "bolt": 3, "crest": 3}
 
@@ -100,7 +105,7 @@ def test_unlabelled_image_gets_its_brand_when_a_labelled_folder_has_it(
     assert report.newly_labelled == 1 and report.added == 35
     with session_scope(engine) as session:
         image = session.scalar(select(Image).where(Image.path.like("%mystery.jpg")))
-        assert image.split == Split.TRAIN and image.source_brand.name == "bolt"
+        assert image.split == Split.TRAIN and imported_class_name(session, image.id) == "bolt"
 
 
 def test_empty_and_missing_folders_are_clear_errors(home: Path, tmp_path: Path) -> None:
@@ -226,7 +231,7 @@ def test_symlinks_that_loop_or_lead_outside_are_reported_and_skipped(
     assert report.added == 37 and report.added_per_brand == {"acme": 12, "bolt": 12, "crest": 13}
     assert "dotloop: symlink loop" in report.summary()
     with session_scope(engine) as session:
-        assert sorted(session.scalars(select(Brand.name))) == ["acme", "bolt", "crest"]
+        assert sorted(session.scalars(select(LabelClass.name))) == ["acme", "bolt", "crest"]
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     (lonely / "dotloop").symlink_to(".")
@@ -245,8 +250,8 @@ def test_a_brand_offered_again_follows_one_rule_on_every_route(engine, pool_fold
     ingest_folder(pool_folder)
     with session_scope(engine) as session:
         reviewed_id, fresh_id = list(session.scalars(select(Image.id).order_by(Image.id)))[:2]
-        session.add(Brand(name="acme"))
-    record_review(reviewed_id, "ann", "correct", brand="acme")
+        session.add(LabelClass(name="acme"))
+    record_review(reviewed_id, "ann", "correct", label="acme")
     files = sorted(pool_folder.iterdir())[:2]
     if route == "folder":
         offered = tmp_path / "offered"
@@ -263,8 +268,8 @@ def test_a_brand_offered_again_follows_one_rule_on_every_route(engine, pool_fold
     assert labelled == 1
     with session_scope(engine) as session:
         labels = effective_labels(session, [reviewed_id, fresh_id])
-        reviewed, fresh = session.get(Image, reviewed_id), session.get(Image, fresh_id)
-        assert labels[reviewed_id].value == "acme" and reviewed.source_brand_id is None
+        fresh = session.get(Image, fresh_id)
+        assert labels[reviewed_id].value == "acme" and labels[reviewed_id].imported is None
         assert labels[fresh_id].value == "bolt" and fresh.split == Split.TRAIN
 
 

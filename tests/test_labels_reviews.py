@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from db import session_scope
-from db.catalog import BrandError
+from db.catalog import ClassError
 from db.labels import NOT_A_SHOE, ReviewRow, conflicts, derive, effective_labels, labelled_set
 from db.models import Review, ReviewAction
 from feedback.ingest import ingest_folder
@@ -78,9 +78,9 @@ def test_record_review_undo_and_history(db_engine: Engine, brand_folder: Path) -
     first = record_review(1, "Ann", "confirm", shown=shown)
     with session_scope(db_engine) as session:
         review = session.get(Review, first)
-        assert review.brand.name == "bolt" and review.probabilities == shown.probabilities
+        assert review.label_class.name == "bolt" and review.probabilities == shown.probabilities
         assert review.model_version_id == version
-    record_review(1, "Ann", "correct", brand="CREST")
+    record_review(1, "Ann", "correct", label="CREST")
     assert effective_labels_of(db_engine, 1).brand == "crest"
     undone = undo_last("Ann")
     assert undone is not None and undone.action == ReviewAction.CORRECT
@@ -99,9 +99,9 @@ def effective_labels_of(engine: Engine, image_id: int):
 
 def test_bad_reviews_are_refused_and_nothing_is_written(db_engine: Engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder)
-    with pytest.raises(BrandError, match=r"Unknown brand 'reebok'\. Known brands: acme, bolt, crest"):
-        record_review(1, "ann", "correct", brand="reebok")
-    with pytest.raises(ReviewError, match="needs the brand"):
+    with pytest.raises(ClassError, match=r"Unknown brand 'reebok'\. Known brand classes: acme, bolt, crest"):
+        record_review(1, "ann", "correct", label="reebok")
+    with pytest.raises(ReviewError, match="needs the class"):
         record_review(1, "ann", "correct")
     with pytest.raises(ReviewError, match="Nothing to confirm"):
         record_review(1, "ann", "confirm")
@@ -121,8 +121,8 @@ def test_labelled_set_leaves_out_conflicts_and_not_a_shoe(db_engine: Engine, bra
         before = labelled_set(session)
     some_train = before.train[0].image_id
     other_train = before.train[1].image_id
-    record_review(some_train, "ann", "correct", brand="crest")
-    record_review(some_train, "bob", "correct", brand="bolt")
+    record_review(some_train, "ann", "correct", label="crest")
+    record_review(some_train, "bob", "correct", label="bolt")
     record_review(other_train, "ann", "not_a_shoe")
     with session_scope(db_engine) as session:
         after = labelled_set(session)

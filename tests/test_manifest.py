@@ -41,11 +41,11 @@ def reviewed(engine, brand_folder: Path, pool_folder: Path):
     """A catalogue whose labels come from import and from reviews, with a conflict and a not-a-shoe."""
     ingest_folder(brand_folder, holdout_fraction=0.25)
     ingest_folder(pool_folder)
-    record_review(_image_id(engine, "new_0.jpg"), "ann", "correct", brand="bolt")  # pool photo labelled
-    record_review(_image_id(engine, "acme_1.jpg"), "ann", "correct", brand="crest")  # imported brand corrected
+    record_review(_image_id(engine, "new_0.jpg"), "ann", "correct", label="bolt")  # pool photo labelled
+    record_review(_image_id(engine, "acme_1.jpg"), "ann", "correct", label="crest")  # imported brand corrected
     record_review(_image_id(engine, "new_1.jpg"), "ann", "not_a_shoe")
-    record_review(_image_id(engine, "new_2.jpg"), "ann", "correct", brand="acme")
-    record_review(_image_id(engine, "new_2.jpg"), "bob", "correct", brand="bolt")  # reviewers disagree
+    record_review(_image_id(engine, "new_2.jpg"), "ann", "correct", label="acme")
+    record_review(_image_id(engine, "new_2.jpg"), "bob", "correct", label="bolt")  # reviewers disagree
     return engine
 
 
@@ -129,9 +129,10 @@ def test_a_changed_file_is_skipped(engine, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("m.csv", "file,label\nx.jpg,acme\n", "lacks the column"),
+        ("m.csv", "name,label\nx.jpg,acme\n", "lacks the column path"),
+        ("m.csv", "path,split\nx.jpg,train\n", "no attribute column"),
         ("m.csv", "path,brand,split\ngood.jpg,acme,train\nx.jpg,acme,test\n", "line 3: split 'test'"),
-        ("m.csv", "path,brand\ngood.jpg,acme\nx.jpg,   \n", "line 3: A brand name cannot be empty"),
+        ("m.csv", "path,brand\ngood.jpg,acme\nx.jpg,   \n", "line 3: every attribute is empty"),
         ("m.json", "{not json", "not valid JSON"),
         (
             "m.json",
@@ -168,7 +169,7 @@ def test_command_line_round_trip(reviewed, tmp_path: Path, capsys: pytest.Captur
     assert main(["export", str(tmp_path / "labels.json")]) == 0
     assert "Wrote 37 labelled photos" in capsys.readouterr().out
     assert main(["import", str(tmp_path / "labels.json")]) == 0
-    assert "Already stored with the same brand: 37" in capsys.readouterr().out
+    assert "Already stored with the same labels: 37" in capsys.readouterr().out
     assert main(["import", str(tmp_path / "nothing.csv")]) == 2
     assert "Manifest not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):

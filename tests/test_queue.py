@@ -74,7 +74,7 @@ def test_two_reviewers_at_once_get_different_images(engine, pool: list[int]) -> 
 
 def test_labelled_and_not_a_shoe_images_leave_the_unlabelled_queue(engine, pool: list[int]) -> None:
     record_review(pool[0], "ann", "not_a_shoe")
-    record_review(pool[1], "ann", "correct", brand="bolt")
+    record_review(pool[1], "ann", "correct", label="bolt")
     left = {i.image_id for i in next_items("bob", "tab-b", k=20)}
     assert left == set(pool[2:])
 
@@ -126,7 +126,7 @@ def test_not_a_shoe_photos_leave_the_labelled_queue_until_overruled(engine, pool
     assert pending_count("bob", "tab-b", scope="labelled") == total - 1
     labelled = {i.image_id for i in next_items("bob", "tab-b", strategy="random", scope="labelled", k=100)}
     assert imported not in labelled and pool[0] not in labelled
-    record_review(imported, "carol", "correct", brand="acme")  # a later answer says it is a shoe after all
+    record_review(imported, "carol", "correct", label="acme")  # a later answer says it is a shoe after all
     assert pending_count("bob", "tab-b", scope="labelled") == total
 
 

@@ -37,7 +37,7 @@ def test_every_photo_has_an_entry_whose_stage_follows_its_answers(engine, pool: 
     assert set(stages) == set(images)
     assert all(stages[i] == (QueueStage.OPEN if s == Split.POOL else QueueStage.IMPORTED) for i, s in images.items())
 
-    record_review(pool[0], "ann", "correct", brand="bolt")
+    record_review(pool[0], "ann", "correct", label="bolt")
     record_review(pool[1], "ann", "not_a_shoe")
     record_review(pool[2], "ann", "skip")  # decides nothing
     stages = {i: e.stage for i, e in entries(engine).items()}
@@ -50,7 +50,7 @@ def test_every_photo_has_an_entry_whose_stage_follows_its_answers(engine, pool: 
     undo_last("ann")  # not a shoe: open again
     assert entries(engine)[pool[1]].stage == QueueStage.OPEN
     record_review(pool[0], "bob", "not_a_shoe")
-    record_review(pool[0], "carol", "correct", brand="acme")  # the latest answer says it is a shoe
+    record_review(pool[0], "carol", "correct", label="acme")  # the latest answer says it is a shoe
     assert entries(engine)[pool[0]].stage == QueueStage.DECIDED
 
 
@@ -206,7 +206,7 @@ def test_counters_follow_every_write(engine, pool: list[int]) -> None:
 
     counts = check()
     assert counts["split:pool"] == len(pool) and counts["stage:0"] == len(pool)
-    record_review(pool[0], "ann", "correct", brand="bolt")
+    record_review(pool[0], "ann", "correct", label="bolt")
     record_review(pool[1], "ann", "not_a_shoe")
     record_review(pool[2], "ann", "skip")
     counts = check()

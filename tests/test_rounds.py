@@ -222,7 +222,7 @@ def test_current_model_is_rescored_only_when_the_held_out_set_changes(catalogue)
     assert reused is not None and reused.macro_f1 == first.candidate.macro_f1
     assert stored_metrics(recorded, fingerprint, ["acme", "bolt", "crest", "delta"]) is None
     other = "crest" if holdout[0].brand != "crest" else "acme"
-    record_review(holdout[0].image_id, "ann", "correct", brand=other)  # a held-out label is corrected
+    record_review(holdout[0].image_id, "ann", "correct", label=other)  # a held-out label is corrected
     with session_scope(catalogue) as session:
         assert holdout_fingerprint(labelled_set(session).holdout) != fingerprint
 
@@ -237,7 +237,7 @@ def test_a_thin_new_brand_and_a_brand_left_only_in_the_holdout_do_not_block_a_ro
     with session_scope(catalogue) as session:
         crest = [i.image_id for i in labelled_set(session).train if i.brand == "crest"]
     for image_id in crest:  # every training photo of crest turns out to be bolt; its held-out photos remain
-        record_review(image_id, "ann", "correct", brand="bolt", engine=catalogue)
+        record_review(image_id, "ann", "correct", label="bolt", engine=catalogue)
     result = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
     assert result.status == RoundStatus.ACCEPTED
     assert result.data["left_out_brands"] == {"delta": 1} and "delta (1)" in result.message

@@ -122,8 +122,8 @@ def test_a_reviewer_reviews_under_their_account_and_sees_no_admin_actions(team: 
 
 def test_a_viewer_browses_but_neither_reviews_nor_settles(team: Engine) -> None:
     image = pool_ids(team)[0]
-    record_review(image, "ann", "correct", brand="acme", engine=team)
-    record_review(image, "rita", "correct", brand="crest", engine=team)
+    record_review(image, "ann", "correct", label="acme", engine=team)
+    record_review(image, "rita", "correct", label="crest", engine=team)
     at = sign_in(new_app().run(), "vic")
     assert not registered(at, "ui/pages/review.py") and not registered(at, "ui/pages/predict.py")
     at.switch_page("ui/pages/browse.py").run()

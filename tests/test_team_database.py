@@ -14,11 +14,22 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from db import get_engine, session_scope
-from db.catalog import get_or_create_brand
+from db.catalog import get_or_create_class
 from db.connect import create_db_engine
 from db.labels import conflicts
 from db.migrate import current_revision, head_revision
-from db.models import Brand, Image, Job, JobStatus, Prediction, QueueEntry, QueueStage, Review, Split
+from db.models import (
+    Image,
+    ImportedLabel,
+    Job,
+    JobStatus,
+    LabelClass,
+    Prediction,
+    QueueEntry,
+    QueueStage,
+    Review,
+    Split,
+)
 
 # The processes below import this module afresh: it imports the services they use only where used.
 SPAWN = multiprocessing.get_context("spawn")
@@ -67,12 +78,13 @@ def test_two_processes_ingesting_the_same_folder_at_once_store_each_photo_and_br
     run_at_once(_ingest, (url_of(db_engine), brand_folder), (url_of(db_engine), brand_folder))
     with session_scope(db_engine) as session:
         assert session.scalar(select(func.count(Image.id))) == 36
-        assert sorted(session.scalars(select(Brand.name))) == ["acme", "bolt", "crest"]
+        assert sorted(session.scalars(select(LabelClass.name))) == ["acme", "bolt", "crest"]
         held_out = session.execute(
-            select(Brand.name, func.count(Image.id))
-            .join(Image, Image.source_brand_id == Brand.id)
+            select(LabelClass.name, func.count(Image.id))
+            .join(ImportedLabel, ImportedLabel.class_id == LabelClass.id)
+            .join(Image, Image.id == ImportedLabel.image_id)
             .where(Image.split == Split.HOLDOUT)
-            .group_by(Brand.name)
+            .group_by(LabelClass.name)
         ).all()
         assert sorted(held_out) == [("acme", 3), ("bolt", 3), ("crest", 3)]  # drawn once, not twice
         assert session.scalar(select(func.count()).select_from(QueueEntry)) == 36
@@ -85,14 +97,14 @@ def test_a_brand_added_while_another_writer_adds_it_in_other_case_exists_once(db
 
     def first() -> None:
         with session_scope(db_engine, write=True) as session:
-            names.append(get_or_create_brand(session, "Nike").name)
+            names.append(get_or_create_class(session, "Nike").name)
             added.set()
             time.sleep(0.5)  # not committed yet
 
     def second() -> None:
         added.wait(10)
         with session_scope(db_engine, write=True) as session:
-            names.append(get_or_create_brand(session, "nike").name)
+            names.append(get_or_create_class(session, "nike").name)
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     for thread in threads:
@@ -101,7 +113,7 @@ def test_a_brand_added_while_another_writer_adds_it_in_other_case_exists_once(db
         thread.join(30)
     assert names == ["Nike", "Nike"]
     with session_scope(db_engine) as session:
-        assert session.scalars(select(Brand.name)).all() == ["Nike"]
+        assert session.scalars(select(LabelClass.name)).all() == ["Nike"]
 
 
 def _review_all(barrier: threading.Barrier, url: str, reviewer: str, brand: str, image_ids: list[int]) -> None:
@@ -110,7 +122,7 @@ def _review_all(barrier: threading.Barrier, url: str, reviewer: str, brand: str,
     engine = create_db_engine(url)
     barrier.wait()
     for image_id in image_ids:
-        record_review(image_id, reviewer, "correct", brand=brand, engine=engine)
+        record_review(image_id, reviewer, "correct", label=brand, engine=engine)
 
 
 def test_two_reviewers_answering_the_same_photos_at_once_lose_no_answer(db_engine: Engine, brand_folder: Path) -> None:

@@ -23,8 +23,8 @@ def test_team_page_without_reviews_says_so(catalogue: Engine) -> None:
 def test_team_page_shows_rates_kappa_and_disagreements(catalogue: Engine) -> None:
     pool = pool_ids(catalogue)
     for image_id, (ann, bob) in zip(pool, [("acme", "acme"), ("bolt", "bolt"), ("acme", "crest")], strict=False):
-        record_review(image_id, "ann", "correct", brand=ann, engine=catalogue)
-        record_review(image_id, "bob", "correct", brand=bob, engine=catalogue)
+        record_review(image_id, "ann", "correct", label=ann, engine=catalogue)
+        record_review(image_id, "bob", "correct", label=bob, engine=catalogue)
     at = team_page()
     frames = {tuple(d.value.columns): d.value for d in at.dataframe}
     reviewers = next(f for cols, f in frames.items() if "answers per hour" in cols)

@@ -149,7 +149,7 @@ def test_tour_in_fresh_processes(tour: dict) -> None:
         "items = next_items('ann', 'tour', k=2)\n"
         "assert items and all(item.predictions for item in items), items\n"
         "for item in items:\n"
-        "    record_review(item.image_id, 'ann', 'correct', brand='nike', shown=item.shown())\n"
+        "    record_review(item.image_id, 'ann', 'correct', label='nike', shown=item.shown())\n"
         "print(len(items))\n"
     )
     run(["-c", script], env)

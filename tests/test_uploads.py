@@ -132,5 +132,5 @@ def test_predictions_made_for_uploads_are_kept(engine: Engine, home: Path, brand
     assert store_upload_predictions(handles, answers, engine=engine) == 2
     with session_scope(engine) as session:
         rows = list(session.scalars(select(Prediction).where(Prediction.image_id == stored.image_id)))
-        assert sorted(r.brand.name for r in rows) == ["crest", "crest"]
+        assert sorted(r.label_class.name for r in rows) == ["crest", "crest"]
         assert session.scalar(select(func.count(Prediction.id))) == 2 * 36 + 2

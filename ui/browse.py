@@ -161,14 +161,15 @@ def details_dialog(image_id: int) -> None:
                 _when(r["at"]),
                 r["reviewer"],
                 r["action"],
-                r["brand"] or "-",
+                r["attribute"],
+                r["class"] or "-",
                 "-" if r["model_version_id"] is None else f"v{r['model_version_id']}",
                 "yes" if r["resolves_conflict"] else "",
                 _when(r["undone_at"]) if r["undone_at"] else "",
             )
             for r in details.reviews
         ]
-        header = ("at", "reviewer", "action", "brand", "model shown", "settles", "undone at")
+        header = ("at", "reviewer", "action", "attribute", "answer", "model shown", "settles", "undone at")
         st.code(_text_table(rows, header), language=None)
     else:
         st.caption("No reviews yet.")
@@ -263,7 +264,7 @@ def _resolve(conflict: Conflict) -> None:
             conflict.image_id,
             reviewer or "",
             action,
-            brand=None if action == ReviewAction.NOT_A_SHOE else choice,
+            label=None if action == ReviewAction.NOT_A_SHOE else choice,
             resolves_conflict=True,
             engine=common.engine(),
             actor=auth.current_actor(),

@@ -162,7 +162,7 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
             image_id,
             common.reviewer() or "",
             action,
-            brand=brand,
+            label=brand,
             shown=shown,
             engine=common.engine(),
             actor=auth.current_actor(),
