@@ -43,6 +43,7 @@ class Permission(enum.StrEnum):
     IMPORT = "import"  # ingest folders, import manifests, add uploads to the pool
     TRAIN = "train"  # start rounds and prediction refreshes, dismiss job notices
     MANAGE = "manage"  # accounts and team settings
+    SCHEMA = "schema"  # add attributes, rename and merge classes
 
 
 ALLOWED: dict[Role, frozenset[Permission]] = {
@@ -58,6 +59,7 @@ WHAT = {
     Permission.IMPORT: "import photos",
     Permission.TRAIN: "start rounds or prediction refreshes",
     Permission.MANAGE: "manage accounts and team settings",
+    Permission.SCHEMA: "add attributes or rename and merge classes",
 }
 
 

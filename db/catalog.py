@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.labels import effective_labels
-from db.models import BRAND_ID, Attribute, Image, LabelClass
+from db.models import BRAND_ID, Attribute, ClassChange, Image, LabelClass
 from shoelabel.errors import UserError
 
 MAX_CLASS_LENGTH = 120
@@ -74,13 +74,18 @@ def get_or_create_attribute(session: Session, name: str) -> Attribute:
 
 
 def find_class(session: Session, name: str, attribute_id: int = BRAND_ID) -> LabelClass | None:
-    """The class called ``name`` of the attribute (the one it was merged into, if it was)."""
-    cleaned = clean_class_name(name)
+    """The class called ``name`` (now, or before a rename) of the attribute: the one it was merged into, if it was."""
+    cleaned = clean_class_name(name).lower()
     found = session.scalar(
-        select(LabelClass).where(
-            LabelClass.attribute_id == attribute_id, func.lower(LabelClass.name) == cleaned.lower()
-        )
+        select(LabelClass).where(LabelClass.attribute_id == attribute_id, func.lower(LabelClass.name) == cleaned)
     )
+    if found is None:  # a name it had before a rename (a model trained before it still says so)
+        renamed = select(ClassChange.class_id).where(
+            ClassChange.attribute_id == attribute_id,
+            ClassChange.kind == "rename",
+            func.lower(ClassChange.old_name) == cleaned,
+        )
+        found = session.scalar(select(LabelClass).where(LabelClass.id.in_(renamed)).limit(1))
     if found is not None and found.merged_into_id is not None:
         return session.get(LabelClass, found.merged_into_id)
     return found

@@ -1,0 +1,120 @@
+"""Attributes and class hygiene: add an attribute, rename and merge classes, from the API and the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from db import session_scope
+from db.access import Actor, PermissionDenied
+from db.catalog import ClassError, class_names, find_class, require_attribute
+from db.labels import conflicts, effective_labels, labelled_set
+from db.models import Image, Role
+from feedback.classes import add_attribute, add_classes, history, merge_classes, rename_class, schema
+from feedback.ingest import ingest_folder
+from feedback.reviews import record_review, review_history
+
+
+def first_of(engine, brand: str) -> int:
+    with session_scope(engine) as session:
+        labels = effective_labels(session)
+        return min(i for i, label in labels.items() if label.value == brand)
+
+
+def test_merge_relabels_every_photo_and_keeps_the_answers_as_given(engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    add_classes("brand", ["ADIDAS"])
+    bolt_photo = first_of(engine, "bolt")
+    record_review(bolt_photo, "ann", "correct", label="ADIDAS", engine=engine)
+    record_review(bolt_photo, "ben", "correct", label="acme", engine=engine)
+    with session_scope(engine) as session:
+        assert [c.image_id for c in conflicts(session)] == [bolt_photo]  # ADIDAS against acme
+
+    change = merge_classes("brand", "ADIDAS", "acme")
+    assert (change.kind, change.old_name, change.new_name, change.changed_by) == ("merge", "ADIDAS", "acme", "operator")
+    with session_scope(engine) as session:
+        assert conflicts(session) == []  # both answers now mean acme
+        assert effective_labels(session, [bolt_photo])[bolt_photo].brand == "acme"
+        assert class_names(session) == ["acme", "bolt", "crest"]
+        assert find_class(session, "adidas").name == "acme"
+        assert labelled_set(session).counts()["acme"] == 13  # 12 imported, and the corrected one
+    assert [r["class"] for r in review_history(bolt_photo)] == ["ADIDAS", "acme"]  # as answered
+
+    merge_classes("brand", "bolt", "crest")  # a whole imported class
+    with session_scope(engine) as session:
+        counts = labelled_set(session).counts()
+    assert counts == {"acme": 13, "crest": 23}
+
+
+def test_rename_keeps_the_old_name_reachable(engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    rename_class("brand", "crest", "Crest Co")
+    with session_scope(engine) as session:
+        assert class_names(session) == ["Crest Co", "acme", "bolt"]
+        assert find_class(session, "CREST").name == "Crest Co"  # a model trained before still says crest
+        assert labelled_set(session).counts()["Crest Co"] == 12
+    photo = first_of(engine, "acme")
+    record_review(photo, "ann", "correct", label="crest", engine=engine)
+    with session_scope(engine) as session:
+        assert effective_labels(session, [photo])[photo].brand == "Crest Co"
+    assert [(c.kind, c.old_name, c.new_name) for c in history()] == [("rename", "crest", "Crest Co")]
+
+
+def test_bad_changes_are_refused_and_change_nothing(engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    with pytest.raises(ClassError, match="merge 'acme' into it instead"):
+        rename_class("brand", "acme", "BOLT")
+    with pytest.raises(ClassError, match=r"has no class 'zeta'\. Its classes: acme, bolt, crest"):
+        merge_classes("brand", "zeta", "acme")
+    with pytest.raises(ClassError, match="one class of brand already"):
+        merge_classes("brand", "acme", "ACME")
+    with pytest.raises(ClassError, match="Unknown attribute 'size'"):
+        rename_class("size", "a", "b")
+    with pytest.raises(PermissionDenied):
+        merge_classes("brand", "acme", "bolt", actor=Actor("rita", Role.REVIEWER))
+    assert schema() == {"brand": ["acme", "bolt", "crest"]} and history() == []
+
+
+def test_a_new_attribute_is_answered_per_photo(engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    assert add_attribute("Colour") == "colour"
+    assert add_attribute("colour") == "colour"  # once
+    add_classes("colour", ["Black", "White"])
+    with session_scope(engine) as session:
+        colour = require_attribute(session, "colour").id
+        photo = session.scalar(select(Image.id).order_by(Image.id).limit(1))
+    record_review(photo, "ann", "correct", label="black", attribute_id=colour, engine=engine)
+    record_review(photo, "ben", "correct", label="White", attribute_id=colour, engine=engine)
+    with session_scope(engine) as session:
+        by_colour = effective_labels(session, [photo], colour)[photo]
+        by_brand = effective_labels(session, [photo])[photo]
+        assert by_colour.conflict and {a.value for a in by_colour.answers.values()} == {"Black", "White"}
+        assert not by_brand.conflict and by_brand.brand is not None  # brand is untouched
+        assert [c.image_id for c in conflicts(session, colour)] == [photo] and conflicts(session) == []
+    with pytest.raises(ClassError, match="Unknown colour 'red'"):
+        record_review(photo, "ann", "correct", label="red", attribute_id=colour, engine=engine)
+    assert schema()["colour"] == ["Black", "White"]
+
+
+def test_command_line_in_its_own_process(engine, home: Path, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    env = {**os.environ, "SHOELABEL_HOME": str(home)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "feedback.classes", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert run("add-attribute", "gender").returncode == 0
+    done = run("merge", "--attribute", "brand", "bolt", "acme")
+    assert done.returncode == 0 and "merged 'bolt' into 'acme' by operator" in done.stdout
+    listed = run("list")
+    assert "brand (2 classes): acme, crest" in listed.stdout and "gender (0 classes)" in listed.stdout
+    refused = run("rename", "--attribute", "brand", "acme", "Crest")
+    assert refused.returncode == 2 and "merge 'acme' into it instead" in refused.stderr
+    assert "merged 'bolt' into 'acme'" in run("history").stdout
