@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from db import DatabaseBusyError, get_engine, session_scope
 from db.access import OPERATOR, Actor, import_roots
-from db.catalog import ClassError, clean_class_name, get_or_create_class
+from db.catalog import ClassError, clean_class_name, get_or_create_attribute, get_or_create_class
 from db.labels import (
     IDS_PER_QUERY,
     EffectiveLabel,
@@ -54,8 +54,9 @@ from db.labels import (
     kept_label,
     offer_class,
 )
-from db.models import BRAND_ID, Image, ImportedLabel, LabelClass, ModelVersion, Round, Split
+from db.models import BRAND, BRAND_ID, Image, ImportedLabel, LabelClass, ModelVersion, Round, Split
 from db.queue_entries import add_entries
+from feedback.stratify import top_up_holdout
 from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
 from shoelabel.errors import UserError
@@ -94,6 +95,8 @@ class IngestReport:
     totals_per_brand: dict[str, dict[str, int]] = field(default_factory=dict)  # brand -> split -> n
     holdout_drawn: dict[str, int] = field(default_factory=dict)
     added_ids: set[int] = field(default_factory=set)  # the images this ingest added
+    attribute_id: int = BRAND_ID  # the attribute a labelled folder's subfolders are classes of
+    holdout_topped_up: int = 0  # photos held out for the classes of an attribute other than brand
 
     @property
     def usable(self) -> int:
@@ -113,7 +116,9 @@ class IngestReport:
         ]
         lines += [f"  {name} is the same photo as {first}" for name, first in self.duplicates_in_folder]
         if self.newly_labelled:
-            lines.append(f"Stored unlabelled images that got a brand: {self.newly_labelled}")
+            lines.append(f"Stored images that got a label they lacked: {self.newly_labelled}")
+        if self.holdout_topped_up:
+            lines.append(f"Held out so that every class has its share: {self.holdout_topped_up}")
         for name, kept, offered in self.label_conflicts:
             lines.append(f"  {name}: stored as {kept!r}, folder says {offered!r}; kept {kept!r} (correct it in review)")
         lines.append(f"Skipped: {len(self.skipped)}")
@@ -208,12 +213,16 @@ def ingest_folder(
     *,
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
     seed: int = 0,
+    attribute: str = BRAND,
     engine: Engine | None = None,
     progress: ProgressCallback | None = None,
     show_bar: bool = False,
     actor: Actor = OPERATOR,
 ) -> IngestReport:
     """Ingest ``folder``; see the module docstring. Never raises for a single bad file.
+
+    The subfolders of a labelled folder are classes of ``attribute`` (brand by default; another
+    attribute is added if the catalogue lacks it). Photos that arrive without a brand wait in the pool.
 
     The folder is streamed: listed lazily, read in chunks of :data:`COMMIT_EVERY` photos, each chunk
     stored in one short write transaction, so memory does not grow with the folder and a stopped ingest
@@ -233,9 +242,11 @@ def ingest_folder(
         try:
             clean_class_name(brand)
         except ClassError as exc:
-            raise IngestError(f"Subfolder {brand!r} of {folder} is not a usable brand name: {exc}") from exc
+            raise IngestError(f"Subfolder {brand!r} of {folder} is not a usable {attribute} name: {exc}") from exc
     engine = engine or get_engine()
-    report = IngestReport(folder=folder, labelled=listing.labelled)
+    with session_scope(engine, write=True) as session:
+        attribute_id = get_or_create_attribute(session, attribute).id
+    report = IngestReport(folder=folder, labelled=listing.labelled, attribute_id=attribute_id)
     meter = _Meter(progress, show_bar)
     committed = 0
     try:
@@ -252,8 +263,12 @@ def ingest_folder(
                     _store_chunk(session, report, chunk)
                 committed = report.added + report.newly_labelled
         with session_scope(engine, write=True) as session:
-            if holdout_fraction > 0:
+            if holdout_fraction > 0 and attribute_id == BRAND_ID:
                 report.holdout_drawn = draw_holdout(session, holdout_fraction, seed)
+            elif holdout_fraction > 0:
+                report.holdout_topped_up = top_up_holdout(
+                    session, attribute_id, holdout_fraction, seed, among=report.added_ids
+                )
             report.totals_per_brand = split_counts(session)
     except DatabaseBusyError as exc:
         if not committed:
@@ -287,9 +302,10 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
             readable.append((path, relative, result, brand_name))
     hashes = {info.sha256 for _, _, info, _ in readable}
     stored = {image.sha256: image for image in session.scalars(select(Image).where(Image.sha256.in_(hashes)))}
-    brands = {name: get_or_create_class(session, name) for name in sorted({b for *_, b in readable if b})}
+    names = sorted({b for *_, b in readable if b})
+    brands = {name: get_or_create_class(session, name, report.attribute_id) for name in names}
     offered = {stored[info.sha256].id for _, _, info, brand in readable if brand and info.sha256 in stored}
-    labels = effective_labels(session, offered) if offered else {}
+    labels = effective_labels(session, offered, report.attribute_id) if offered else {}
     first_in_chunk: dict[str, str] = {}
     added: list[dict[str, object]] = []
     added_brands: list[LabelClass | None] = []
@@ -303,7 +319,7 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
         if existing is None:
             added.append(image_values(info, path, source=f"ingest:{folder}", brand=brand))
             added_brands.append(brand)
-            if brand:
+            if brand and brand.attribute_id == BRAND_ID:
                 report.added_per_brand[brand.name] += 1
         elif _other_file_here(existing.path, path, folder):
             report.duplicates_in_folder.append((relative, str(Path(existing.path).relative_to(folder))))
@@ -347,7 +363,7 @@ def image_values(info: ImageInfo, path: Path, *, source: str, brand: LabelClass 
         "height": info.height,
         "format": info.format,
         "file_size": info.file_size,
-        "split": Split.TRAIN if brand else Split.POOL,
+        "split": Split.TRAIN if brand is not None and brand.attribute_id == BRAND_ID else Split.POOL,
         "source": source[:255],
     }
 
@@ -458,9 +474,14 @@ def main(argv: list[str] | None = None) -> int:
         help="share of each brand's labelled images held out for evaluation, drawn once (default 0.15)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
+    parser.add_argument(
+        "--attribute", default=BRAND, help="the attribute the subfolders are classes of (default brand)"
+    )
     parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
     args = parser.parse_args(argv)
-    report = ingest_folder(args.folder, holdout_fraction=args.holdout_fraction, seed=args.seed, show_bar=True)
+    report = ingest_folder(
+        args.folder, holdout_fraction=args.holdout_fraction, seed=args.seed, attribute=args.attribute, show_bar=True
+    )
     print(report.summary())
     if report.ok:
         predict_arrivals_in_terminal(wait=args.wait)

@@ -22,14 +22,14 @@ from db.models import BRAND_ID, Image, ImportedLabel, Split
 
 
 def top_up_holdout(session: Session, attribute_id: int, fraction: float, seed: int, *, among: Collection[int]) -> int:
-    """Move photos of ``among`` (just added, so no model trained on them) from training to the held-out set
+    """Move photos of ``among`` (just added, so no model trained on them) from training or the pool to the held-out set
     until each class of the attribute has ``fraction`` of its photos held out; returns how many moved."""
     if attribute_id == BRAND_ID or not among or fraction <= 0:
         return 0
     rows = session.execute(
         select(ImportedLabel.class_id, Image.id, Image.split, Image.sha256)
         .join(Image, Image.id == ImportedLabel.image_id)
-        .where(ImportedLabel.attribute_id == attribute_id, Image.split != Split.POOL)
+        .where(ImportedLabel.attribute_id == attribute_id)
     )
     photos: dict[int, list[tuple[int, Split, str]]] = defaultdict(list)
     for class_id, image_id, split, sha256 in rows:
@@ -52,7 +52,7 @@ def top_up_holdout(session: Session, attribute_id: int, fraction: float, seed: i
         candidates = sorted(
             (sha256, image_id)
             for image_id, split, sha256 in members
-            if split == Split.TRAIN and image_id in wanted and image_id not in chosen
+            if split != Split.HOLDOUT and image_id in wanted and image_id not in chosen
         )
         random.Random(f"{seed}:{attribute_id}:{class_id}").shuffle(candidates)
         for _, image_id in candidates:

@@ -118,3 +118,19 @@ def test_command_line_in_its_own_process(engine, home: Path, brand_folder: Path)
     refused = run("rename", "--attribute", "brand", "acme", "Crest")
     assert refused.returncode == 2 and "merge 'acme' into it instead" in refused.stderr
     assert "merged 'bolt' into 'acme'" in run("history").stdout
+
+
+def test_a_folder_of_colour_subfolders_labels_colour(engine, brand_folder: Path, tmp_path: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    colours = tmp_path / "colours"
+    for n, source in enumerate(sorted(brand_folder.rglob("*.jpg"))):
+        target = colours / ("Black" if n % 2 else "White") / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())  # the same photos, now labelled by colour
+    report = ingest_folder(colours, attribute="colour", holdout_fraction=0.0)
+    assert report.added == 0 and report.newly_labelled == 36
+    with session_scope(engine) as session:
+        colour = require_attribute(session, "colour").id
+        values = {label.brand for label in effective_labels(session, attribute_id=colour).values()}
+        assert values == {"Black", "White"}
+        assert labelled_set(session).counts() == {"acme": 12, "bolt": 12, "crest": 12}  # brand untouched

@@ -314,7 +314,9 @@ def test_photos_offered_a_brand_again_have_their_labels_read_once_per_chunk(
     ingest_folder(flat)
     reads: list[int] = []
     real = ingest.effective_labels
-    monkeypatch.setattr(ingest, "effective_labels", lambda session, ids: reads.append(len(ids)) or real(session, ids))
+    monkeypatch.setattr(
+        ingest, "effective_labels", lambda session, ids, *rest: reads.append(len(ids)) or real(session, ids, *rest)
+    )
     monkeypatch.setattr(ingest, "COMMIT_EVERY", 12)
     report = ingest_folder(brand_folder, holdout_fraction=0.0)
     assert report.newly_labelled == 36 and report.added == 0
