@@ -68,14 +68,14 @@ def reviewed(engine, pool: list[int]) -> list[int]:
     ann = ["acme", "acme", "bolt", "bolt", "crest", "acme"]
     bob = ["acme", "acme", "bolt", "acme", "crest", "bolt"]
     for n, (brand, minutes) in enumerate(zip(ann, [0, 2, 4, 6, 180, 183], strict=True)):
-        review_at(engine, pool[n], "ann", "correct", minutes, brand=brand)
+        review_at(engine, pool[n], "ann", "correct", minutes, label=brand)
     for n, brand in enumerate(bob):
-        review_at(engine, pool[n], "bob", "correct", 10 + n, brand=brand)
+        review_at(engine, pool[n], "bob", "correct", 10 + n, label=brand)
     review_at(engine, pool[6], "bob", "skip", 16)  # an answer (it took time), not a decision
-    review_at(engine, pool[0], "carol", "correct", 20, brand="acme")
-    review_at(engine, pool[3], "carol", "correct", 60, brand="bolt")  # after a 40-minute pause
-    review_at(engine, pool[5], "dan", "correct", 300, brand="acme", resolves_conflict=True)
-    undone = review_at(engine, pool[7], "ann", "correct", 184, brand="crest")
+    review_at(engine, pool[0], "carol", "correct", 20, label="acme")
+    review_at(engine, pool[3], "carol", "correct", 60, label="bolt")  # after a 40-minute pause
+    review_at(engine, pool[5], "dan", "correct", 300, label="acme", resolves_conflict=True)
+    undone = review_at(engine, pool[7], "ann", "correct", 184, label="crest")
     with session_scope(engine, write=True) as session:
         session.execute(update(Review).where(Review.id == undone).values(undone_at=T0 + timedelta(minutes=185)))
     return pool

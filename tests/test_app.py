@@ -8,13 +8,14 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy import Engine, func, select
 from streamlit.testing.v1 import AppTest
 
 from db import DatabaseBusyError, session_scope
-from db.catalog import imported_class_name
+from db.catalog import get_or_create_class, imported_class_name
 from db.labels import conflicts
 from db.models import Image, Review, ReviewAction, Round, RoundStatus, utcnow
 from feedback.ingest import ingest_folder
@@ -558,3 +559,84 @@ def test_claim_renewal_errors_are_logged_and_shown_at_once(
     assert_clean(reviewing)
     assert any("may be shown to another reviewer" in w.value for w in reviewing.warning)
     assert "claim renewal failed" in caplog.text and "no such table" in caplog.text
+
+
+MANY_BRANDS = ["acme", "bolt", "crest", "delta", "echo", "fox", "golf", "hotel", "india", "juliet", "kilo", "lima"]
+
+
+def favour_late_brands(position: int, arch: str, n_classes: int) -> np.ndarray:
+    """Both models rank the brands in reverse alphabetical order, but the CNN puts ``acme`` far on top:
+    on average ``acme`` comes first, then ``lima``, ``kilo``, ... down to ``echo``."""
+    weights = np.arange(1.0, n_classes + 1)
+    if arch == "cnn":
+        weights[0] = 40.0
+    return weights / weights.sum()
+
+
+def sign_in_ann() -> AppTest:
+    at = new_app().run()
+    at.text_input(key="reviewer_name").input("ann")
+    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
+    assert_clean(at)
+    return at
+
+
+def keyed(at: AppTest) -> list[str]:
+    image_id = shown_image(at)
+    return [b.label for b in at.button if b.key.startswith(f"brand_{image_id}_")]
+
+
+@pytest.fixture
+def many_brands(engine: Engine, home: Path, brand_folder: Path, pool_folder: Path) -> Engine:
+    """Twelve brands, predicted for every photo by both models (see ``favour_late_brands``)."""
+    ingest_folder(brand_folder, engine=engine)
+    ingest_folder(pool_folder, engine=engine)
+    fake_models(engine, home, class_names=MANY_BRANDS, pool=favour_late_brands)
+    return engine
+
+
+def test_with_more_than_nine_brands_the_keys_are_the_photos_most_likely_brands(many_brands: Engine) -> None:
+    at = sign_in_ann()
+    expected = ["acme", "lima", "kilo", "juliet", "india", "hotel", "golf", "fox", "echo"]
+    assert keyed(at) == [f"{n} · {brand}" for n, brand in enumerate(expected, start=1)]
+    typeahead = at.selectbox(key=f"typeahead_{shown_image(at)}")
+    assert typeahead.options == MANY_BRANDS and typeahead.value is None  # every brand, none chosen yet
+    assert any("**/** any brand" in c.value for c in at.caption)
+    assert reviews(many_brands) == []
+
+
+def test_with_more_than_nine_brands_and_no_prediction_the_keys_follow_the_alphabet(
+    engine: Engine, brand_folder: Path, pool_folder: Path
+) -> None:
+    ingest_folder(brand_folder, engine=engine)
+    ingest_folder(pool_folder, engine=engine)
+    with session_scope(engine, write=True) as session:
+        for name in MANY_BRANDS:
+            get_or_create_class(session, name)
+    at = sign_in_ann()
+    assert keyed(at) == [f"{n} · {brand}" for n, brand in enumerate(MANY_BRANDS[:9], start=1)]
+    assert at.selectbox(key=f"typeahead_{shown_image(at)}").options == MANY_BRANDS
+
+
+def test_a_brand_chosen_in_the_type_ahead_is_recorded_as_a_correction(many_brands: Engine) -> None:
+    at = sign_in_ann()
+    first = shown_image(at)
+    at.selectbox(key=f"typeahead_{first}").set_value("bolt").run()  # a brand without a key
+    assert_clean(at)
+    [review] = reviews(many_brands)
+    with session_scope(many_brands) as session:
+        stored = session.get(Review, review.id)
+        assert (stored.image_id, stored.reviewer, stored.action, stored.label_class.name) == (
+            first,
+            "ann",
+            ReviewAction.CORRECT,
+            "bolt",
+        )
+    assert shown_image(at) != first
+    assert at.selectbox(key=f"typeahead_{shown_image(at)}").value is None  # the next photo starts empty
+    assert any(f"last: Photo #{first} corrected to bolt" in m for m in texts(at.markdown))
+
+
+def test_with_nine_brands_or_fewer_there_is_no_type_ahead(reviewing: AppTest) -> None:
+    assert not [s for s in reviewing.selectbox if s.key.startswith("typeahead_")]
+    assert not any("any brand" in c.value for c in reviewing.caption)

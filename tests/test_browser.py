@@ -8,13 +8,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
 from db import session_scope
 from db.models import Review, ReviewAction
+from feedback.ingest import ingest_folder
 from feedback.reviews import record_review
-from tests.app_support import add_round_history, pool_ids, seed_catalogue
+from tests.app_support import add_round_history, fake_models, pool_ids, seed_catalogue
 
 pytestmark = pytest.mark.browser
 
@@ -75,7 +77,7 @@ def wait_for_review(engine: Engine, count: int, timeout_s: float = 15.0) -> list
         with session_scope(engine) as session:
             rows = list(session.scalars(select(Review).order_by(Review.id)))
             for row in rows:
-                _ = row.brand  # load while the session is open
+                _ = row.label_class  # load while the session is open
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.1)
@@ -203,3 +205,42 @@ def test_all_rounds_table_fits_the_page(
     assert found["right"] <= found["mainRight"] + 1, found  # within the page, and nothing scrolls or is cut
     assert not found["cut"], found["cut"]
     assert "replaces the current model from now on." in found["text"] and "None" not in found["text"]
+
+
+SHOE_BRANDS = [
+    "adidas", "asics", "converse", "fila", "hoka", "keen", "nike", "puma", "reebok", "salomon", "saucony", "vans",
+]  # fmt: skip
+
+
+def late_brands_first(position: int, arch: str, n_classes: int) -> np.ndarray:
+    """The later a brand in the alphabet, the likelier; the first pool photo is the least confident."""
+    weights = np.arange(1.0, n_classes + 1)
+    weights[-1] += 0.5 * position
+    return weights / weights.sum()
+
+
+def test_slash_then_letters_then_enter_corrects_to_a_brand_without_a_key(
+    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
+) -> None:
+    ingest_folder(brand_folder, engine=engine)
+    ingest_folder(pool_folder, engine=engine)
+    fake_models(engine, home, class_names=SHOE_BRANDS, pool=late_brands_first)
+    pool = pool_ids(engine)
+    sign_in(page, server, "ann")
+    ready(page, pool[0])
+    assert page.locator(f".st-key-brand_{pool[0]}_1").inner_text().startswith("1 · vans")  # the likeliest brand
+
+    page.keyboard.press("/")
+    page.keyboard.type("asi")  # "s" and the rest go to the box, not to the page's keys: nothing is skipped
+    page.get_by_role("option", name="asics").wait_for()
+    page.keyboard.press("Enter")
+    photo_caption(page, pool[1]).wait_for()
+    assert_one_review(engine, (pool[0], "ann", ReviewAction.CORRECT, "asics"))
+
+    ready(page, pool[1])
+    page.keyboard.press("s")  # the page's keys work again on the next photo
+    photo_caption(page, pool[2]).wait_for()
+    assert [(r.image_id, r.action) for r in wait_for_review(engine, 2)] == [
+        (pool[0], ReviewAction.CORRECT),
+        (pool[1], ReviewAction.SKIP),
+    ]

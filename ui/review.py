@@ -30,6 +30,7 @@ from feedback.queue import (
 )
 from feedback.reviews import record_review, undo_last
 from feedback.strategies import STRATEGIES, get_strategy
+from modeling.predict import ModelAnswer
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError
 from ui import auth, common
@@ -37,6 +38,26 @@ from ui import auth, common
 log = logging.getLogger("shoelabel.app")
 
 MAX_KEYED_BRANDS = 9
+MAX_BARS = 12  # the most likely classes each model's bars show; the rest are summed in one line
+#: Puts the keyboard in the Review page's type-ahead when ``/`` is pressed outside a text box, and takes it out
+#: again on Escape (while it is in a text box, the page's one-key shortcuts are off). Static: no user data.
+TYPEAHEAD_KEYS = """<script>
+if (!window.shoelabelTypeahead) {
+  window.shoelabelTypeahead = true;
+  const box = () => document.querySelector('[class*="st-key-typeahead_"] input');
+  const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  document.addEventListener("keydown", (event) => {
+    const input = box();
+    if (!input) return;
+    if (event.key === "/" && !event.ctrlKey && !event.metaKey && !event.altKey && !typing(event.target)) {
+      event.preventDefault();
+      input.focus();
+    } else if (event.key === "Escape" && event.target === input) {
+      setTimeout(() => input.blur());
+    }
+  }, true);
+}
+</script>"""
 PHOTO_WIDTH = 560  # the most the Review page shows of a photo's width; a smaller photo keeps its own
 RENEW_TRIES = 3  # renewals in a row the database may refuse as busy before the page warns
 SCOPE_HELP = {
@@ -207,11 +228,12 @@ def _undo() -> None:
 # --------------------------------------------------------------------------- drawing
 
 
-def _bars(probabilities: dict[str, float], brands: list[str]) -> str:
-    key_of = {b: i + 1 for i, b in enumerate(brands[:MAX_KEYED_BRANDS])}
+def _bars(probabilities: dict[str, float], keyed: list[str]) -> str:
+    key_of = {b: i + 1 for i, b in enumerate(keyed)}
     top = max(probabilities, key=probabilities.__getitem__)
     rows = []
-    for brand, p in sorted(probabilities.items(), key=lambda kv: -kv[1]):
+    ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
+    for brand, p in ranked[:MAX_BARS]:
         key = f"{key_of[brand]}" if brand in key_of else "&nbsp;"
         colour = "#ff4b4b" if brand == top else "#8b9bb4"
         rows.append(
@@ -224,26 +246,47 @@ def _bars(probabilities: dict[str, float], brands: list[str]) -> str:
             'border-radius:3px"></span></span>'
             f'<span style="width:3.2rem;text-align:right;font-variant-numeric:tabular-nums">{100 * p:.1f}%</span></div>'
         )
+    if len(ranked) > MAX_BARS:
+        rest = sum(p for _, p in ranked[MAX_BARS:])
+        more = f"{len(ranked) - MAX_BARS} more classes: {100 * rest:.1f}% together"
+        rows.append(f'<div style="font-size:.8rem;color:#888">{more}</div>')
     return "".join(rows)
 
 
-def _predictions(item: QueueItem, brands: list[str]) -> None:
+def _shown_answers(item: QueueItem) -> list[ModelAnswer]:
+    return [item.predictions[arch] for arch in ARCHITECTURES if arch in item.predictions]
+
+
+def _keyed_brands(item: QueueItem, brands: list[str]) -> list[str]:
+    """The brands on keys 1-9. When every brand has a key, they keep the alphabetical order of ``brands``, so
+    a key always means the same brand; otherwise they are the photo's most likely brands (the mean probability
+    over the models shown), brands no model gives a probability coming last in alphabetical order."""
+    if len(brands) <= MAX_KEYED_BRANDS:
+        return brands
+    answers = _shown_answers(item)
+    mean = {
+        brand: sum(a.probabilities.get(brand, 0.0) for a in answers) / len(answers)
+        for brand in brands
+        if any(brand in a.probabilities for a in answers)
+    }
+    ranked = sorted(brands, key=lambda b: (b not in mean, -mean.get(b, 0.0)))  # stable: ties stay alphabetical
+    return ranked[:MAX_KEYED_BRANDS]
+
+
+def _predictions(item: QueueItem, keyed: list[str]) -> None:
     if not item.predictions:
         st.info(
             "No model has predicted this photo yet. Train models on the Rounds page, or refresh predictions there.",
             icon=":material/model_training:",
         )
         return
-    for arch in ARCHITECTURES:
-        view = item.predictions.get(arch)
-        if view is None:
-            continue
+    for view in _shown_answers(item):
         st.markdown(
-            f"**{ARCH_NAMES[arch]}** <span style='color:#888'>v{view.model_version_id}</span>: "
+            f"**{ARCH_NAMES[view.arch]}** <span style='color:#888'>v{view.model_version_id}</span>: "
             f"**{common.plain(view.brand)}** {view.confidence:.0%}",
             unsafe_allow_html=True,
         )
-        st.markdown(_bars(view.probabilities, brands) + '<div style="height:.4rem"></div>', unsafe_allow_html=True)
+        st.markdown(_bars(view.probabilities, keyed) + '<div style="height:.4rem"></div>', unsafe_allow_html=True)
 
 
 def _photo(item: QueueItem) -> None:
@@ -270,7 +313,14 @@ def _photo(item: QueueItem) -> None:
     st.caption(f"Photo #{item.image_id} · {name} · {item.width}×{item.height} · {label_text}")
 
 
-def _actions(item: QueueItem, brands: list[str]) -> None:
+def _typed(image_id: int) -> None:
+    """The brand chosen in the type-ahead, recorded like a brand key."""
+    brand = st.session_state.get(f"typeahead_{image_id}")
+    if brand is not None:
+        _answer(image_id, ReviewAction.CORRECT, brand)
+
+
+def _actions(item: QueueItem, brands: list[str], keyed: list[str]) -> None:
     target = item.confirm_target()
     st.button(
         f"Confirm {common.plain(target)}" if target else "Confirm (nothing to confirm)",
@@ -284,7 +334,7 @@ def _actions(item: QueueItem, brands: list[str]) -> None:
     )
     st.caption("Correct to")
     with st.container(horizontal=True, gap="small"):
-        for n, brand in enumerate(brands[:MAX_KEYED_BRANDS], start=1):
+        for n, brand in enumerate(keyed, start=1):
             st.button(
                 f"{n} · {common.plain(brand)}",
                 key=f"brand_{item.image_id}_{n}",
@@ -292,15 +342,20 @@ def _actions(item: QueueItem, brands: list[str]) -> None:
                 on_click=_answer,
                 args=(item.image_id, ReviewAction.CORRECT, brand),
             )
-    if len(brands) > MAX_KEYED_BRANDS:
-        with st.container(horizontal=True, vertical_alignment="bottom"):
-            extra = st.selectbox("Other brand", brands[MAX_KEYED_BRANDS:], key=f"other_{item.image_id}", width=220)
-            st.button(
-                "Correct",
-                key=f"other_go_{item.image_id}",
-                on_click=_answer,
-                args=(item.image_id, ReviewAction.CORRECT, extra),
+    if len(brands) > len(keyed):
+        with st.container(horizontal=True):  # the script's empty element beside the box, not under it
+            st.selectbox(  # options are shown as plain text, never as Markdown or HTML
+                "Any brand",
+                brands,
+                index=None,
+                key=f"typeahead_{item.image_id}",
+                placeholder="Any brand: press / and type, then Enter",
+                label_visibility="collapsed",
+                on_change=_typed,
+                args=(item.image_id,),
+                width=320,
             )
+            st.html(TYPEAHEAD_KEYS, width="content", unsafe_allow_javascript=True)
     st.caption("Or")
     with st.container(horizontal=True, gap="small"):
         for label, prefix, key, action in (
@@ -385,11 +440,14 @@ def review_area(strategy: str, scope: str) -> None:
     left, right = st.columns([5, 4], gap="large")
     with left:
         _photo(item)
+    keyed = _keyed_brands(item, brands)
     with right:
-        _predictions(item, brands)
-        _actions(item, brands)
+        _predictions(item, keyed)
+        _actions(item, brands, keyed)
+        typeahead = " · **/** any brand" if len(brands) > len(keyed) else ""
         st.caption(
-            "Keys: **Enter** confirm · **1–9** brand · **S** skip · **N** not a shoe · **U** unsure · **Z** undo"
+            f"Keys: **Enter** confirm · **1–9** brand{typeahead} · **S** skip · **N** not a shoe · **U** unsure"
+            " · **Z** undo"
         )
     for upcoming in items[1:]:  # decode the next photo now, so it is ready when this one is answered
         with contextlib.suppress(ImageError):
