@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.labels import effective_labels
-from db.models import BRAND_ID, Attribute, ClassChange, Image, LabelClass
+from db.models import BRAND_ID, Attribute, ClassChange, Image, ImportedLabel, LabelClass, Review
 from shoelabel.errors import UserError
 
 MAX_CLASS_LENGTH = 120
@@ -128,3 +128,12 @@ def image_by_hash(session: Session, sha256: str) -> Image | None:
 def imported_class_name(session: Session, image_id: int, attribute_id: int = BRAND_ID) -> str | None:
     """The class the photo arrived with for the attribute (as it reads today), if any."""
     return effective_labels(session, [image_id], attribute_id)[image_id].imported
+
+
+def labelled_attributes(session: Session) -> list[Attribute]:
+    """The attributes some photo has a class of (imported or answered), brand first: what rounds train."""
+    used = select(ImportedLabel.attribute_id).union(
+        select(Review.attribute_id).where(Review.class_id.is_not(None), Review.undone_at.is_(None))
+    )
+    ids = set(session.scalars(used))
+    return [a for a in attributes(session) if a.id in ids]

@@ -216,6 +216,11 @@ def labelled_set(session: Session, attribute_id: int = BRAND_ID) -> LabelledSet:
     with_label = select(Image).where(has_imported(attribute_id) | has_decision(attribute_id)).order_by(Image.id)
     images = list(session.scalars(with_label))
     labels = effective_labels(session, [image.id for image in images], attribute_id)
+    if attribute_id != BRAND_ID:  # "not a shoe" is answered on brand, and rules the photo out of every attribute
+        brands = effective_labels(session, [image.id for image in images])
+        flagged = {i for i, label in brands.items() if label.not_a_shoe}
+    else:
+        flagged = set()
     train: list[LabelledImage] = []
     holdout: list[LabelledImage] = []
     excluded = not_shoe = 0
@@ -224,7 +229,7 @@ def labelled_set(session: Session, attribute_id: int = BRAND_ID) -> LabelledSet:
         if label.conflict:
             excluded += 1
             continue
-        if label.not_a_shoe:
+        if label.not_a_shoe or image.id in flagged:
             not_shoe += 1
             continue
         if label.brand is None:

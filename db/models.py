@@ -199,6 +199,7 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
     id: Mapped[int] = mapped_column(primary_key=True)
     arch: Mapped[str] = mapped_column(String(32), index=True)
+    attribute_id: Mapped[int] = mapped_column(ForeignKey("attributes.id"), default=BRAND_ID)  # what it predicts
     path: Mapped[str] = mapped_column(Text)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -302,6 +303,7 @@ class Round(Base):
     __tablename__ = "rounds"
     id: Mapped[int] = mapped_column(primary_key=True)
     arch: Mapped[str] = mapped_column(String(32), index=True)
+    attribute_id: Mapped[int] = mapped_column(ForeignKey("attributes.id"), default=BRAND_ID)
     trigger: Mapped[str] = mapped_column(String(32))
     mode: Mapped[str] = mapped_column(String(32), default="finetune")
     status: Mapped[RoundStatus] = mapped_column(_enum(RoundStatus, "round_status"), index=True)

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from db import get_engine, session_scope
 from db.access import Actor, Permission, require
 from db.labels import DECISIVE, NOT_A_SHOE, ReviewRow, effective_labels, review_rows
-from db.models import Image, Review, ReviewAction, TeamSetting, utcnow
+from db.models import BRAND_ID, Image, Review, ReviewAction, TeamSetting, utcnow
 from shoelabel.errors import UserError
 
 QC_SHARE_KEY = "quality_control_share"
@@ -73,7 +73,12 @@ def second_look(share: float) -> ColumnElement[bool]:
         return false()
     deciders = (
         select(func.count(distinct(Review.reviewer)))
-        .where(Review.image_id == Image.id, Review.undone_at.is_(None), Review.action.in_(DECISIVE))
+        .where(
+            Review.image_id == Image.id,
+            Review.attribute_id == BRAND_ID,
+            Review.undone_at.is_(None),
+            Review.action.in_(DECISIVE),
+        )
         .scalar_subquery()
     )
     return and_((Image.id * _HASH_MULTIPLIER) % _HASH_RANGE < threshold, deciders == 1)  # the cheap test first

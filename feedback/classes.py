@@ -54,6 +54,18 @@ def schema(*, engine: Engine | None = None) -> dict[str, list[str]]:
         return {a.name: class_names(session, a.id) for a in attributes(session)}
 
 
+def attribute_ids(*, engine: Engine | None = None) -> dict[str, int]:
+    """Every attribute's id by name, brand first."""
+    with session_scope(engine or get_engine()) as session:
+        return {a.name: a.id for a in attributes(session)}
+
+
+def class_list(attribute: str = "brand", *, engine: Engine | None = None) -> list[str]:
+    """The attribute's classes in use, sorted by name."""
+    with session_scope(engine or get_engine()) as session:
+        return class_names(session, require_attribute(session, attribute).id)
+
+
 def add_attribute(name: str, *, engine: Engine | None = None, actor: Actor = OPERATOR) -> str:
     """Add an attribute (a no-op if it exists); returns its stored name."""
     require(actor, Permission.SCHEMA)

@@ -105,12 +105,6 @@ def _claimed_elsewhere(session_id: str) -> Exists:
     )
 
 
-def _claimed_elsewhere(session_id: str) -> Exists:
-    return exists().where(
-        ImageClaim.image_id == Image.id, ImageClaim.session_id != session_id, ImageClaim.expires_at > utcnow()
-    )
-
-
 def _scope_rules(scope: str) -> ColumnElement[bool]:
     """The label rules of ``scope``, exactly: a photo's stage picks the index range, these keep it exact."""
     if scope == "unlabelled":
@@ -456,6 +450,7 @@ def pending_count(
         in_stages = exists().where(QueueEntry.stage.in_(stages))
         answered = select(func.count(distinct(Review.image_id))).where(
             Review.reviewer == reviewer,
+            Review.attribute_id == BRAND_ID,
             Review.undone_at.is_(None),
             in_stages.where(QueueEntry.image_id == Review.image_id),
         )

@@ -19,7 +19,8 @@ from sqlalchemy import Engine, select
 
 from db import get_engine, session_scope
 from db.access import OPERATOR, Actor, Permission, require
-from db.models import Job, JobKind, JobStatus, Round, RoundStatus
+from db.catalog import require_attribute
+from db.models import BRAND_ID, Job, JobKind, JobStatus, Round, RoundStatus
 from modeling.jobs import (
     LOCK_FD_ENV,
     JobBusyError,
@@ -76,23 +77,29 @@ def start_round(
     arch: str = "both",
     mode: str = "finetune",
     *,
+    attribute: str | None = None,
     trigger: str = "app",
     engine: Engine | None = None,
     actor: Actor = OPERATOR,
 ) -> StartedJob:
-    """Start ``python -m modeling.retrain`` in the background (``actor`` must be allowed to train);
-    raises JobBusyError if a job runs."""
+    """Start ``python -m modeling.retrain`` in the background for one attribute (default: every attribute
+    with labels, brand first); ``actor`` must be allowed to train. Raises JobBusyError if a job runs."""
     require(actor, Permission.TRAIN)
     if arch not in (*ARCHITECTURES, "both"):
         raise ValueError(f"Unknown architecture {arch!r}.")
     engine = engine or get_engine()
+    attribute_id = BRAND_ID
+    if attribute is not None:
+        with session_scope(engine) as session:
+            attribute_id = require_attribute(session, attribute).id
     lock = JobLock.acquire()
     try:
         mark_abandoned_rounds(engine)
         mark_abandoned_jobs(engine)
         first = "inception" if arch in ("both", "inception") else "cnn"
-        round_id = open_round(engine, first, trigger, mode if first == "inception" else "train")
+        round_id = open_round(engine, first, trigger, mode if first == "inception" else "train", attribute_id)
         args = ["-m", "modeling.retrain", "--arch", arch, "--mode", mode, "--trigger", trigger]
+        args += ["--attribute", attribute] if attribute is not None else []
         job = _spawn(engine, [*args, "--round-id", str(round_id)], lock, JobKind.ROUND, round_id)
     except BaseException:
         lock.release()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from db import get_engine
+from sqlalchemy import Engine
+
+from db import get_engine, session_scope
+from db.catalog import labelled_attributes, require_attribute
+from db.models import BRAND, BRAND_ID
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.predict import refresh_until_done
 from modeling.rounds import mark_abandoned_rounds, run_round
@@ -14,13 +19,33 @@ from shoelabel.errors import UserError
 from shoelabel.progress import Stage, TerminalProgress, fan_out
 
 
+def add_attribute_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--attribute",
+        default=None,
+        help="the attribute to train (default: every attribute with labelled photos, brand first)",
+    )
+
+
+def attributes_to_train(engine: Engine, name: str | None) -> list[tuple[int, str]]:
+    """``(id, name)`` of the attribute asked for, or of every attribute with labels (brand always: a round
+    without labels says what to do)."""
+    with session_scope(engine) as session:
+        if name is not None:
+            attribute = require_attribute(session, name)
+            return [(attribute.id, attribute.name)]
+        found = [(a.id, a.name) for a in labelled_attributes(session)]
+    return found if any(i == BRAND_ID for i, _ in found) else [(BRAND_ID, BRAND), *found]
+
+
 def run_rounds(
     archs: list[str],
     round_kwargs: Callable[[str], dict[str, Any]],
     round_id: int | None = None,
     job_id: int | None = None,
+    attribute: str | None = None,
 ) -> int:
-    """Run a round per architecture under the job lock; print each before/after table.
+    """Run a round per architecture and attribute under the job lock; print each before/after table.
 
     Ends by predicting the photos that arrived while the lock was held (a rejected round
     leaves the current model, which has not seen them yet).
@@ -34,21 +59,30 @@ def run_rounds(
             mark_abandoned_rounds(engine)
         if job_id is None:
             mark_abandoned_jobs(engine)
-        for n, arch in enumerate(archs):
-            bar = TerminalProgress(f"{arch} round")
-            progress = fan_out(bar, Stage(job.progress, n / len(archs), (n + 1) / len(archs)))
+        runs = [(arch, a) for a in attributes_to_train(engine, attribute) for arch in archs]
+        for n, (arch, (attribute_id, attribute_name)) in enumerate(runs):
+            what = arch if attribute_id == BRAND_ID else f"{arch} {attribute_name}"
+            bar = TerminalProgress(f"{what} round")
+            progress = fan_out(bar, Stage(job.progress, n / len(runs), (n + 1) / len(runs)))
             try:
-                result = run_round(arch, progress=progress, engine=engine, round_id=round_id, **round_kwargs(arch))
+                result = run_round(
+                    arch,
+                    attribute_id=attribute_id,
+                    progress=progress,
+                    engine=engine,
+                    round_id=round_id,
+                    **round_kwargs(arch),
+                )
             except UserError as exc:
                 bar.close()
-                print(f"error: {arch} round failed: {exc}", file=sys.stderr)
-                job.fail(f"{arch} round failed: {exc}")
+                print(f"error: {what} round failed: {exc}", file=sys.stderr)
+                job.fail(f"{what} round failed: {exc}")
                 status = 1
                 continue
             finally:
                 round_id = None
             bar.close()
-            print(f"\n== Round {result.round_id}: {arch}, {result.status.value} in {result.duration_s:.1f}s")
+            print(f"\n== Round {result.round_id}: {what}, {result.status.value} in {result.duration_s:.1f}s")
             print(result.table())
             print(result.message)
             if result.confusion_png:

@@ -1,9 +1,11 @@
-"""Evaluate models: ``python -m modeling.evaluate [--data FOLDER] [--model cnn|inception|both] [--json]``.
+"""Evaluate models: ``python -m modeling.evaluate [--data FOLDER|MANIFEST] [--model cnn|inception|both]
+[--attribute NAME] [--json]``.
 
-With ``--data``, on any folder of brand subfolders (read straight from disk, not
-added to the catalogue); without it, on the frozen held-out set. Prints
-accuracy, per-brand precision, recall and F1, macro averages and the confusion
-matrix, and saves the confusion matrix as a PNG.
+With ``--data``, on any folder of class subfolders, or on a manifest with a column per
+attribute (read straight from disk, not added to the catalogue); without it, on the
+frozen held-out set of each attribute. Prints, per attribute and model, accuracy,
+per-class precision, recall and F1, macro averages and the confusion matrix, and
+saves the confusion matrix as a PNG.
 """
 
 from __future__ import annotations
@@ -11,19 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from db import get_engine, session_scope
+from db.catalog import attributes, require_attribute
 from db.labels import labelled_set
+from db.models import BRAND_ID
 from modeling.metrics import Metrics, compute_metrics, format_report, plot_confusion
-from modeling.predict import ModelHandle, predict_sources
-from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions
+from modeling.predict import ModelHandle, current_handles, predict_sources
+from modeling.registry import ARCHITECTURES, ModelNotFoundError
 from modeling.rounds import evaluate_handle
 from shoelabel.cli import command
 from shoelabel.errors import UserError
 from shoelabel.images import FolderError, scan_folder
+from shoelabel.manifest_files import attribute_columns, read_records
 from shoelabel.progress import Progress, TerminalProgress
 from shoelabel.settings import get_settings
 
@@ -46,28 +52,75 @@ def read_labelled_folder(folder: Path) -> tuple[list[Path], list[str]]:
 
 
 def evaluate_folder(handle: ModelHandle, folder: Path, progress: Progress | None = None) -> tuple[Metrics, list[str]]:
-    """Metrics of ``handle`` on ``folder``; unreadable files are listed, not counted."""
-    files, brands = read_labelled_folder(folder)
+    """Metrics of ``handle`` on ``folder`` (class subfolders); unreadable files are listed, not counted."""
+    files, classes = read_labelled_folder(folder)
     known = {name.lower(): name for name in handle.class_names}
-    unknown = sorted({b for b in brands if b.lower() not in known})
+    unknown = sorted({b for b in classes if b.lower() not in known})
     if unknown:
         raise EvaluationError(
-            f"{folder} has brands the {handle.label} model was not trained on: {', '.join(unknown)}. "
-            f"It knows: {', '.join(handle.class_names)}. Rename the subfolders to those brands, or retrain "
-            "after ingesting labelled photos of the new brands."
+            f"{folder} has classes the {handle.label} model was not trained on: {', '.join(unknown)}. "
+            f"It knows: {', '.join(handle.class_names)}. Rename the subfolders to those classes, or retrain "
+            "after ingesting labelled photos of the new classes."
         )
+    return evaluate_files(handle, files, classes, progress)
+
+
+def evaluate_files(
+    handle: ModelHandle, files: list[Path], classes: list[str], progress: Progress | None = None
+) -> tuple[Metrics, list[str]]:
+    """Metrics of ``handle`` on photo files with their true classes (each one the model knows)."""
+    known = {name.lower(): name for name in handle.class_names}
     probs, errors = predict_sources(handle, files, progress=progress or (lambda f, t: None))
     index = {name: i for i, name in enumerate(handle.class_names)}
     kept = sorted(probs)
-    y_true = np.array([index[known[brands[i].lower()]] for i in kept])
+    y_true = np.array([index[known[classes[i].lower()]] for i in kept])
     y_pred = np.array([int(np.argmax(probs[i])) for i in kept])
     skipped = [f"{files[i]}: {exc.reason}" for i, exc in sorted(errors.items())]
     return compute_metrics(y_true, y_pred, list(handle.class_names)), skipped
 
 
+def read_manifest_labels(source: Path) -> tuple[list[Path], dict[str, list[str]]]:
+    """The photos of a manifest (relative paths from its folder) and, per attribute column, each photo's
+    class (``""`` where the cell is empty)."""
+    files: list[Path] = []
+    labels: dict[str, list[str]] = {}
+    for number, record in read_records(source):
+        if not isinstance(record, dict):
+            raise EvaluationError(f"{source}, entry {number}: expected an object with a path and attributes.")
+        raw = str(record.get("path") or record.get("file") or "").strip()
+        if not raw:
+            raise EvaluationError(f"{source}, row {number}: the path is empty.")
+        path = Path(raw).expanduser()
+        files.append(path if path.is_absolute() else source.parent / path)
+        for column in attribute_columns(record):
+            labels.setdefault(column.lower(), [""] * (len(files) - 1))
+        for column, values in labels.items():
+            values.append(" ".join(str(record.get(column) or "").split()))
+    if not files:
+        raise EvaluationError(f"{source} lists no photos.")
+    return files, labels
+
+
+def evaluate_manifest_attribute(
+    handle: ModelHandle, files: list[Path], classes: list[str], progress: Progress | None = None
+) -> tuple[Metrics, list[str]]:
+    """Metrics on the manifest's photos that have a class for the attribute; photos of a class the model
+    does not know (left out of its training) are listed, not counted."""
+    known = {name.lower() for name in handle.class_names}
+    chosen = [(f, c) for f, c in zip(files, classes, strict=True) if c and c.lower() in known]
+    unknown = Counter(c for c in classes if c and c.lower() not in known)
+    if not chosen:
+        raise EvaluationError(f"No photo of the manifest has a class the {handle.label} model knows.")
+    metrics, skipped = evaluate_files(handle, [f for f, _ in chosen], [c for _, c in chosen], progress)
+    skipped += [
+        f"{n} photo(s) of {name!r}: a class the model was not trained on" for name, n in sorted(unknown.items())
+    ]
+    return metrics, skipped
+
+
 def evaluate_holdout(handle: ModelHandle, progress: Progress | None = None) -> Metrics:
     with session_scope(get_engine()) as session:
-        holdout = labelled_set(session).holdout
+        holdout = labelled_set(session, handle.attribute_id).holdout
     if not holdout:
         raise EvaluationError("The catalogue has no held-out images; ingest a labelled folder first, or use --data.")
     names = sorted(set(handle.class_names) | {i.brand for i in holdout})
@@ -77,22 +130,39 @@ def evaluate_holdout(handle: ModelHandle, progress: Progress | None = None) -> M
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modeling.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, help="folder of brand subfolders (default: the frozen held-out set)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="a folder of class subfolders (of --attribute, default brand), or a .csv/.json manifest with a column "
+        "per attribute (default: the frozen held-out set)",
+    )
     parser.add_argument("--model", choices=[*ARCHITECTURES, "both"], default="both")
-    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--attribute", default=None, help="one attribute (default: every attribute with a model)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON, per attribute and model")
     parser.add_argument("--plot-dir", type=Path, default=None, help="where to save confusion-matrix PNGs")
     args = parser.parse_args(argv)
-    with session_scope(get_engine()) as session:
-        versions = current_versions(session)
-    wanted = list(ARCHITECTURES) if args.model == "both" else [args.model]
-    handles = [ModelHandle.of(versions[a]) for a in wanted if a in versions]
+    engine = get_engine()
+    manifest = args.data is not None and args.data.is_file()
+    with session_scope(engine) as session:
+        names = {a.id: a.name for a in attributes(session)}
+        wanted = require_attribute(session, args.attribute).id if args.attribute else None
+    if args.data is not None and not manifest and wanted is None:
+        wanted = BRAND_ID  # a folder's subfolders are classes of one attribute
+    archs = list(ARCHITECTURES) if args.model == "both" else [args.model]
+    handles = [h for h in current_handles(engine, archs) if wanted is None or h.attribute_id == wanted]
     if not handles:
         raise ModelNotFoundError(f"No current {args.model} model yet; train one with python -m modeling.train.")
-    results: dict[str, dict] = {}
+    files, columns = read_manifest_labels(args.data) if manifest else ([], {})
+    results: dict[str, dict[str, dict]] = {}
     for handle in handles:
-        bar = TerminalProgress(f"evaluating {handle.label}")
+        attribute = names[handle.attribute_id]
+        if manifest and attribute not in columns:
+            continue
+        bar = TerminalProgress(f"evaluating {handle.label} ({attribute})")
         try:
-            if args.data:
+            if manifest:
+                metrics, skipped = evaluate_manifest_attribute(handle, files, columns[attribute], bar)
+            elif args.data:
                 metrics, skipped = evaluate_folder(handle, args.data, bar)
             else:
                 metrics, skipped = evaluate_holdout(handle, bar), []
@@ -100,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             raise  # the data, not this model: the same for every model
         except Exception as exc:  # one broken model never stops the others
             print(f"error: {handle.label} could not be evaluated: {exc}", file=sys.stderr)
-            results[handle.arch] = {"model_version": handle.id, "error": str(exc) or type(exc).__name__}
+            results.setdefault(attribute, {})[handle.arch] = {
+                "model_version": handle.id,
+                "error": str(exc) or type(exc).__name__,
+            }
             continue
         finally:
             bar.close()
@@ -108,22 +181,24 @@ def main(argv: list[str] | None = None) -> int:
         png = plot_confusion(
             metrics,
             (args.plot_dir or get_settings().reports_dir) / f"evaluate-{handle.arch}-v{handle.id}-{where}.png",
-            title=f"{handle.label} on {where}",
+            title=f"{handle.label} {attribute} on {where}",
         )
-        results[handle.arch] = {
+        results.setdefault(attribute, {})[handle.arch] = {
             "model_version": handle.id,
             **metrics.to_dict(),
             "skipped": skipped,
             "confusion_png": str(png),
         }
         if not args.json:
-            print(format_report(metrics, f"\n== {handle.label} on {args.data or 'the held-out set'}"))
+            print(format_report(metrics, f"\n== {handle.label} ({attribute}) on {args.data or 'the held-out set'}"))
             for line in skipped:
                 print(f"skipped {line}")
             print(f"confusion matrix: {png}")
+    if not results:
+        raise EvaluationError(f"{args.data} has no column for an attribute with a current model.")
     if args.json:
         print(json.dumps(results, indent=2))
-    return 1 if any("error" in r for r in results.values()) else 0
+    return 1 if any("error" in r for by_arch in results.values() for r in by_arch.values()) else 0
 
 
 if __name__ == "__main__":

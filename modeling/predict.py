@@ -32,13 +32,13 @@ from sqlalchemy import Engine, Select, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.catalog import get_or_create_class
-from db.models import Image, ModelVersion, Prediction, PredictionKind
+from db.catalog import attributes, get_or_create_class, require_attribute
+from db.models import BRAND_ID, Image, ModelVersion, Prediction, PredictionKind
 from modeling import uncertainty
 from modeling.feature_cache import FeatureCache, inception_activation_cache
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.queue_scores import score_images
-from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, load_keras
+from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, every_current_version, load_keras
 from shoelabel.cli import command
 from shoelabel.csvcells import neutralise
 from shoelabel.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
@@ -111,11 +111,18 @@ class ModelHandle:
     class_names: tuple[str, ...]
     input_size: int
     base_weights: str
+    attribute_id: int = BRAND_ID  # the attribute it predicts
 
     @classmethod
     def of(cls, version: ModelVersion) -> ModelHandle:
         return cls(
-            version.id, version.arch, version.path, tuple(version.class_names), version.input_size, version.base_weights
+            version.id,
+            version.arch,
+            version.path,
+            tuple(version.class_names),
+            version.input_size,
+            version.base_weights,
+            version.attribute_id,
         )
 
     @property
@@ -290,7 +297,9 @@ def store_predictions(
             uncertainty.entropy(probs),
         )
         with session_scope(engine, write=True) as session:
-            class_ids = {name: get_or_create_class(session, name).id for name in handle.class_names}
+            class_ids = {
+                name: get_or_create_class(session, name, handle.attribute_id).id for name in handle.class_names
+            }
             session.execute(
                 delete(Prediction).where(
                     Prediction.model_version_id == handle.id,
@@ -303,6 +312,7 @@ def store_predictions(
                     image_id=image_id,
                     model_version_id=handle.id,
                     kind=kind,
+                    attribute_id=handle.attribute_id,
                     probabilities={name: round(float(v), 6) for name, v in zip(handle.class_names, p, strict=True)},
                     class_id=class_ids[handle.class_names[int(np.argmax(p))]],
                     confidence=float(confidence[i]),
@@ -341,10 +351,13 @@ class RefreshReport:
 
 
 def current_handles(engine: Engine | None = None, archs: Sequence[str] = ARCHITECTURES) -> list[ModelHandle]:
-    """The current model of each architecture in ``archs`` that has one, in ``ARCHITECTURES`` order."""
+    """The current model of each architecture in ``archs`` for every attribute, brand first, in
+    ``ARCHITECTURES`` order within an attribute."""
     with session_scope(engine or get_engine()) as session:
-        versions = current_versions(session)
-    return [ModelHandle.of(versions[arch]) for arch in ARCHITECTURES if arch in versions and arch in archs]
+        versions = every_current_version(session)
+    order = {arch: n for n, arch in enumerate(ARCHITECTURES)}
+    ranked = sorted(versions, key=lambda v: (v.attribute_id != BRAND_ID, v.attribute_id, order[v.arch]))
+    return [ModelHandle.of(v) for v in ranked if v.arch in archs]
 
 
 def missing_predictions(engine: Engine, handle: ModelHandle) -> int:
@@ -505,17 +518,22 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _handles(engine: Engine, model: str) -> list[ModelHandle]:
+def _handles(engine: Engine, model: str, attribute: str | None) -> tuple[list[ModelHandle], dict[int, str]]:
+    """The current models asked for (an architecture or both; one attribute or all), and attribute names."""
     with session_scope(engine) as session:
-        versions = current_versions(session)
+        names = {a.id: a.name for a in attributes(session)}
+        wanted_attribute = require_attribute(session, attribute).id if attribute else None
     wanted = list(ARCHITECTURES) if model == "both" else [model]
-    handles = [ModelHandle.of(versions[a]) for a in wanted if a in versions]
+    handles = [
+        h for h in current_handles(engine, wanted) if wanted_attribute is None or h.attribute_id == wanted_attribute
+    ]
     if not handles:
+        which = f" --attribute {attribute}" if attribute else ""
         raise ModelNotFoundError(
-            f"No current {model if model != 'both' else 'model'} yet. "
-            "Train one first: python -m modeling.train --arch inception"
+            f"No current {model if model != 'both' else 'model'}{f' for {attribute}' if attribute else ''} yet. "
+            f"Train one first: python -m modeling.train --arch inception{which}"
         )
-    return handles
+    return handles, names
 
 
 def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Callable[[str], float]:
@@ -545,11 +563,14 @@ def _ray_cluster(args: argparse.Namespace) -> RayCluster | None:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modeling.predict", description="Predict the brand of photos.")
+    parser = argparse.ArgumentParser(
+        prog="python -m modeling.predict", description="Predict the brand and every other attribute of photos."
+    )
     parser.add_argument("paths", nargs="*", help="image files or folders")
     parser.add_argument(
         "--model", choices=[*ARCHITECTURES, "both"], default="both", help="which current model(s) to use"
     )
+    parser.add_argument("--attribute", default=None, help="one attribute (default: every attribute with a model)")
     parser.add_argument("--csv", action="store_true", help="print CSV (one row per image and model)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--batch-size", type=_positive(int), default=32, help="photos per forward pass")
@@ -590,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"error: no files under {', '.join(args.paths)}", file=sys.stderr)
         return 2
-    handles = _handles(engine, args.model)
+    handles, attribute_names = _handles(engine, args.model, args.attribute)
     rows: list[dict[str, object]] = []
     failed: dict[int, ImageError] = {}
     broken = 0
@@ -612,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "path": str(files[i]),
                     "model": handle.label,
-                    "brand": handle.class_names[top],
+                    "attribute": attribute_names.get(handle.attribute_id, ""),
+                    "class": handle.class_names[top],
                     "confidence": round(float(probs[top]), 4),
                     **{f"p_{name}": round(float(v), 4) for name, v in zip(handle.class_names, probs, strict=True)},
                 }
@@ -689,7 +711,8 @@ def _print_rows(rows: list[dict[str, object]], args: argparse.Namespace) -> None
     else:
         for row in rows:
             probs = "  ".join(f"{k[2:]} {v:.3f}" for k, v in row.items() if k.startswith("p_"))
-            print(f"{row['path']}\t{row['model']}\t{row['brand']} ({row['confidence']:.1%})\t{probs}")
+            answer = f"{row['attribute']}: {row['class']} ({row['confidence']:.1%})"
+            print(f"{row['path']}\t{row['model']}\t{answer}\t{probs}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The model registry: every trained model is a ``.keras`` file and a ``model_versions`` row.
 
-At most one version per architecture is *current*; a round's candidate replaces
+At most one version per architecture and attribute is *current*; a round's candidate replaces
 it only when it is not worse on the held-out set (see :mod:`modeling.rounds`).
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import ModelStatus, ModelVersion, utcnow
+from db.models import BRAND_ID, ModelStatus, ModelVersion, utcnow
 from shoelabel.errors import UserError
 from shoelabel.settings import get_settings
 
@@ -40,20 +40,39 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def current(session: Session, arch: str) -> ModelVersion | None:
+def current(session: Session, arch: str, attribute_id: int = BRAND_ID) -> ModelVersion | None:
     return session.scalar(
-        select(ModelVersion).where(ModelVersion.arch == check_arch(arch), ModelVersion.status == ModelStatus.CURRENT)
+        select(ModelVersion).where(
+            ModelVersion.arch == check_arch(arch),
+            ModelVersion.attribute_id == attribute_id,
+            ModelVersion.status == ModelStatus.CURRENT,
+        )
     )
 
 
-def current_versions(session: Session) -> dict[str, ModelVersion]:
-    """The current version of each architecture that has one."""
-    rows = session.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.CURRENT))
+def current_versions(session: Session, attribute_id: int = BRAND_ID) -> dict[str, ModelVersion]:
+    """The current version of each architecture that has one, for one attribute (default: brand)."""
+    rows = session.scalars(
+        select(ModelVersion).where(
+            ModelVersion.attribute_id == attribute_id, ModelVersion.status == ModelStatus.CURRENT
+        )
+    )
     return {row.arch: row for row in rows}
 
 
-def require_current(session: Session, arch: str) -> ModelVersion:
-    version = current(session, arch)
+def every_current_version(session: Session) -> list[ModelVersion]:
+    """The current versions of every architecture and attribute (what a prediction refresh keeps up to date)."""
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.status == ModelStatus.CURRENT)
+            .order_by(ModelVersion.attribute_id, ModelVersion.arch)
+        )
+    )
+
+
+def require_current(session: Session, arch: str, attribute_id: int = BRAND_ID) -> ModelVersion:
+    version = current(session, arch, attribute_id)
     if version is None:
         raise ModelNotFoundError(
             f"No current {arch} model yet. Train one with `python -m modeling.train --arch {arch}` "
@@ -77,12 +96,14 @@ def register(
     class_names: list[str],
     input_size: int,
     parent_id: int | None,
+    attribute_id: int = BRAND_ID,
     base_weights: str = "",
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> ModelVersion:
     version = ModelVersion(
         arch=check_arch(arch),
+        attribute_id=attribute_id,
         path=str(path),
         parent_id=parent_id,
         status=ModelStatus.CANDIDATE,
@@ -98,10 +119,13 @@ def register(
 
 
 def promote(session: Session, version: ModelVersion) -> None:
-    """Make ``version`` the current one of its architecture; the previous one retires."""
+    """Make ``version`` the current one of its architecture and attribute; the previous one retires."""
     for other in session.scalars(
         select(ModelVersion).where(
-            ModelVersion.arch == version.arch, ModelVersion.status == ModelStatus.CURRENT, ModelVersion.id != version.id
+            ModelVersion.arch == version.arch,
+            ModelVersion.attribute_id == version.attribute_id,
+            ModelVersion.status == ModelStatus.CURRENT,
+            ModelVersion.id != version.id,
         )
     ):
         other.status = ModelStatus.RETIRED

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeling.cli import run_rounds
+from modeling.cli import add_attribute_argument, run_rounds
 from modeling.registry import ARCHITECTURES
 from shoelabel.cli import command
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)
     parser.add_argument("--round-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
     parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
+    add_attribute_argument(parser)
     args = parser.parse_args(argv)
     archs = list(ARCHITECTURES) if args.arch == "both" else [args.arch]
     return run_rounds(
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         round_id=args.round_id,
         job_id=args.job_id,
+        attribute=args.attribute,
     )
 
 

@@ -24,7 +24,18 @@ from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
 from db.labels import MIN_PHOTOS_PER_BRAND, LabelledImage, LabelledSet, labelled_set
-from db.models import ModelStatus, ModelVersion, PredictionKind, Review, Round, RoundStatus, utcnow
+from db.models import (
+    BRAND,
+    BRAND_ID,
+    Attribute,
+    ModelStatus,
+    ModelVersion,
+    PredictionKind,
+    Review,
+    Round,
+    RoundStatus,
+    utcnow,
+)
 from modeling.feature_cache import inception_activation_cache
 from modeling.label_issues import out_of_fold_probabilities
 from modeling.metrics import Metrics, compare_table, compute_metrics, plot_confusion
@@ -57,6 +68,7 @@ class RoundResult:
     candidate_id: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     confusion_png: str | None = None
+    attribute: str = BRAND
 
     def table(self) -> str:
         if self.candidate is None:
@@ -67,10 +79,11 @@ class RoundResult:
 # --------------------------------------------------------------------------- round records
 
 
-def open_round(engine: Engine, arch: str, trigger: str, mode: str) -> int:
+def open_round(engine: Engine, arch: str, trigger: str, mode: str, attribute_id: int = BRAND_ID) -> int:
     with session_scope(engine, write=True) as session:
         row = Round(
             arch=arch,
+            attribute_id=attribute_id,
             trigger=trigger,
             mode=mode,
             status=RoundStatus.RUNNING,
@@ -216,11 +229,13 @@ def save_model(model: Any, path: Path) -> None:
         raise
 
 
-def data_summary(session: Session, labelled: LabelledSet, arch: str) -> dict[str, Any]:
+def data_summary(session: Session, labelled: LabelledSet, arch: str, attribute_id: int = BRAND_ID) -> dict[str, Any]:
     last = session.scalar(
-        select(func.max(Round.started_at)).where(Round.arch == arch, Round.status != RoundStatus.RUNNING)
+        select(func.max(Round.started_at)).where(
+            Round.arch == arch, Round.attribute_id == attribute_id, Round.status != RoundStatus.RUNNING
+        )
     )
-    reviews = select(func.count(Review.id)).where(Review.undone_at.is_(None))
+    reviews = select(func.count(Review.id)).where(Review.undone_at.is_(None), Review.attribute_id == attribute_id)
     return {
         "train_counts": labelled.counts("train"),
         "holdout_counts": labelled.counts("holdout"),
@@ -274,6 +289,7 @@ def evaluate_handle(
 def run_round(
     arch: str,
     *,
+    attribute_id: int = BRAND_ID,
     trigger: str = "cli",
     mode: str | None = None,
     force: bool = False,
@@ -284,18 +300,21 @@ def run_round(
     cnn_config: CnnConfig | None = None,
     inception_config: InceptionConfig | None = None,
 ) -> RoundResult:
-    """Run one round for ``arch``; the caller holds the job lock (:class:`modeling.jobs.JobLock`)."""
+    """Run one round for ``arch`` on one attribute (default: brand); the caller holds the job lock
+    (:class:`modeling.jobs.JobLock`)."""
     check_arch(arch)
     engine = engine or get_engine()
     mode = mode or ("finetune" if arch == "inception" else "train")
     if round_id is None:
-        round_id = open_round(engine, arch, trigger, mode)
+        round_id = open_round(engine, arch, trigger, mode, attribute_id)
     else:
         adopt_round(engine, round_id)
     report = fan_out(progress, progress_writer(engine, round_id))
     started = time.monotonic()
     try:
-        result = _run(engine, round_id, arch, mode, force, from_scratch, report, cnn_config, inception_config)
+        result = _run(
+            engine, round_id, arch, attribute_id, mode, force, from_scratch, report, cnn_config, inception_config
+        )
     except Exception as exc:
         finish_round(
             engine,
@@ -322,6 +341,8 @@ class RoundStart:
     parent: ModelHandle | None
     current: ModelHandle | None
     current_metrics: dict[str, Any]
+    attribute_id: int = BRAND_ID
+    attribute: str = BRAND
 
 
 @dataclass
@@ -333,20 +354,27 @@ class HeldOutScores:
     current: Metrics | None  # None without a current model
 
 
-def _start(engine: Engine, arch: str, from_scratch: bool) -> RoundStart:
+def _start(engine: Engine, arch: str, from_scratch: bool, attribute_id: int) -> RoundStart:
     with session_scope(engine) as session:
-        labelled = labelled_set(session)
-        current_row = current(session, arch)
+        attribute = session.get(Attribute, attribute_id)
+        if attribute is None:
+            raise RoundError(f"No attribute with id {attribute_id}.")
+        labelled = labelled_set(session, attribute_id)
+        current_row = current(session, arch, attribute_id)
         start = RoundStart(
             labelled=labelled,
-            data=data_summary(session, labelled, arch),
+            data=data_summary(session, labelled, arch, attribute_id),
             parent=ModelHandle.of(current_row) if current_row and not from_scratch else None,
             current=ModelHandle.of(current_row) if current_row else None,
             current_metrics=dict(current_row.metrics) if current_row else {},
+            attribute_id=attribute_id,
+            attribute=attribute.name,
         )
     if not labelled.train:
         raise RoundError(
-            "No labelled photos to train on. Ingest a folder with one subfolder per brand, or review photos first."
+            f"No photos labelled with a {start.attribute} to train on. Ingest a folder with one subfolder per "
+            f"class (--attribute {start.attribute}), import a manifest with a {start.attribute} column, or review "
+            "photos first."
         )
     thin = {b: n for b, n in labelled.counts("train").items() if n < MIN_PHOTOS_PER_BRAND}
     if thin and len(labelled.counts("train")) - len(thin) >= 2:  # a new brand with one photo blocks nobody
@@ -369,6 +397,7 @@ def _register_candidate(
             class_names=outcome.class_names,
             input_size=outcome.input_size,
             parent_id=start.parent.id if start.parent else None,
+            attribute_id=start.attribute_id,
             base_weights=weights,
             training={**outcome.details, **start.data},
         )
@@ -407,9 +436,10 @@ def _settle(
 ) -> None:
     """Promote or reject the candidate; a promoted one stores its predictions first, so the queues
     never see a current model without them."""
+    brand = start.attribute_id == BRAND_ID
     if accepted:
         update_predictions(engine, candidate, only_missing=False, progress=Stage(progress, 0.0, 0.75))
-        if arch == "inception":
+        if arch == "inception" and brand:
             store_out_of_fold(engine, candidate, start.labelled, Stage(progress, 0.75, 1.0))
     with session_scope(engine, write=True) as session:
         row = session.get(ModelVersion, candidate.id)
@@ -420,7 +450,7 @@ def _settle(
             promote(session, row)
         else:
             reject(row)
-    if accepted:
+    if accepted and brand:
         rescore_all(engine)  # the queues now rank by the new model's predictions
 
 
@@ -428,6 +458,7 @@ def _run(
     engine: Engine,
     round_id: int,
     arch: str,
+    attribute_id: int,
     mode: str,
     force: bool,
     from_scratch: bool,
@@ -436,7 +467,7 @@ def _run(
     inception_config: InceptionConfig | None,
 ) -> RoundResult:
     report(0.0, "collecting labels")
-    start = _start(engine, arch, from_scratch)
+    start = _start(engine, arch, from_scratch, attribute_id)
     train_stage = Stage(report, 0.02, 0.80)
     if arch == "inception":
         outcome, weights = _train_inception(start.labelled, start.parent, mode, inception_config, train_stage)
@@ -450,11 +481,11 @@ def _run(
         listed = ", ".join(f"{b} ({n})" for b, n in sorted(thin.items()))
         message += (
             f" Left out of training, with fewer than {MIN_PHOTOS_PER_BRAND} labelled photos: {listed}; "
-            "label more of them to add the brand."
+            f"label more of them to add the {start.attribute}."
         )
     png = None
     if scores.candidate is not None:
-        title = f"Round {round_id}: {arch} candidate v{candidate.id}"
+        title = f"Round {round_id}: {arch} {start.attribute} candidate v{candidate.id}"
         png = str(
             plot_confusion(
                 scores.candidate, get_settings().reports_dir / f"round-{round_id}-{arch}-confusion.png", title=title
@@ -482,7 +513,17 @@ def _run(
         },
     )
     return RoundResult(
-        round_id, arch, status, message, scores.candidate, scores.current, 0.0, candidate.id, start.data, png
+        round_id,
+        arch,
+        status,
+        message,
+        scores.candidate,
+        scores.current,
+        0.0,
+        candidate.id,
+        start.data,
+        png,
+        start.attribute,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeling.cli import run_rounds
+from modeling.cli import add_attribute_argument, run_rounds
 from modeling.registry import ARCHITECTURES
 from shoelabel.cli import command
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["finetune", "head"], default="finetune", help="inception only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="make it current even if it is worse")
+    add_attribute_argument(parser)
     args = parser.parse_args(argv)
     cnn, inception = CnnConfig(seed=args.seed), InceptionConfig(seed=args.seed)
     if args.epochs is not None:
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             "cnn_config": cnn,
             "inception_config": inception,
         },
+        attribute=args.attribute,
     )
 
 

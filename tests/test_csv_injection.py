@@ -14,7 +14,6 @@ from db.catalog import class_names
 from feedback.ingest import ingest_folder
 from feedback.manifest import (
     ManifestRow,
-    _csv_records,
     export_manifest,
     import_manifest,
     main,
@@ -23,6 +22,7 @@ from feedback.manifest import (
     read_manifest,
 )
 from shoelabel.csvcells import neutralise, restore
+from shoelabel.manifest_files import csv_records
 from tests.conftest import make_brand_photo
 
 FORMULAS = ["=1+1", "@SUM(A1)", "-2", "+3", '=HYPERLINK("https://example.invalid","x")']
@@ -103,7 +103,7 @@ def test_tab_and_carriage_return_led_cells_read_back_unchanged(tmp_path: Path) -
     ]
     text = manifest_csv(rows, ["colour"])
     assert not any(cell.startswith(RISKY_STARTS) for row in _cells(text) for cell in row)
-    records = [record for _, record in _csv_records(tmp_path / "m.csv", text)]
+    records = [record for _, record in csv_records(tmp_path / "m.csv", text)]
     assert [(r["path"], r["brand"], r["origin"], r["colour"]) for r in records] == [
         ("\tphoto.jpg", "\tTab", "import", ""),
         ("\rphoto.jpg", "\rCR", "review", ""),
@@ -116,7 +116,16 @@ def test_prediction_csv_neutralises_names(capsys: pytest.CaptureFixture[str]) ->
 
     from modeling.predict import _print_rows
 
-    rows = [{"path": "=cmd|' /C calc'!A0", "model": "cnn v1", "brand": "@SUM(A1)", "confidence": 0.5, "p_+3": 0.5}]
+    rows = [
+        {
+            "path": "=cmd|' /C calc'!A0",
+            "model": "cnn v1",
+            "attribute": "brand",
+            "class": "@SUM(A1)",
+            "confidence": 0.5,
+            "p_+3": 0.5,
+        }
+    ]
     _print_rows(rows, argparse.Namespace(json=False, csv=True))
     [cells] = _cells(capsys.readouterr().out)
-    assert cells == ["'=cmd|' /C calc'!A0", "cnn v1", "'@SUM(A1)", "0.5", "0.5"]
+    assert cells == ["'=cmd|' /C calc'!A0", "cnn v1", "brand", "'@SUM(A1)", "0.5", "0.5"]

@@ -187,7 +187,7 @@ def test_devices_fifos_and_huge_files_are_refused_as_manifests_without_being_rea
     import os
     import resource
 
-    from feedback.manifest import MAX_MANIFEST_BYTES
+    from shoelabel.manifest_files import MAX_MANIFEST_BYTES
 
     assert "/dev/zero is not a regular file" in str(_refused_without_hanging(Path("/dev/zero"), engine))
     fifo = tmp_path / "labels.csv"

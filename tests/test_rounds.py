@@ -148,7 +148,7 @@ def test_train_retrain_evaluate_predict_commands(catalogue, brand_folder: Path, 
     assert "Round 2: cnn" in capsys.readouterr().out
 
     assert evaluate(["--model", "cnn", "--data", str(brand_folder), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)["cnn"]
+    report = json.loads(capsys.readouterr().out)["brand"]["cnn"]
     assert report["n"] == 36 and set(report["per_class"]) == {"acme", "bolt", "crest"}
     assert Path(report["confusion_png"]).is_file()
 

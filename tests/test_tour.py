@@ -113,12 +113,15 @@ def test_tour_in_fresh_processes(tour: dict) -> None:
     files = sorted(str(p) for p in (labelled / "nike").iterdir())[:3]
     rows = json.loads(run(["-m", "modeling.predict", *files, "--json"], env).stdout)
     assert {(r["path"], r["model"].split()[0]) for r in rows} == {(f, a) for f in files for a in ("inception", "cnn")}
-    assert all(r["brand"] in ("adidas", "converse", "nike") and 0 < r["confidence"] <= 1 for r in rows)
+    assert all(
+        r["attribute"] == "brand" and r["class"] in ("adidas", "converse", "nike") and 0 < r["confidence"] <= 1
+        for r in rows
+    )
 
     # 4. evaluate both on a labelled folder, as JSON
     report = json.loads(run(["-m", "modeling.evaluate", "--data", str(labelled), "--json"], env).stdout)
-    assert set(report) == {"inception", "cnn"}
-    for metrics in report.values():
+    assert set(report) == {"brand"} and set(report["brand"]) == {"inception", "cnn"}
+    for metrics in report["brand"].values():
         assert "error" not in metrics
         assert 0.0 <= metrics["accuracy"] <= 1.0
         assert sum(sum(row) for row in metrics["confusion"]) == n_labelled

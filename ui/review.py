@@ -17,8 +17,10 @@ from typing import Any
 import streamlit as st
 
 from db import DatabaseBusyError
-from db.models import ReviewAction
-from feedback.browse import brand_list, filter_options
+from db.models import BRAND, ReviewAction
+from feedback.attribute_queue import next_attribute_items, pending_attribute_count, start_first_model
+from feedback.browse import filter_options
+from feedback.classes import attribute_ids, class_list
 from feedback.queue import (
     CLAIM_MINUTES,
     DEFAULT_STRATEGY,
@@ -82,11 +84,25 @@ def _keep_scope(key: str) -> None:
     st.session_state["queue_scope"] = st.session_state[key]
 
 
-def queue_settings() -> tuple[str, str]:
-    """The strategy and scope chosen in the sidebar: the scope chosen last, where the strategy offers it."""
+def queue_settings() -> tuple[str, str, str]:
+    """The attribute to answer, and for brand the strategy and scope chosen in the sidebar (the scope chosen
+    last, where the strategy offers it)."""
     names = list(STRATEGIES)
     with st.sidebar:
         st.subheader("Queue")
+        attributes = list(common.shown_or_none(attribute_ids, engine=common.engine()) or [BRAND])
+        attribute = BRAND
+        if len(attributes) > 1:
+            attribute = st.selectbox(
+                "Answer",
+                attributes,
+                key="review_attribute",
+                help="The attribute you answer, one key per photo. Brand has the query strategies below; another "
+                "attribute offers typical, diverse photos first until its first model is trained, then the "
+                "photos that model is least sure of.",
+            )
+        if attribute != BRAND:
+            return attribute, DEFAULT_STRATEGY, "unlabelled"
         strategy = st.selectbox(
             "Strategy",
             names,
@@ -109,7 +125,7 @@ def queue_settings() -> tuple[str, str]:
             args=(key,),
         )
         _strategy_notice(strategy)
-    return strategy, scope
+    return attribute, strategy, scope
 
 
 def _strategy_notice(strategy: str) -> None:
@@ -144,16 +160,22 @@ def _state() -> Any:
     return state
 
 
-def _queue(reviewer: str, strategy: str, scope: str) -> list[QueueItem]:
+def _queue(reviewer: str, attribute: str, strategy: str, scope: str) -> list[QueueItem]:
     """The photo on screen and the one after it; fetched again after each answer."""
     state = _state()
-    if state.get("review_queue") is None or state.get("review_queue_key") != (strategy, scope):
+    key = (attribute, strategy, scope)
+    if state.get("review_queue") is None or state.get("review_queue_key") != key:
         prefer = state.pop("review_prefer", None)  # the preloaded (or undone) photo stays first
-        items = next_items(
-            reviewer, common.session_id(), strategy=strategy, scope=scope, k=2, first=prefer, engine=common.engine()
-        )
+        if attribute == BRAND:
+            items = next_items(
+                reviewer, common.session_id(), strategy=strategy, scope=scope, k=2, first=prefer, engine=common.engine()
+            )
+        else:
+            items = next_attribute_items(
+                reviewer, common.session_id(), attribute, k=2, first=prefer, engine=common.engine()
+            )
         state["review_queue"] = items
-        state["review_queue_key"] = (strategy, scope)
+        state["review_queue_key"] = key
     return state["review_queue"]
 
 
@@ -178,16 +200,23 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     if item is None:  # a key pressed on a photo that was answered meanwhile
         return
     shown = item.shown()
+    attribute = state.get("review_attribute") or BRAND
     try:
         review_id = record_review(
             image_id,
             common.reviewer() or "",
             action,
             label=brand,
+            attribute_id=attribute_ids(engine=common.engine())[attribute],
             shown=shown,
             engine=common.engine(),
             actor=auth.current_actor(),
         )
+        if attribute != BRAND and start_first_model(attribute, engine=common.engine()):
+            state["review_notice"] = (
+                f"Enough {attribute} answers for a first model: it is training in the background (progress in the "
+                "sidebar); the queue then offers the photos it is least sure of."
+            )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
         return
@@ -345,11 +374,11 @@ def _actions(item: QueueItem, brands: list[str], keyed: list[str]) -> None:
     if len(brands) > len(keyed):
         with st.container(horizontal=True):  # the script's empty element beside the box, not under it
             st.selectbox(  # options are shown as plain text, never as Markdown or HTML
-                "Any brand",
+                "Any class",
                 brands,
                 index=None,
                 key=f"typeahead_{item.image_id}",
-                placeholder="Any brand: press / and type, then Enter",
+                placeholder="Any class: press / and type, then Enter",
                 label_visibility="collapsed",
                 on_change=_typed,
                 args=(item.image_id,),
@@ -402,38 +431,48 @@ def _messages() -> None:
     state = _state()
     if state.get("review_error"):
         st.error(state["review_error"], icon=":material/error:")
+    if notice := state.pop("review_notice", None):
+        st.info(notice, icon=":material/model_training:")
 
 
 @st.fragment
-def review_area(strategy: str, scope: str) -> None:
+def review_area(attribute: str, strategy: str, scope: str) -> None:
     reviewer = common.reviewer()
     if not reviewer:
         return
     _messages()
     try:
-        brands = brand_list(common.engine())
+        brands = class_list(attribute, engine=common.engine())
         if not brands:
             st.info(
-                "There are no brands yet, so there is nothing to answer with. Ingest a labelled folder (one "
-                "subfolder per brand) on the Import page, or with `python -m feedback.ingest PATH`.",
+                f"There are no {common.plain(attribute)} classes yet, so there is nothing to answer with. Ingest a "
+                "labelled folder (one subfolder per class) on the Import page, or with `python -m feedback.ingest "
+                "PATH --attribute NAME`, or add classes with `python -m feedback.classes add-class`.",
                 icon=":material/label_off:",
             )
             return
-        items = _queue(reviewer, strategy, scope)
-        pending = pending_count(reviewer, common.session_id(), scope=scope, engine=common.engine())
+        items = _queue(reviewer, attribute, strategy, scope)
+        if attribute == BRAND:
+            pending = pending_count(reviewer, common.session_id(), scope=scope, engine=common.engine())
+        else:
+            pending = pending_attribute_count(attribute, reviewer, common.session_id(), engine=common.engine())
     except Exception as exc:
         common.show_error(exc)
         return
     done = _state()["review_done"]
     last = _state().get("review_last")
+    queue = f"**{scope}** queue" if attribute == BRAND else f"**{common.plain(attribute)}** queue"
     st.markdown(
-        f"Reviewed this session: **{done}** · waiting for you in the **{scope}** queue: **{pending}**"
+        f"Reviewed this session: **{done}** · waiting for you in the {queue}: **{pending}**"
         + (f" · :gray[last: {common.plain(last)}]" if last else ""),
-        help=f"Waiting for you: the photos the **{scope}** queue can still give you ({SCOPE_HELP[scope]}, "
-        "not answered by you, not on another reviewer's screen).",
+        help="Waiting for you: the photos this queue can still give you (not answered by you, not on another "
+        "reviewer's screen).",
     )
     if not items:
-        _empty_queue(strategy, scope)
+        if attribute == BRAND:
+            _empty_queue(strategy, scope)
+        else:
+            st.success(f"Every photo has a {common.plain(attribute)} (or your answer).", icon=":material/done_all:")
         _undo_button(st, None)
         return
     item = items[0]
@@ -444,9 +483,10 @@ def review_area(strategy: str, scope: str) -> None:
     with right:
         _predictions(item, keyed)
         _actions(item, brands, keyed)
-        typeahead = " · **/** any brand" if len(brands) > len(keyed) else ""
+        what = common.plain(attribute)
+        typeahead = f" · **/** any {what}" if len(brands) > len(keyed) else ""
         st.caption(
-            f"Keys: **Enter** confirm · **1–9** brand{typeahead} · **S** skip · **N** not a shoe · **U** unsure"
+            f"Keys: **Enter** confirm · **1–9** {what}{typeahead} · **S** skip · **N** not a shoe · **U** unsure"
             " · **Z** undo"
         )
     for upcoming in items[1:]:  # decode the next photo now, so it is ready when this one is answered
@@ -464,11 +504,11 @@ def render() -> None:
     if empty:
         common.empty_catalogue()
         return
-    strategy, scope = queue_settings()
+    attribute, strategy, scope = queue_settings()
     if common.ask_reviewer() is None:
         return
     keep_claims()  # before the photo, so its warning shows above it
-    review_area(strategy, scope)
+    review_area(attribute, strategy, scope)
 
 
 @st.fragment(run_every=CLAIM_MINUTES * 60 / 3)

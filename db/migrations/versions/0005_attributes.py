@@ -88,7 +88,14 @@ def upgrade() -> None:
         for statement in _SQLITE_IMAGE_TRIGGERS:
             op.execute(statement)
 
-    # reviews and predictions: an attribute, and a class instead of a brand
+    # reviews, predictions, model versions and rounds name their attribute; a class instead of a brand
+    for table in ("model_versions", "rounds"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("attribute_id", sa.Integer(), nullable=True))
+        op.execute(f"UPDATE {table} SET attribute_id = {BRAND_ID}")
+        with op.batch_alter_table(table) as batch:
+            batch.alter_column("attribute_id", existing_type=sa.Integer(), nullable=False)
+            batch.create_foreign_key(f"fk_{table}_attribute", "attributes", ["attribute_id"], ["id"])
     for table in ("reviews", "predictions"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("attribute_id", sa.Integer(), nullable=True))
@@ -130,6 +137,16 @@ def downgrade() -> None:
     op.drop_table("class_changes")
     for table in ("reviews", "predictions"):
         op.execute(f"DELETE FROM {table} WHERE attribute_id <> {BRAND_ID}")
+    op.execute(f"UPDATE rounds SET candidate_model_id = NULL, parent_model_id = NULL WHERE attribute_id <> {BRAND_ID}")
+    op.execute(f"DELETE FROM jobs WHERE round_id IN (SELECT id FROM rounds WHERE attribute_id <> {BRAND_ID})")
+    op.execute(f"DELETE FROM rounds WHERE attribute_id <> {BRAND_ID}")
+    op.execute(f"DELETE FROM predictions WHERE model_version_id IN (SELECT id FROM model_versions WHERE attribute_id <> {BRAND_ID})")
+    op.execute(f"UPDATE model_versions SET parent_id = NULL WHERE attribute_id <> {BRAND_ID}")
+    op.execute(f"DELETE FROM model_versions WHERE attribute_id <> {BRAND_ID}")
+    for table in ("model_versions", "rounds"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_constraint(f"fk_{table}_attribute", type_="foreignkey")
+            batch.drop_column("attribute_id")
     with op.batch_alter_table("predictions") as batch:
         batch.drop_index("ix_predictions_model_class_confidence")
         batch.drop_constraint("uq_prediction", type_="unique")
