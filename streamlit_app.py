@@ -23,6 +23,7 @@ pages = [  # each page with what its viewer must be allowed; a page a role canno
     (st.Page("ui/pages/rounds.py", title="Rounds", icon=":material/model_training:"), Permission.BROWSE),
     (st.Page("ui/pages/predict.py", title="Predict", icon=":material/upload:"), Permission.REVIEW),
     (st.Page("ui/pages/imports.py", title="Import", icon=":material/create_new_folder:"), Permission.IMPORT),
+    (st.Page("ui/pages/classes.py", title="Classes", icon=":material/label:"), Permission.BROWSE),
     (st.Page("ui/pages/team.py", title="Team", icon=":material/groups:"), Permission.BROWSE),
 ]
 page = st.navigation([p for p, need in pages if auth.allowed(need)])

@@ -104,23 +104,24 @@ def typical_photos(session: Session, attribute_id: int) -> list[int]:
         if cached:
             features = np.asarray(cache.pooled([sha for _, sha in cached]), dtype=np.float32)
             picks = [cached[p][0] for p in typical_picks(features, COLD_START_PICKS)]
-    with _typical_lock:
-        _typical[key] = picks
+    if picks:  # none: no InceptionV3 features yet, so look again next time
+        with _typical_lock:
+            _typical[key] = picks
     return picks
 
 
 def _typical_first(session: Session, attribute_id: int, reviewer: str, session_id: str, limit: int) -> list[int]:
+    """TypiClust's picks still open to the reviewer, then the rest in the fixed random order."""
     picks = typical_photos(session, attribute_id)
-    open_ids = (
-        set(session.scalars(select(Image.id).where(Image.id.in_(picks), _open(attribute_id, reviewer, session_id))))
-        if picks
-        else set()
-    )
-    if picks and not set(picks) & set(
-        session.scalars(select(Image.id).where(Image.id.in_(picks), unlabelled(attribute_id)))
-    ):
-        with _typical_lock:  # used up: cluster what is left next time
-            _typical.pop((str(session.get_bind().url), attribute_id), None)
+    open_ids: set[int] = set()
+    if picks:
+        open_ids = set(
+            session.scalars(select(Image.id).where(Image.id.in_(picks), _open(attribute_id, reviewer, session_id)))
+        )
+        unanswered = session.scalars(select(Image.id).where(Image.id.in_(picks), unlabelled(attribute_id)).limit(1))
+        if unanswered.first() is None:
+            with _typical_lock:  # every pick has its class: cluster what is left next time
+                _typical.pop((str(session.get_bind().url), attribute_id), None)
     chosen = [i for i in picks if i in open_ids][:limit]
     if len(chosen) < limit:
         chosen += [i for i in _in_random_order(session, attribute_id, reviewer, session_id, limit) if i not in chosen]

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Engine, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.catalog import class_names
+from db.catalog import attributes, class_names, find_attribute
 from db.labels import (
     IDS_PER_QUERY,
     NOT_A_SHOE,
@@ -68,6 +68,7 @@ class BrowseFilter:
     confidence: tuple[float, float] = (0.0, 1.0)
     reviewed: bool | None = None  # has a live decisive review (confirm, correct, not a shoe)
     reviewer: str | None = None  # has a live review of any kind by this reviewer
+    attributes: tuple[tuple[str, str], ...] = ()  # (attribute, its label now: a class, UNLABELLED or IN_CONFLICT)
 
     @property
     def uses_prediction(self) -> bool:
@@ -104,6 +105,7 @@ class FilterOptions:
     brands: list[str]
     reviewers: list[str]
     models: list[str]  # architectures with a current model
+    attributes: dict[str, list[str]] = field(default_factory=dict)  # the other attributes and their classes
 
 
 def filter_options(engine: Engine | None = None) -> FilterOptions:
@@ -111,7 +113,8 @@ def filter_options(engine: Engine | None = None) -> FilterOptions:
         brands = class_names(session)
         reviewers = list(session.scalars(select(Review.reviewer).distinct().order_by(Review.reviewer)))
         models = sorted(current_versions(session))
-    return FilterOptions(brands, reviewers, models)
+        others = {a.name: class_names(session, a.id) for a in attributes(session) if a.id != BRAND_ID}
+    return FilterOptions(brands, reviewers, models, others)
 
 
 def brand_list(engine: Engine | None = None) -> list[str]:
@@ -125,6 +128,25 @@ def _brand_ids(session: Session, name: str) -> list[int]:
         LabelClass.attribute_id == BRAND_ID, func.lower(LabelClass.name) == name.lower()
     )
     return list(session.scalars(query))
+
+
+def _attribute_label_is(session: Session, attribute: str, wanted: str) -> ColumnElement[bool] | None:
+    """An attribute's label filter as SQL (a class, UNLABELLED or IN_CONFLICT); None when nothing can match."""
+    found = find_attribute(session, attribute)
+    if found is None:
+        return None
+    if wanted == IN_CONFLICT:
+        return in_conflict(found.id)
+    if wanted == UNLABELLED:
+        return unlabelled(found.id)
+    ids = list(
+        session.scalars(
+            select(LabelClass.id).where(
+                LabelClass.attribute_id == found.id, func.lower(LabelClass.name) == wanted.lower()
+            )
+        )
+    )
+    return labelled_as(ids, found.id) if ids else None
 
 
 def _label_is(session: Session, wanted: str) -> ColumnElement[bool] | None:
@@ -199,6 +221,11 @@ def _conditions(session: Session, flt: BrowseFilter, version: ModelVersion | Non
         if label is None:
             return None
         on_image.append(label)
+    for attribute, wanted in flt.attributes:
+        condition = _attribute_label_is(session, attribute, wanted)
+        if condition is None:
+            return None
+        on_image.append(condition)
     if flt.reviewed is not None:  # the reviewed few are a set to start from; the rest a test per image
         on_image.append(Image.id.in_(decided_images()) if flt.reviewed else ~has_decision())
     if flt.reviewer is not None:

@@ -244,8 +244,10 @@ def ingest_folder(
         except ClassError as exc:
             raise IngestError(f"Subfolder {brand!r} of {folder} is not a usable {attribute} name: {exc}") from exc
     engine = engine or get_engine()
-    with session_scope(engine, write=True) as session:
-        attribute_id = get_or_create_attribute(session, attribute).id
+    attribute_id = BRAND_ID
+    if attribute != BRAND:
+        with session_scope(engine, write=True) as session:
+            attribute_id = get_or_create_attribute(session, attribute).id
     report = IngestReport(folder=folder, labelled=listing.labelled, attribute_id=attribute_id)
     meter = _Meter(progress, show_bar)
     committed = 0

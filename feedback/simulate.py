@@ -1,15 +1,21 @@
 """Label-efficiency simulation: how many labels does each query strategy need?
 
-    python -m feedback.simulate --data FOLDER --strategy NAME|all [--seed-per-class 2]
-        [--batch 10] [--rounds 30] [--seeds 3] [--json] [--plot PATH]
+    python -m feedback.simulate --data FOLDER|MANIFEST [--attribute NAME] --strategy NAME|all
+        [--seed-per-class 2] [--batch 10] [--rounds 30] [--seeds 3] [--target 0.98] [--cold-start]
+        [--json] [--plot PATH]
 
-An oracle replays the true labels of a labelled folder. A stratified held-out
-split (15%) is set aside; the rest is the pool. Starting from a few labels per
-brand, each round the strategy picks ``--batch`` images, the oracle labels them,
-and the InceptionV3 head (a softmax layer, fitted as multinomial logistic
-regression) is retrained on cached features; held-out accuracy and macro F1 are
-recorded after every round. ``disagreement`` uses a committee of two heads, one
-on ``mixed8`` and one on ``mixed10`` features.
+An oracle replays the true labels of a labelled folder (its subfolders are the classes) or of
+one attribute column of a manifest. A stratified held-out split (15%) is set aside; the rest is
+the pool. Starting from a few labels per class, each round the strategy picks ``--batch``
+images, the oracle labels them, and the InceptionV3 head (a softmax layer, fitted as
+multinomial logistic regression) is retrained on cached features; held-out accuracy and macro
+F1 are recorded after every round. ``disagreement`` uses a committee of two heads, one on
+``mixed8`` and one on ``mixed10`` features. Classes with too few photos to hold one out and
+seed the pool are left out, with a message.
+
+``--cold-start`` measures a new attribute's first labels instead: with no label at all, the
+first 20, 50 and 100 photos chosen by TypiClust (typical photos of as many clusters) against
+the same numbers chosen at random, by held-out accuracy of the head trained on them.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
-from modeling.evaluate import read_labelled_folder
+from modeling.evaluate import read_labelled_folder, read_manifest_labels
 from modeling.feature_cache import inception_activation_cache
+from modeling.typiclust import typical_picks
 from shoelabel.cli import command
 from shoelabel.errors import UserError
 from shoelabel.images import ImageError, inspect
@@ -138,8 +145,48 @@ def full_data_accuracy(
     return float(np.mean(head.predict_proba(features[holdout]).argmax(axis=1) == labels[holdout]))
 
 
-def summarise(curves: list[Curve], full_accuracy: float, pool_size: int) -> dict[str, dict[str, float | None]]:
-    """Per strategy: labels to reach 98% of full-data accuracy, accuracy at 10/20/40% of the pool,
+COLD_START_BUDGETS = (20, 50, 100)
+
+
+def cold_start(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    seeds: int = 3,
+    budgets: Sequence[int] = COLD_START_BUDGETS,
+    holdout_fraction: float = 0.15,
+    split_seed: int = 0,
+) -> dict[str, dict[int, float]]:
+    """Held-out accuracy of the head trained on the first ``budget`` labels of a new attribute, chosen by
+    TypiClust or at random, averaged over ``seeds`` (both see the same pool and held-out photos)."""
+    n_classes = int(labels.max()) + 1
+    pool, holdout = train_test_split(
+        np.arange(len(labels)), test_size=holdout_fraction, stratify=labels, random_state=split_seed
+    )
+    results: dict[str, dict[int, list[float]]] = {"typiclust": {}, "random": {}}
+    for budget in budgets:
+        if budget > len(pool):
+            continue
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            chosen = {
+                "typiclust": pool[typical_picks(features[pool], budget, seed=seed)],
+                "random": rng.choice(pool, budget, replace=False),
+            }
+            for start, picked in chosen.items():
+                if len(np.unique(labels[picked])) < 2:
+                    accuracy = float(np.mean(labels[holdout] == labels[picked][0]))  # one class: always that one
+                else:
+                    head = Head().fit(features[picked], labels[picked], n_classes)
+                    accuracy = float(np.mean(head.predict_proba(features[holdout]).argmax(axis=1) == labels[holdout]))
+                results[start].setdefault(budget, []).append(accuracy)
+    return {start: {b: float(np.mean(v)) for b, v in by_budget.items()} for start, by_budget in results.items()}
+
+
+def summarise(
+    curves: list[Curve], full_accuracy: float, pool_size: int, target: float = 0.98
+) -> dict[str, dict[str, float | None]]:
+    """Per strategy: labels to reach ``target`` of full-data accuracy, accuracy at 10/20/40% of the pool,
     normalised area under the accuracy curve, all averaged over seeds."""
     table: dict[str, dict[str, float | None]] = {}
     for strategy in dict.fromkeys(c.strategy for c in curves):
@@ -147,9 +194,9 @@ def summarise(curves: list[Curve], full_accuracy: float, pool_size: int) -> dict
         row: dict[str, float | None] = {}
         reach = []
         for c in mine:
-            hits = [n for n, a in zip(c.labels, c.accuracy, strict=True) if a >= 0.98 * full_accuracy]
+            hits = [n for n, a in zip(c.labels, c.accuracy, strict=True) if a >= target * full_accuracy]
             reach.append(hits[0] if hits else np.nan)
-        row["labels_to_98pct"] = None if np.all(np.isnan(reach)) else float(np.nanmean(reach))
+        row["labels_to_target"] = None if np.all(np.isnan(reach)) else float(np.nanmean(reach))
         row["reached_runs"] = int(np.sum(~np.isnan(reach)))
         row["runs"] = len(mine)
         for share in (0.1, 0.2, 0.4):
@@ -163,7 +210,7 @@ def summarise(curves: list[Curve], full_accuracy: float, pool_size: int) -> dict
     return table
 
 
-def plot_curves(curves: list[Curve], full_accuracy: float, path: Path, pool_size: int) -> Path:
+def plot_curves(curves: list[Curve], full_accuracy: float, path: Path, pool_size: int, target: float = 0.98) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,7 +229,7 @@ def plot_curves(curves: list[Curve], full_accuracy: float, path: Path, pool_size
         )
     ax.axhline(full_accuracy, color="grey", linewidth=0.8)
     ax.text(ax.get_xlim()[0], full_accuracy, " all labels", va="bottom", color="grey")
-    ax.axhline(0.98 * full_accuracy, color="grey", linewidth=0.8, linestyle=":")
+    ax.axhline(target * full_accuracy, color="grey", linewidth=0.8, linestyle=":")
     for share in (0.1, 0.2, 0.4):
         ax.axvline(share * pool_size, color="lightgrey", linewidth=0.8)
     ax.set_xlabel("labelled images")
@@ -196,15 +243,39 @@ def plot_curves(curves: list[Curve], full_accuracy: float, path: Path, pool_size
     return path
 
 
+def labelled_photos(data: Path, attribute: str) -> tuple[list[Path], list[str]]:
+    """The photos and their classes: a folder's subfolders, or a manifest's ``attribute`` column (photos
+    whose cell is empty are left out)."""
+    if data.is_file():
+        files, columns = read_manifest_labels(data)
+        if attribute not in columns:
+            raise SimulationError(f"{data} has no {attribute!r} column; its attributes: {', '.join(columns)}.")
+        kept = [(f, c) for f, c in zip(files, columns[attribute], strict=True) if c]
+        return [f for f, _ in kept], [c for _, c in kept]
+    return read_labelled_folder(data)
+
+
+def without_thin_classes(
+    features: np.ndarray, labels: np.ndarray, names: list[str], fewest: int
+) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, int]]:
+    """Leave out the classes with fewer than ``fewest`` photos (too few to hold one out and seed the pool)."""
+    counts = np.bincount(labels, minlength=len(names))
+    keep = [c for c in range(len(names)) if counts[c] >= fewest]
+    left_out = {names[c]: int(counts[c]) for c in range(len(names)) if counts[c] < fewest}
+    rows = np.isin(labels, keep)
+    remap = {old: new for new, old in enumerate(keep)}
+    return features[rows], np.array([remap[int(c)] for c in labels[rows]]), [names[c] for c in keep], left_out
+
+
 def folder_features(
-    folder: Path, input_size: int = 299, progress: Progress | None = None
+    data: Path, input_size: int = 299, progress: Progress | None = None, attribute: str = "brand"
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Pooled InceptionV3 features (ImageNet weights, no fine-tuning) of a labelled folder,
+    """Pooled InceptionV3 features (ImageNet weights, no fine-tuning) of a labelled folder or manifest,
     through the product's activation cache. Unreadable files are reported and left out."""
     from modeling.architectures import build_inception, split_inception, weights_id
     from modeling.fitting import ensure_activations, upper_pooled
 
-    listed, listed_brands = read_labelled_folder(folder)
+    listed, listed_brands = labelled_photos(data, attribute)
     files, brands, shas = [], [], []
     for path, brand in zip(listed, listed_brands, strict=True):
         try:
@@ -229,7 +300,14 @@ def folder_features(
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m feedback.simulate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="labelled folder (one subfolder per brand)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="a labelled folder (one subfolder per class) or a manifest"
+    )
+    parser.add_argument("--attribute", default="brand", help="with a manifest: the attribute column to label")
+    parser.add_argument("--target", type=float, default=0.98, help="the share of full-data accuracy to count labels to")
+    parser.add_argument(
+        "--cold-start", action="store_true", help="compare TypiClust and random first labels (20, 50, 100)"
+    )
     parser.add_argument("--strategy", default="all", help=f"one of {', '.join(UNLABELLED_STRATEGIES)}, or 'all'")
     parser.add_argument("--seed-per-class", type=int, default=2)
     parser.add_argument("--batch", type=int, default=10)
@@ -246,9 +324,21 @@ def main(argv: list[str] | None = None) -> int:
 
     bar = TerminalProgress("InceptionV3 features")
     try:
-        features, labels, names = folder_features(args.data, args.input_size, bar)
+        features, labels, names = folder_features(args.data, args.input_size, bar, args.attribute.lower())
     finally:
         bar.close()
+    fewest = max(args.seed_per_class + 2, 3)
+    features, labels, names, left_out = without_thin_classes(features, labels, names, fewest)
+    if left_out:
+        listed = ", ".join(f"{name} ({n})" for name, n in sorted(left_out.items()))
+        print(f"left out, with fewer than {fewest} photos: {listed}", file=sys.stderr)
+    if args.cold_start:
+        starts = cold_start(features, labels, seeds=args.seeds)
+        if args.json:
+            print(json.dumps({"classes": names, "left_out": left_out, "cold_start": starts}, indent=2))
+        else:
+            print(format_cold_start(starts, args.attribute))
+        return 0
     full = full_data_accuracy(features, labels)
     pool_size = len(labels) - int(np.ceil(0.15 * len(labels)))
     curves = []
@@ -269,14 +359,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{strategy:<17} seed {seed}: final accuracy {curve.accuracy[-1]:.3f} with {curve.labels[-1]} labels",
                 file=sys.stderr,
             )
-    table = summarise(curves, full, pool_size)
+    table = summarise(curves, full, pool_size, args.target)
     if args.plot:
-        plot_curves(curves, full, args.plot, pool_size)
+        plot_curves(curves, full, args.plot, pool_size, args.target)
     if args.json:
         print(
             json.dumps(
                 {
-                    "brands": names,
+                    "classes": names,
+                    "left_out": left_out,
+                    "target": args.target,
                     "pool_size": pool_size,
                     "full_data_accuracy": full,
                     "summary": table,
@@ -287,20 +379,31 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print(f"full-data accuracy (all {pool_size} pool labels): {full:.3f}")
-        print(format_table(table, pool_size))
+        print(format_table(table, pool_size, args.target))
     return 0
 
 
-def format_table(table: dict[str, dict[str, float | None]], pool_size: int) -> str:
+def format_cold_start(starts: dict[str, dict[int, float]], attribute: str) -> str:
+    budgets = sorted({b for by_budget in starts.values() for b in by_budget})
     lines = [
-        "| strategy | labels to 98% of full-data acc. | acc. @10% pool | @20% | @40% | AUC |",
+        f"| first {attribute} labels chosen by | " + " | ".join(f"accuracy after {b}" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for start, by_budget in starts.items():
+        lines.append(f"| {start} | " + " | ".join(f"{by_budget[b]:.3f}" for b in budgets) + " |")
+    return "\n".join(lines)
+
+
+def format_table(table: dict[str, dict[str, float | None]], pool_size: int, target: float = 0.98) -> str:
+    lines = [
+        f"| strategy | labels to {target:.0%} of full-data acc. | acc. @10% pool | @20% | @40% | AUC |",
         "|---|---|---|---|---|---|",
     ]
     for name, row in table.items():
         reach = (
-            f"{row['labels_to_98pct']:.0f} ({row['labels_to_98pct'] / pool_size:.0%}), "
+            f"{row['labels_to_target']:.0f} ({row['labels_to_target'] / pool_size:.0%}), "
             f"{row['reached_runs']}/{row['runs']} runs"
-            if row["labels_to_98pct"]
+            if row["labels_to_target"]
             else f"not reached in {row['runs']} runs"
         )
         lines.append(

@@ -13,8 +13,10 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from db import get_engine, session_scope
-from db.models import Round, RoundStatus
+from db.catalog import attributes
+from db.models import BRAND_ID, Round, RoundStatus
 from modeling.predict import ModelAnswer, ModelHandle, predict_sources, store_predictions
+from modeling.predict import current_handles as every_current_handle
 from modeling.registry import ARCHITECTURES, current_versions, load_keras
 from shoelabel.images import ImageError, inspect_upload
 
@@ -29,10 +31,15 @@ class UploadPrediction:
 
 
 def current_handles(engine: Engine | None = None) -> dict[str, ModelHandle]:
-    """The current model of each architecture that has one, InceptionV3 first."""
-    with session_scope(engine or get_engine()) as session:
-        versions = current_versions(session)
-    return {arch: ModelHandle.of(versions[arch]) for arch in ARCHITECTURES if arch in versions}
+    """The current model of each architecture for every attribute, brand first and InceptionV3 first, keyed
+    ``inception`` for brand and ``inception · colour`` for another attribute."""
+    engine = engine or get_engine()
+    with session_scope(engine) as session:
+        names = {a.id: a.name for a in attributes(session)}
+    return {
+        handle.arch if handle.attribute_id == BRAND_ID else f"{handle.arch} · {names[handle.attribute_id]}": handle
+        for handle in every_current_handle(engine)
+    }
 
 
 def load_model(handle: ModelHandle) -> Any:
@@ -50,12 +57,12 @@ def predict_uploads(files: Sequence[tuple[str, bytes]], handles: Mapping[str, Mo
             usable.append(i)
         except ImageError as exc:
             results[i].error = str(exc)
-    for arch, handle in handles.items():
+    for key, handle in handles.items():
         probabilities, errors = predict_sources(handle, [bytes(files[i][1]) for i in usable])
         for position, probs in probabilities.items():
             i = usable[position]
-            results[i].answers[arch] = ModelAnswer(
-                arch, handle.id, {name: float(p) for name, p in zip(handle.class_names, probs, strict=True)}
+            results[i].answers[key] = ModelAnswer(
+                handle.arch, handle.id, {name: float(p) for name, p in zip(handle.class_names, probs, strict=True)}
             )
         for position, exc in errors.items():
             results[usable[position]].error = f"{files[usable[position]][0]}: {exc.reason}"
@@ -173,9 +180,9 @@ class ModelReport:
         return f"{self.arch} v{self.version_id}"
 
 
-def current_models(engine: Engine | None = None) -> list[ModelReport]:
+def current_models(engine: Engine | None = None, attribute_id: int = BRAND_ID) -> list[ModelReport]:
     with session_scope(engine or get_engine()) as session:
-        versions = current_versions(session)
+        versions = current_versions(session, attribute_id)
         return [
             ModelReport(arch, v.id, v.created_at, dict(v.metrics) if v.metrics else None)
             for arch in ARCHITECTURES
@@ -200,5 +207,17 @@ def confusion_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def per_class_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
-    rows = [{"brand": brand, **values} for brand, values in (metrics.get("per_class") or {}).items()]
-    return pd.DataFrame.from_records(rows, columns=["brand", "precision", "recall", "f1", "support"])
+    """One row per class, the classes with the most held-out photos first."""
+    rows = [{"class": name, **values} for name, values in (metrics.get("per_class") or {}).items()]
+    frame = pd.DataFrame.from_records(rows, columns=["class", "precision", "recall", "f1", "support"])
+    return frame.sort_values(["support", "class"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def top_confusions(metrics: Mapping[str, Any], limit: int = 15) -> pd.DataFrame:
+    """The most frequent mistakes (true class, predicted class, photos, share of the true class's photos),
+    most frequent first: what a confusion matrix of dozens of classes says, readable."""
+    frame = confusion_frame(metrics)
+    if frame.empty:
+        return frame
+    mistakes = frame[(frame["true"] != frame["predicted"]) & (frame["count"] > 0)]
+    return mistakes.sort_values(["count", "share"], ascending=False, kind="stable").head(limit).reset_index(drop=True)

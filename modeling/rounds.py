@@ -632,6 +632,10 @@ def store_out_of_fold(engine: Engine, handle: ModelHandle, labelled: LabelledSet
     return stored
 
 
-def latest_rounds(engine: Engine | None = None, limit: int = 200) -> list[Round]:
+def latest_rounds(engine: Engine | None = None, limit: int = 200, attribute_id: int | None = None) -> list[Round]:
+    """The latest rounds, newest first: of one attribute, or of all."""
+    query = select(Round).order_by(Round.id.desc()).limit(limit)
+    if attribute_id is not None:
+        query = query.where(Round.attribute_id == attribute_id)
     with session_scope(engine or get_engine()) as session:
-        return list(session.scalars(select(Round).order_by(Round.id.desc()).limit(limit)))
+        return list(session.scalars(query))

@@ -18,6 +18,7 @@ from db import DatabaseBusyError, session_scope
 from db.catalog import get_or_create_class, imported_class_name
 from db.labels import conflicts
 from db.models import Image, Review, ReviewAction, Round, RoundStatus, utcnow
+from feedback.classes import add_attribute, add_classes, schema
 from feedback.ingest import ingest_folder
 from feedback.reviews import record_review
 from modeling.jobs import JobLock
@@ -640,3 +641,44 @@ def test_a_brand_chosen_in_the_type_ahead_is_recorded_as_a_correction(many_brand
 def test_with_nine_brands_or_fewer_there_is_no_type_ahead(reviewing: AppTest) -> None:
     assert not [s for s in reviewing.selectbox if s.key.startswith("typeahead_")]
     assert not any("any brand" in c.value for c in reviewing.caption)
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def test_a_reviewer_answers_another_attribute_by_key(catalogue: Engine) -> None:
+    add_attribute("colour")
+    add_classes("colour", ["Black", "White"])
+    at = sign_in_ann()
+    at.selectbox(key="review_attribute").set_value("colour").run()
+    assert_clean(at)
+    first = shown_image(at)
+    assert [b.label for b in at.button if b.key.startswith(f"brand_{first}_")] == ["1 · Black", "2 · White"]
+    assert any("**1–9** colour" in c.value for c in at.caption)
+    at.button(key=f"brand_{first}_2").click().run()
+    assert_clean(at)
+    [review] = reviews(catalogue)
+    with session_scope(catalogue) as session:
+        stored = session.get(Review, review.id)
+        assert (stored.image_id, stored.attribute.name, stored.label_class.name) == (first, "colour", "White")
+    assert shown_image(at) != first
+    at.button(key=f"notshoe_{shown_image(at)}").click().run()  # not a shoe: about the photo, stored on brand
+    with session_scope(catalogue) as session:
+        assert session.get(Review, reviews(catalogue)[-1].id).attribute.name == "brand"
+
+
+def test_the_classes_page_adds_an_attribute_and_merges_classes(catalogue: Engine) -> None:
+    at = open_page("classes")
+    assert_clean(at)
+    at.text_input[0].input("Material")
+    at.text_input[1].input("Leather, Canvas")
+    at.button(key="FormSubmitter:add_attribute-Add attribute").click().run()
+    assert_clean(at)
+    assert schema(engine=catalogue)["material"] == ["Canvas", "Leather"]
+    at.selectbox(key="merge_attribute").set_value("brand").run()
+    at.selectbox(key="merge_source").set_value("bolt")
+    at.selectbox(key="merge_into").set_value("acme")
+    at.button(key="FormSubmitter:merge_classes-Merge").click().run()
+    assert_clean(at)
+    assert schema(engine=catalogue)["brand"] == ["acme", "crest"]
+    assert any("merged 'bolt' into 'acme'" in c.value for c in at.code)

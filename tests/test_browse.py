@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 import feedback.browse
 import ui.browse
 from db import session_scope
+from db.catalog import find_attribute
 from db.labels import DECISIVE, NOT_A_SHOE, EffectiveLabel, conflicts, effective_labels, review_rows
 from db.models import (
     Image,
@@ -73,6 +74,27 @@ def imported_as(engine: Engine, brand: str) -> list[int]:
 def test_no_filter_returns_every_photo_in_catalogue_order(catalogue: Engine) -> None:
     found = ids(BrowseFilter(), catalogue)
     assert len(found) == 44 and found == sorted(found)
+
+
+def test_filters_by_any_attribute(catalogue: Engine) -> None:
+    from feedback.classes import add_attribute, add_classes
+
+    add_attribute("colour")
+    add_classes("colour", ["Black", "White"])
+    photos = ids(BrowseFilter(), catalogue)
+    with session_scope(catalogue) as session:
+        colour = find_attribute(session, "colour").id
+    record_review(photos[0], "ann", "correct", label="Black", attribute_id=colour, engine=catalogue)
+    record_review(photos[1], "ann", "correct", label="white", attribute_id=colour, engine=catalogue)
+    record_review(photos[1], "ben", "correct", label="Black", attribute_id=colour, engine=catalogue)
+    assert ids(BrowseFilter(attributes=(("colour", "black"),)), catalogue) == [photos[0]]
+    assert ids(BrowseFilter(attributes=(("colour", IN_CONFLICT),)), catalogue) == [photos[1]]
+    assert ids(BrowseFilter(attributes=(("colour", UNLABELLED),)), catalogue) == photos[2:]
+    assert ids(BrowseFilter(label="acme", attributes=(("colour", "Black"),)), catalogue) == (
+        [photos[0]] if photos[0] in imported_as(catalogue, "acme") else []
+    )
+    assert ids(BrowseFilter(attributes=(("colour", "Red"),)), catalogue) == []
+    assert ids(BrowseFilter(attributes=(("size", "42"),)), catalogue) == []
 
 
 def test_imported_brand_filter(catalogue: Engine) -> None:

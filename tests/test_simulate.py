@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feedback.simulate import Curve, full_data_accuracy, main, plot_curves, simulate, summarise
+from feedback.simulate import (
+    Curve,
+    cold_start,
+    full_data_accuracy,
+    main,
+    plot_curves,
+    simulate,
+    summarise,
+    without_thin_classes,
+)
 
 
 def blobs(n_per: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +50,7 @@ def test_summary_reads_thresholds_off_the_curves(tmp_path: Path) -> None:
         Curve("random", 0, [10, 20, 40], [0.5, 0.7, 0.92], [0.5, 0.7, 0.92]),
     ]
     table = summarise(curves, full_accuracy=0.95, pool_size=100)
-    assert table["margin"]["labels_to_98pct"] == 40 and table["random"]["labels_to_98pct"] is None
+    assert table["margin"]["labels_to_target"] == 40 and table["random"]["labels_to_target"] is None
     assert table["margin"]["accuracy_at_10pct"] == pytest.approx(0.5)
     assert table["margin"]["accuracy_at_20pct"] == pytest.approx(0.9)
     assert table["margin"]["auc"] > table["random"]["auc"]
@@ -76,7 +85,7 @@ def test_simulate_command_on_a_labelled_folder(home: Path, brand_folder: Path, w
     assert code == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
-    assert result["brands"] == ["acme", "bolt", "crest"]
+    assert result["classes"] == ["acme", "bolt", "crest"]
     assert [c["labels"] for c in result["curves"]] == [[6, 10, 14]]
     assert "broken.jpg" in captured.err
 
@@ -91,3 +100,49 @@ def test_more_seed_labels_than_a_brand_has_is_a_clear_error() -> None:
     features, labels = blobs(n_per=5)  # 4 of each brand left in the pool
     with pytest.raises(ValueError, match=r"--seed-per-class 5 is more than the 4 photo\(s\) of acme"):
         simulate(features, labels, "margin", seed_per_class=5, class_names=["acme", "bolt", "crest"])
+
+
+def test_cold_start_compares_typiclust_and_random_first_labels() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 6, (6, 16))
+    sizes = [150, 100, 60, 30, 15, 10]  # long-tailed: random first labels miss the small classes
+    features = np.concatenate([centres[c] + rng.normal(0, 1, (n, 16)) for c, n in enumerate(sizes)])
+    labels = np.repeat(np.arange(6), sizes)
+    starts = cold_start(features, labels, seeds=3, budgets=(6, 20))
+    assert set(starts) == {"typiclust", "random"} and set(starts["typiclust"]) == {6, 20}
+    assert starts["typiclust"][6] > starts["random"][6]  # one typical photo per cluster covers the classes
+    assert all(0 <= a <= 1 for by_budget in starts.values() for a in by_budget.values())
+
+
+def test_thin_classes_are_left_out_with_their_counts() -> None:
+    features = np.arange(20, dtype=float).reshape(10, 2)
+    labels = np.array([0] * 6 + [1] * 3 + [2])
+    kept, relabelled, names, left_out = without_thin_classes(features, labels, ["a", "b", "c"], fewest=4)
+    assert names == ["a"] and left_out == {"b": 3, "c": 1} and len(kept) == 6 and set(relabelled) == {0}
+
+
+def test_simulate_reads_one_attribute_of_a_manifest(home: Path, brand_folder: Path, weights_path: Path, capsys) -> None:
+    manifest = brand_folder / "labels.csv"
+    rows = [
+        f"{p.relative_to(brand_folder)},{'Dark' if p.parent.name == 'crest' else 'Light'}"
+        for p in sorted(brand_folder.rglob("*.jpg"))
+    ]
+    manifest.write_text("file,colour\n" + "\n".join(rows) + "\n")
+    code = main(
+        [
+            "--data",
+            str(manifest),
+            "--attribute",
+            "colour",
+            "--cold-start",
+            "--seeds",
+            "1",
+            "--input-size",
+            "75",
+            "--json",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["classes"] == ["Dark", "Light"] and set(result["cold_start"]) == {"typiclust", "random"}
+    assert set(result["cold_start"]["typiclust"]) == {"20"}  # the larger budgets exceed the 30-photo pool

@@ -96,6 +96,19 @@ def _filters(options: FilterOptions) -> tuple[BrowseFilter, str]:
             key="f_sort",
             help="Confidence: that of the model chosen on the left; photos it has not predicted come last.",
         )
+        others: list[tuple[str, str]] = []
+        if options.attributes:  # every attribute besides brand: its label now
+            for column, (name, classes) in zip(
+                st.columns(len(options.attributes)), options.attributes.items(), strict=True
+            ):
+                wanted = column.selectbox(
+                    common.plain(name),
+                    [None, *classes, UNLABELLED, IN_CONFLICT],
+                    format_func=_any,
+                    key=f"f_attribute_{name}",
+                )
+                if wanted is not None:
+                    others.append((name, wanted))
     flt = BrowseFilter(
         imported=imported,
         label=label,
@@ -104,6 +117,7 @@ def _filters(options: FilterOptions) -> tuple[BrowseFilter, str]:
         confidence=tuple(confidence) if has_models else (0.0, 1.0),
         reviewed=reviewed,
         reviewer=reviewer,
+        attributes=tuple(others),
     )
     return flt, sort
 

@@ -17,7 +17,7 @@ from modeling.app_services import (
     store_upload_predictions,
 )
 from modeling.predict import ModelAnswer, ModelHandle
-from modeling.registry import ARCH_NAMES, ARCHITECTURES
+from modeling.registry import ARCH_NAMES
 from shoelabel.images import ImageError, inspect_upload, open_rgb
 from ui import auth, common
 
@@ -48,12 +48,17 @@ def _preview(sha256: str, _data: bytes) -> bytes:
     return out.getvalue()
 
 
-def _answer(answer: ModelAnswer) -> None:
-    name = ARCH_NAMES.get(answer.arch, answer.arch)
+TOP_CLASSES = 5  # the likeliest classes shown under each answer
+
+
+def _answer(key: str, answer: ModelAnswer) -> None:
+    arch, _, attribute = key.partition(" · ")
+    name = ARCH_NAMES.get(arch, arch)
     plain = common.plain
-    st.markdown(f"**{plain(name)}** v{answer.model_version_id}: **{plain(answer.brand)}** {answer.confidence:.0%}")
-    for brand, p in sorted(answer.probabilities.items(), key=lambda kv: -kv[1]):
-        st.progress(p, text=f"{plain(brand)} {p:.1%}")
+    what = f"{plain(attribute or 'brand')} · {plain(name)}"
+    st.markdown(f"{what} v{answer.model_version_id}: **{plain(answer.brand)}** {answer.confidence:.0%}")
+    for label, p in sorted(answer.probabilities.items(), key=lambda kv: -kv[1])[:TOP_CLASSES]:
+        st.progress(p, text=f"{plain(label)} {p:.1%}")
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -73,7 +78,7 @@ def _show(upload: Upload, result: UploadPrediction | None, sha256: str) -> None:
         if problem:
             st.error(common.plain(problem), icon=":material/broken_image:")
             return
-        picture, *answers = st.columns([1] + [1] * max(1, len(result.answers) if result else 1))
+        picture, *answers = st.columns([1] + [1] * min(max(1, len(result.answers) if result else 1), 2))
         with picture:
             try:
                 st.image(_preview(sha256, data), caption=common.plain(name), width=240)
@@ -83,9 +88,9 @@ def _show(upload: Upload, result: UploadPrediction | None, sha256: str) -> None:
         if result is None or not result.answers:
             answers[0].caption("No prediction.")
             return
-        for column, arch in zip(answers, [a for a in ARCHITECTURES if a in result.answers], strict=False):
-            with column:
-                _answer(result.answers[arch])
+        for n, (key, answer) in enumerate(result.answers.items()):  # brand first, then each attribute
+            with answers[n % len(answers)]:
+                _answer(key, answer)
 
 
 def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPrediction] | None, handles: dict) -> None:
@@ -123,7 +128,9 @@ def render() -> None:
             icon=":material/model_training:",
         )
     if not files:
-        st.caption("Upload one or more photos to see the brand each current model predicts.")
+        st.caption(
+            "Upload one or more photos to see the brand, and every other attribute, each current model predicts."
+        )
         return
     uploads: list[Upload] = [(f.name, f.getvalue()) for f in files]
     shas = [hashlib.sha256(data).hexdigest() for _, data in uploads]

@@ -16,7 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from db.access import Permission
-from db.models import Round, RoundStatus, utcnow
+from db.models import BRAND, BRAND_ID, Round, RoundStatus, utcnow
+from feedback.classes import attribute_ids
 from modeling.app_services import (
     ModelReport,
     comparison_frame,
@@ -26,6 +27,7 @@ from modeling.app_services import (
     metric_history,
     per_class_frame,
     round_table,
+    top_confusions,
 )
 from modeling.background import job_state, start_refresh, start_round
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
@@ -42,6 +44,7 @@ STATUS_ICONS = {
     RoundStatus.RUNNING: ":material/pending:",
 }
 MISSING = "–"  # a table cell with no value (a first round has no model to compare with)
+MATRIX_CLASSES = 15  # more classes than this, and the page lists the most frequent mistakes instead of a matrix
 #: Why a round of a model that has no current version yet takes long: it starts from nothing.
 FIRST_TRAINING = {
     "inception": "InceptionV3 first computes and caches the activations of every photo",
@@ -239,8 +242,8 @@ def _confusion_chart(metrics: dict) -> alt.Chart:
     frame = confusion_frame(metrics)
     names = list(metrics.get("class_names") or [])
     base = alt.Chart(frame).encode(
-        x=alt.X("predicted:N", sort=names, title="predicted brand"),
-        y=alt.Y("true:N", sort=names, title="true brand"),
+        x=alt.X("predicted:N", sort=names, title="predicted class"),
+        y=alt.Y("true:N", sort=names, title="true class"),
     )
     cells = base.mark_rect().encode(
         color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
@@ -261,8 +264,20 @@ def _model(report: ModelReport) -> None:
     st.caption(
         f"held-out accuracy {metrics['accuracy']:.1%} · macro F1 {metrics['macro_f1']:.3f} · n={metrics.get('n', '?')}"
     )
-    st.altair_chart(_confusion_chart(metrics), width="content")
-    st.caption("Rows: true brand; columns: predicted brand; shade: share of the row.")
+    if len(metrics.get("class_names") or []) <= MATRIX_CLASSES:
+        st.altair_chart(_confusion_chart(metrics), width="content")
+        st.caption("Rows: true class; columns: predicted class; shade: share of the row.")
+    else:  # a matrix of dozens of classes is unreadable: its largest cells off the diagonal say the same
+        st.markdown("**Most frequent mistakes**")
+        st.dataframe(
+            top_confusions(metrics),
+            hide_index=True,
+            column_config={
+                "share": st.column_config.ProgressColumn(
+                    "share of the true class", min_value=0.0, max_value=1.0, format="%.0f%%"
+                )
+            },
+        )
     bar = st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f", width="small")
     st.dataframe(
         per_class_frame(metrics),
@@ -276,8 +291,8 @@ def _model(report: ModelReport) -> None:
     )
 
 
-def _current_models() -> None:
-    reports = current_models(common.engine())
+def _current_models(attribute_id: int) -> None:
+    reports = current_models(common.engine(), attribute_id)
     st.subheader("Current models")
     if not reports:
         st.caption("No model yet: press Retrain to train the first ones from the labelled photos.")
@@ -337,11 +352,21 @@ def _table(rounds: list) -> None:
     st.table(rounds_frame(rounds), hide_index=True, border="horizontal")
 
 
+def _attribute() -> tuple[str, int]:
+    """The attribute whose rounds and models the page shows (a choice when there is more than brand)."""
+    ids = common.shown_or_none(attribute_ids, engine=common.engine()) or {BRAND: BRAND_ID}
+    if len(ids) == 1:
+        return BRAND, BRAND_ID
+    name = st.selectbox("Attribute", list(ids), key="rounds_attribute", help="Each attribute has its own models.")
+    return name, ids[name]
+
+
 def render() -> None:
     st.title("Rounds")
     controls()
     job_status()
-    rounds = common.shown_or_none(latest_rounds, common.engine())
+    _, attribute_id = _attribute()
+    rounds = common.shown_or_none(latest_rounds, common.engine(), attribute_id=attribute_id)
     if rounds is None:
         return
     if not rounds:
@@ -356,7 +381,7 @@ def render() -> None:
     with common.guard():
         _results(rounds)
     with common.guard():
-        _current_models()
+        _current_models(attribute_id)
     if rounds:
         with common.guard():
             _history(rounds)
