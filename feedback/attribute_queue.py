@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import ColumnElement, Engine, and_, func, select
@@ -19,14 +21,14 @@ from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
 from db.access import OPERATOR, Actor
-from db.catalog import require_attribute
+from db.catalog import attributes, class_names, require_attribute
 from db.labels import answered_by, effective_labels, labelled_set, latest_says_not_a_shoe, unlabelled
-from db.models import BRAND_ID, Image, Prediction, PredictionKind, QueueEntry
+from db.models import BRAND_ID, Image, Prediction, PredictionKind, QueueEntry, ReviewAction
 from feedback.queue import QueueItem, _claim, _claimed_elsewhere
-from feedback.reviews import clean_reviewer
+from feedback.reviews import ReviewError, clean_reviewer, record_review
 from modeling.feature_cache import inception_activation_cache
 from modeling.jobs import JobBusyError
-from modeling.predict import stored_answers
+from modeling.predict import ModelAnswer, stored_answers
 from modeling.registry import ARCHITECTURES, current_versions
 from modeling.typiclust import typical_picks
 
@@ -210,3 +212,64 @@ def start_first_model(attribute: str, *, engine: Engine | None = None, actor: Ac
     except JobBusyError:
         return False  # the next answer tries again
     return True
+
+
+@dataclass(frozen=True)
+class AttributeView:
+    """One attribute of one photo, as the every-attribute screen shows it."""
+
+    name: str
+    attribute_id: int
+    classes: list[str]
+    label: str | None  # the class it has today (None: none, not a shoe, or reviewers disagree)
+    predicted: ModelAnswer | None  # what the attribute's current model says (InceptionV3's where it has one)
+
+    @property
+    def suggestion(self) -> str | None:
+        """What the screen starts on: the photo's class, else the model's top class."""
+        return self.label or (self.predicted.brand if self.predicted else None)
+
+
+def photo_attributes(image_id: int, *, engine: Engine | None = None) -> list[AttributeView]:
+    """Every attribute of the photo (brand first) with its classes, the photo's label and the model's answer."""
+    views = []
+    with session_scope(engine or get_engine()) as session:
+        for attribute in attributes(session):
+            answers = stored_answers(session, current_versions(session, attribute.id), [image_id]).get(image_id, {})
+            shown = next((answers[arch] for arch in ARCHITECTURES if arch in answers), None)
+            label = effective_labels(session, [image_id], attribute.id)[image_id].brand
+            views.append(AttributeView(attribute.name, attribute.id, class_names(session, attribute.id), label, shown))
+    return views
+
+
+def record_attribute_answers(
+    image_id: int,
+    reviewer: str,
+    chosen: Mapping[str, str],
+    *,
+    engine: Engine | None = None,
+    actor: Actor = OPERATOR,
+) -> list[int]:
+    """Store the classes chosen for several attributes of one photo: a confirmation where the class is the
+    photo's label already, else a correction, each with what that attribute's model showed. Returns the
+    review ids, in attribute order."""
+    views = {view.name: view for view in photo_attributes(image_id, engine=engine)}
+    ids = []
+    for name, value in chosen.items():
+        view = views.get(name)
+        if view is None:
+            raise ReviewError(f"Unknown attribute {name!r}.")
+        action = ReviewAction.CONFIRM if value == view.label else ReviewAction.CORRECT
+        ids.append(
+            record_review(
+                image_id,
+                reviewer,
+                action,
+                label=value,
+                attribute_id=view.attribute_id,
+                shown=view.predicted,
+                engine=engine,
+                actor=actor,
+            )
+        )
+    return ids

@@ -682,3 +682,23 @@ def test_the_classes_page_adds_an_attribute_and_merges_classes(catalogue: Engine
     assert_clean(at)
     assert schema(engine=catalogue)["brand"] == ["acme", "crest"]
     assert any("merged 'bolt' into 'acme'" in c.value for c in at.code)
+
+
+def test_every_attribute_of_a_photo_on_one_screen(catalogue: Engine) -> None:
+    add_attribute("colour")
+    add_classes("colour", ["Black", "White"])
+    at = sign_in_ann()
+    at.selectbox(key="review_attribute").set_value("Every attribute at once").run()
+    assert_clean(at)
+    first = shown_image(at)
+    brand = at.selectbox(key=f"every_{first}_brand").value
+    assert brand in ("acme", "bolt", "crest")  # the photo's label, else the model's top brand
+    assert at.selectbox(key=f"every_{first}_colour").value is None  # no label, no model: left to the reviewer
+    at.selectbox(key=f"every_{first}_colour").set_value("White")
+    at.button(key=f"FormSubmitter:every_{first}-Save every answer").click().run()
+    assert_clean(at)
+    with session_scope(catalogue) as session:
+        stored = [session.get(Review, r.id) for r in reviews(catalogue)]
+        answered = {(r.image_id, r.attribute.name, r.label_class.name) for r in stored}
+    assert answered == {(first, "brand", brand), (first, "colour", "White")}
+    assert shown_image(at) != first

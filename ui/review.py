@@ -18,7 +18,13 @@ import streamlit as st
 
 from db import DatabaseBusyError
 from db.models import BRAND, ReviewAction
-from feedback.attribute_queue import next_attribute_items, pending_attribute_count, start_first_model
+from feedback.attribute_queue import (
+    next_attribute_items,
+    pending_attribute_count,
+    photo_attributes,
+    record_attribute_answers,
+    start_first_model,
+)
 from feedback.browse import filter_options
 from feedback.classes import attribute_ids, class_list
 from feedback.queue import (
@@ -40,6 +46,7 @@ from ui import auth, common
 log = logging.getLogger("shoelabel.app")
 
 MAX_KEYED_BRANDS = 9
+EVERY_ATTRIBUTE = "Every attribute at once"  # never an attribute's name: those are lower case
 MAX_BARS = 12  # the most likely classes each model's bars show; the rest are summed in one line
 #: Puts the keyboard in the Review page's type-ahead when ``/`` is pressed outside a text box, and takes it out
 #: again on Escape (while it is in a text box, the page's one-key shortcuts are off). Static: no user data.
@@ -84,24 +91,25 @@ def _keep_scope(key: str) -> None:
     st.session_state["queue_scope"] = st.session_state[key]
 
 
-def queue_settings() -> tuple[str, str, str]:
-    """The attribute to answer, and for brand the strategy and scope chosen in the sidebar (the scope chosen
-    last, where the strategy offers it)."""
+def queue_settings() -> tuple[str | None, str, str]:
+    """The attribute to answer (None: every attribute of each photo at once), and for brand the strategy and
+    scope chosen in the sidebar (the scope chosen last, where the strategy offers it)."""
     names = list(STRATEGIES)
     with st.sidebar:
         st.subheader("Queue")
         attributes = list(common.shown_or_none(attribute_ids, engine=common.engine()) or [BRAND])
-        attribute = BRAND
+        attribute: str | None = BRAND
         if len(attributes) > 1:
-            attribute = st.selectbox(
+            chosen = st.selectbox(
                 "Answer",
-                attributes,
+                [*attributes, EVERY_ATTRIBUTE],
                 key="review_attribute",
                 help="The attribute you answer, one key per photo. Brand has the query strategies below; another "
                 "attribute offers typical, diverse photos first until its first model is trained, then the "
                 "photos that model is least sure of.",
             )
-        if attribute != BRAND:
+            attribute = None if chosen == EVERY_ATTRIBUTE else chosen
+        if attribute not in (BRAND, None):
             return attribute, DEFAULT_STRATEGY, "unlabelled"
         strategy = st.selectbox(
             "Strategy",
@@ -160,13 +168,13 @@ def _state() -> Any:
     return state
 
 
-def _queue(reviewer: str, attribute: str, strategy: str, scope: str) -> list[QueueItem]:
+def _queue(reviewer: str, attribute: str | None, strategy: str, scope: str) -> list[QueueItem]:
     """The photo on screen and the one after it; fetched again after each answer."""
     state = _state()
     key = (attribute, strategy, scope)
     if state.get("review_queue") is None or state.get("review_queue_key") != key:
         prefer = state.pop("review_prefer", None)  # the preloaded (or undone) photo stays first
-        if attribute == BRAND:
+        if attribute in (BRAND, None):  # every attribute at once follows the brand queue
             items = next_items(
                 reviewer, common.session_id(), strategy=strategy, scope=scope, k=2, first=prefer, engine=common.engine()
             )
@@ -201,6 +209,7 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
         return
     shown = item.shown()
     attribute = state.get("review_attribute") or BRAND
+    attribute = BRAND if attribute == EVERY_ATTRIBUTE else attribute  # skip and not a shoe: about the photo
     try:
         review_id = record_review(
             image_id,
@@ -227,6 +236,69 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     state.pop("review_error", None)
     state["review_last"] = answer[0].upper() + answer[1:]
     _advance(image_id)
+
+
+def _answer_every(image_id: int, names: list[str]) -> None:
+    """Store the classes chosen on the every-attribute screen (an attribute left empty is not answered)."""
+    state = _state()
+    if _current(image_id) is None:
+        return
+    chosen = {name: value for name in names if (value := state.get(f"every_{image_id}_{name}")) is not None}
+    if not chosen:
+        state["review_error"] = "Choose a class for at least one attribute, or skip the photo."
+        return
+    try:
+        ids = record_attribute_answers(
+            image_id, common.reviewer() or "", chosen, engine=common.engine(), actor=auth.current_actor()
+        )
+    except Exception as exc:
+        state["review_error"] = common.error_text(exc)
+        return
+    answer = f"photo #{image_id}: " + ", ".join(f"{name} {value}" for name, value in chosen.items())
+    for review_id, (name, value) in zip(ids, chosen.items(), strict=True):
+        state.setdefault("review_ids", []).append(review_id)
+        state.setdefault("review_answers", {})[review_id] = f"photo #{image_id} {name} {value}"
+    state["review_done"] += 1
+    state.pop("review_error", None)
+    state["review_last"] = answer[0].upper() + answer[1:]
+    _advance(image_id)
+
+
+def _every_attribute(item: QueueItem) -> None:
+    """One select box per attribute, each on the photo's class or the model's top class; Enter saves them all."""
+    views = photo_attributes(item.image_id, engine=common.engine())
+    with st.form(f"every_{item.image_id}", border=False):
+        for view in views:
+            guess = view.suggestion
+            said = f"{view.predicted.brand} {view.predicted.confidence:.0%}" if view.predicted else "no model yet"
+            st.selectbox(  # options are shown as plain text, never as Markdown or HTML
+                common.plain(view.name),
+                view.classes,
+                index=view.classes.index(guess) if guess in view.classes else None,
+                key=f"every_{item.image_id}_{view.name}",
+                placeholder="no answer",
+                help=f"The model says {said}." if view.predicted else "No model for this attribute yet.",
+            )
+        st.form_submit_button(
+            "Save every answer",
+            type="primary",
+            shortcut="Enter",
+            on_click=_answer_every,
+            args=(item.image_id, [view.name for view in views]),
+        )
+    with st.container(horizontal=True, gap="small"):
+        for label, prefix, key, action in (
+            ("Skip", "skip", "S", ReviewAction.SKIP),
+            ("Not a shoe", "notshoe", "N", ReviewAction.NOT_A_SHOE),
+        ):
+            st.button(
+                label,
+                key=f"{prefix}_{item.image_id}",
+                shortcut=key,
+                on_click=_answer,
+                args=(item.image_id, action, None),
+            )
+        _undo_button(st, item.image_id)
 
 
 def _undo() -> None:
@@ -436,13 +508,13 @@ def _messages() -> None:
 
 
 @st.fragment
-def review_area(attribute: str, strategy: str, scope: str) -> None:
+def review_area(attribute: str | None, strategy: str, scope: str) -> None:
     reviewer = common.reviewer()
     if not reviewer:
         return
     _messages()
     try:
-        brands = class_list(attribute, engine=common.engine())
+        brands = class_list(attribute or BRAND, engine=common.engine())
         if not brands:
             st.info(
                 f"There are no {common.plain(attribute)} classes yet, so there is nothing to answer with. Ingest a "
@@ -452,7 +524,7 @@ def review_area(attribute: str, strategy: str, scope: str) -> None:
             )
             return
         items = _queue(reviewer, attribute, strategy, scope)
-        if attribute == BRAND:
+        if attribute in (BRAND, None):
             pending = pending_count(reviewer, common.session_id(), scope=scope, engine=common.engine())
         else:
             pending = pending_attribute_count(attribute, reviewer, common.session_id(), engine=common.engine())
@@ -461,7 +533,7 @@ def review_area(attribute: str, strategy: str, scope: str) -> None:
         return
     done = _state()["review_done"]
     last = _state().get("review_last")
-    queue = f"**{scope}** queue" if attribute == BRAND else f"**{common.plain(attribute)}** queue"
+    queue = f"**{scope}** queue" if attribute in (BRAND, None) else f"**{common.plain(attribute)}** queue"
     st.markdown(
         f"Reviewed this session: **{done}** · waiting for you in the {queue}: **{pending}**"
         + (f" · :gray[last: {common.plain(last)}]" if last else ""),
@@ -469,7 +541,7 @@ def review_area(attribute: str, strategy: str, scope: str) -> None:
         "reviewer's screen).",
     )
     if not items:
-        if attribute == BRAND:
+        if attribute in (BRAND, None):
             _empty_queue(strategy, scope)
         else:
             st.success(f"Every photo has a {common.plain(attribute)} (or your answer).", icon=":material/done_all:")
@@ -479,6 +551,11 @@ def review_area(attribute: str, strategy: str, scope: str) -> None:
     left, right = st.columns([5, 4], gap="large")
     with left:
         _photo(item)
+    if attribute is None:
+        with right:
+            _every_attribute(item)
+            st.caption("Keys: **Enter** save every answer · **S** skip · **N** not a shoe · **Z** undo")
+        return
     keyed = _keyed_brands(item, brands)
     with right:
         _predictions(item, keyed)
