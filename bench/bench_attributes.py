@@ -53,6 +53,9 @@ def main() -> int:
     parser.add_argument("--inception-mode", choices=["head", "finetune"], default="finetune")
     parser.add_argument("--cnn-epochs", type=int, default=None, help="CNN epochs (default: the product's)")
     parser.add_argument("--skip-cnn", action="store_true")
+    parser.add_argument(
+        "--cnn-attributes", default=None, help="comma-separated attributes to train the CNN on (default: every one)"
+    )
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "bench-attributes.json")
     args = parser.parse_args()
     if not args.data.is_file():
@@ -70,8 +73,10 @@ def main() -> int:
     times |= round_times(inception.stdout)
     if not args.skip_cnn:
         cnn_args = ["--epochs", str(args.cnn_epochs)] if args.cnn_epochs else []
-        cnn, _ = run(env, "modeling.train", "--arch", "cnn", *cnn_args)
-        times |= round_times(cnn.stdout)
+        for attribute in args.cnn_attributes.split(",") if args.cnn_attributes else [None]:
+            which = ["--attribute", attribute] if attribute else []
+            cnn, _ = run(env, "modeling.train", "--arch", "cnn", *cnn_args, *which)
+            times |= round_times(cnn.stdout)
     evaluated, _ = run(env, "modeling.evaluate", "--json")
     report = json.loads(evaluated.stdout)
 
@@ -102,6 +107,7 @@ def main() -> int:
         "data": str(args.data),
         "inception_mode": args.inception_mode,
         "cnn_epochs": args.cnn_epochs,
+        "cnn_attributes": args.cnn_attributes,
         "rows": rows,
         "machine": {"cpus": os.cpu_count()},
     }

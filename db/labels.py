@@ -95,8 +95,11 @@ def derive(image_id: int, imported: str | None, reviews: Sequence[ReviewRow]) ->
     return EffectiveLabel(image_id, value, "review", imported, answers)
 
 
-def class_name_now(label_class: type[LabelClass] | AliasedClass[LabelClass]) -> tuple[ColumnElement[str], type]:
-    """The name ``label_class`` reads as today (its own, or the class it was merged into), and the join to add."""
+def class_name_now(
+    label_class: type[LabelClass] | AliasedClass[LabelClass],
+) -> tuple[ColumnElement[str], AliasedClass[LabelClass]]:
+    """The name ``label_class`` reads as today (its own, or that of the class it was merged into), and the
+    class to outer-join on ``merged_into_id`` for it."""
     survivor = aliased(LabelClass)
     return func.coalesce(survivor.name, label_class.name), survivor
 

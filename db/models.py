@@ -159,6 +159,8 @@ class Image(Base):
     split: Mapped[Split] = mapped_column(_enum(Split, "split"), index=True)
     source: Mapped[str] = mapped_column(String(255), default="")
 
+    imported_labels: Mapped[list[ImportedLabel]] = relationship()  # the classes it arrived with
+
 
 class ImportedLabel(Base):
     """The class a photo arrived with for one attribute (a labelled folder, a manifest's cell).

@@ -13,6 +13,7 @@ The photos in each stage and each split are counted by database triggers (migrat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable
 from itertools import chain
 
@@ -47,8 +48,10 @@ SCOPE_STAGES: dict[str, tuple[QueueStage, ...]] = {
 }
 
 
+@functools.cache
 def stage_of_image() -> ColumnElement[int]:
-    """The stage of ``Image`` as SQL, from the same label rules as :mod:`db.labels`."""
+    """The stage of ``Image`` as SQL, from the same label rules as :mod:`db.labels` (built once: an
+    expression is immutable, and building it is most of the cost of a flush that stores one answer)."""
     return case(
         (latest_says_not_a_shoe(), literal(int(QueueStage.NOT_A_SHOE))),
         (has_decision(), literal(int(QueueStage.DECIDED))),

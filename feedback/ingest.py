@@ -378,10 +378,9 @@ def imported_label(image_id: int, label_class: LabelClass) -> dict[str, int]:
 def new_image(session: Session, info: ImageInfo, path: Path, *, source: str, brand: LabelClass | None = None) -> Image:
     """A catalogue row for a checked photo, added to ``session`` with its brand (see :func:`image_values`)."""
     image = Image(**image_values(info, path, source=source, brand=brand))
+    if brand is not None:  # inserted with the photo, in the same flush
+        image.imported_labels.append(ImportedLabel(attribute_id=brand.attribute_id, class_id=brand.id))
     session.add(image)
-    if brand is not None:
-        session.flush()
-        session.add(ImportedLabel(**imported_label(image.id, brand)))
     return image
 
 

@@ -92,8 +92,13 @@ class ManifestRow:
 
     def record(self, attribute_names: Iterable[str]) -> dict[str, str]:
         """The row as one flat record: a column per attribute, empty where unknown."""
-        record = {"sha256": self.sha256, "path": self.path, "brand": self.brand, "split": self.split}
-        record["origin"] = self.origin
+        record = {
+            "sha256": self.sha256,
+            "path": self.path,
+            "brand": self.brand,
+            "split": self.split,
+            "origin": self.origin,
+        }
         return record | {name: self.labels.get(name, "") for name in attribute_names}
 
 
@@ -115,12 +120,12 @@ def labelled_rows(session: Session) -> list[ManifestRow]:
         label = brands[image.id]
         if label.not_a_shoe:
             continue
-        known = {name: labels[image.id].brand for name, labels in others.items() if labels[image.id].brand}
+        known = {name: value for name, labels in others.items() if (value := labels[image.id].brand) is not None}
         if label.brand is None and not known:
             continue
         split = Split.HOLDOUT.value if image.split == Split.HOLDOUT else Split.TRAIN.value
         origin = label.origin if label.brand else "import"
-        rows.append(ManifestRow(image.sha256, image.path, label.brand or "", split, origin, known))  # type: ignore[arg-type]
+        rows.append(ManifestRow(image.sha256, image.path, label.brand or "", split, origin, known))
     return sorted(rows, key=lambda r: (r.brand, r.split, r.sha256))
 
 
@@ -346,13 +351,14 @@ def import_manifest(
             for attribute_id in attribute_ids.values()
         }
         seen: set[str] = set()
+        classes: dict[tuple[int, str], LabelClass] = {}
         for row, path, info in checked:
             sha = info.sha256 if info else row.sha256
             if sha in seen:
                 report.skipped.append((row.path, "listed twice in the manifest"))
                 continue
             seen.add(sha)
-            _apply(session, report, row, path, info, sha, frozen, labels, attribute_ids)
+            _apply(session, report, row, path, info, sha, frozen, labels, attribute_ids, classes)
         session.flush()
         if holdout_fraction > 0:
             # the manifest's held-out rows are its split: only brands it leaves without one get a draw
@@ -380,20 +386,27 @@ def _apply(
     frozen: set[str],
     labels: Mapping[int, Mapping[int, EffectiveLabel]],
     attribute_ids: Mapping[str, int],
+    classes: dict[tuple[int, str], LabelClass],
 ) -> None:
-    brand = get_or_create_class(session, row.brand) if row.brand else None
-    others = [get_or_create_class(session, value, attribute_ids[name]) for name, value in row.labels.items()]
+    def label_class(name: str, attribute_id: int) -> LabelClass:  # looked up once per import, not once per row
+        key = (attribute_id, name.lower())
+        if key not in classes:
+            classes[key] = get_or_create_class(session, name, attribute_id)
+        return classes[key]
+
+    brand = label_class(row.brand, BRAND_ID) if row.brand else None
+    others = [label_class(value, attribute_ids[name]) for name, value in row.labels.items()]
     stored = image_by_hash(session, sha)
     if stored is None:
         assert info is not None, "a photo not stored was checked from its file"
         image = new_image(session, info, path.resolve(), source=f"manifest:{report.manifest}", brand=brand)
+        image.imported_labels += [ImportedLabel(attribute_id=c.attribute_id, class_id=c.id) for c in others]
         if row.split == Split.HOLDOUT.value:
             if brand is not None and brand.name in frozen:
                 report.moved_to_train.append(row.path)
             else:
                 image.split = Split.HOLDOUT
-        session.flush()
-        session.add_all(ImportedLabel(image_id=image.id, attribute_id=c.attribute_id, class_id=c.id) for c in others)
+        session.flush()  # one flush: the photo, its labels and its queue entry
         report.added_ids.add(image.id)
         report.added += 1
         if brand is not None:
