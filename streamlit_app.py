@@ -1,4 +1,4 @@
-"""shoelabel: label shoe photos by brand, with models that learn from every answer.
+"""shoelabel: label shoe photos by brand, colour and any other attribute, with models that learn from every answer.
 
     streamlit run streamlit_app.py
 

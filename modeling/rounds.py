@@ -372,7 +372,7 @@ def _start(engine: Engine, arch: str, from_scratch: bool, attribute_id: int) -> 
         )
     if not labelled.train:
         raise RoundError(
-            f"No photos labelled with a {start.attribute} to train on. Ingest a folder with one subfolder per "
+            f"No labelled photos to train {start.attribute} on. Ingest a folder with one subfolder per "
             f"class (--attribute {start.attribute}), import a manifest with a {start.attribute} column, or review "
             "photos first."
         )

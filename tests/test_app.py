@@ -199,7 +199,7 @@ def test_review_page_without_brands_says_what_to_do(engine: Engine, pool_folder:
     at.text_input(key="reviewer_name").input("ann")
     at.button(key="FormSubmitter:reviewer_form-Start").click().run()
     assert_clean(at)
-    assert any("There are no brands yet" in i.value for i in at.info)
+    assert any("There are no brand classes yet" in i.value for i in at.info)
 
 
 def test_retrain_is_refused_while_a_job_runs(catalogue: Engine) -> None:

@@ -162,7 +162,7 @@ def test_train_retrain_evaluate_predict_commands(catalogue, brand_folder: Path, 
     assert predict(["--model", "cnn", "--csv", str(brand_folder / "bolt")]) == 0
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
-    assert lines[0].startswith("path,model,brand,confidence,p_acme,p_bolt,p_crest")
+    assert lines[0].startswith("path,model,attribute,class,confidence,p_acme,p_bolt,p_crest")
     assert len(lines) == 1 + 12
     assert "broken.jpg: not an image" in captured.err
 
