@@ -223,8 +223,8 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
         )
         if attribute != BRAND and start_first_model(attribute, engine=common.engine()):
             state["review_notice"] = (
-                f"Enough {attribute} answers for a first model: it is training in the background (progress in the "
-                "sidebar); the queue then offers the photos it is least sure of."
+                f"Enough {common.plain(attribute)} answers for a first model: it is training in the background "
+                "(progress in the sidebar); the queue then offers the photos it is least sure of."
             )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
@@ -277,7 +277,7 @@ def _every_attribute(item: QueueItem) -> None:
                 index=view.classes.index(guess) if guess in view.classes else None,
                 key=f"every_{item.image_id}_{view.name}",
                 placeholder="no answer",
-                help=f"The model says {said}." if view.predicted else "No model for this attribute yet.",
+                help=f"The model says {common.plain(said)}." if view.predicted else "No model for this attribute yet.",
             )
         st.form_submit_button(
             "Save every answer",
