@@ -9,7 +9,6 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.labels import effective_labels
 from db.models import BRAND_ID, Attribute, ClassChange, Image, ImportedLabel, LabelClass, Review
 from shoelabel.errors import UserError
 
@@ -123,11 +122,6 @@ def class_names(session: Session, attribute_id: int = BRAND_ID) -> list[str]:
 
 def image_by_hash(session: Session, sha256: str) -> Image | None:
     return session.scalar(select(Image).where(Image.sha256 == sha256))
-
-
-def imported_class_name(session: Session, image_id: int, attribute_id: int = BRAND_ID) -> str | None:
-    """The class the photo arrived with for the attribute (as it reads today), if any."""
-    return effective_labels(session, [image_id], attribute_id)[image_id].imported
 
 
 def labelled_attributes(session: Session) -> list[Attribute]:

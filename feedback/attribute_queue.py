@@ -24,7 +24,7 @@ from db.access import OPERATOR, Actor
 from db.catalog import attributes, class_names, require_attribute
 from db.labels import answered_by, effective_labels, labelled_set, latest_says_not_a_shoe, unlabelled
 from db.models import BRAND_ID, Image, Prediction, PredictionKind, QueueEntry, ReviewAction
-from feedback.queue import QueueItem, _claim, _claimed_elsewhere
+from feedback.queue import QueueItem, claim_photos, claimed_elsewhere
 from feedback.reviews import ReviewError, clean_reviewer, record_review
 from modeling.feature_cache import inception_activation_cache
 from modeling.jobs import JobBusyError
@@ -46,7 +46,7 @@ def _open(attribute_id: int, reviewer: str, session_id: str) -> ColumnElement[bo
         unlabelled(attribute_id),
         ~latest_says_not_a_shoe(),
         ~answered_by(reviewer, attribute_id),
-        ~_claimed_elsewhere(session_id),
+        ~claimed_elsewhere(session_id),
     )
 
 
@@ -158,7 +158,7 @@ def next_attribute_items(
         if not picked:
             return []
         if claim:
-            _claim(session, picked, reviewer, session_id)
+            claim_photos(session, picked, reviewer, session_id)
         images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(picked)))}
         labels = effective_labels(session, picked, attribute_id)
         answers = stored_answers(session, current_versions(session, attribute_id), picked)

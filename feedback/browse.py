@@ -117,15 +117,10 @@ def filter_options(engine: Engine | None = None) -> FilterOptions:
     return FilterOptions(brands, reviewers, models, others)
 
 
-def brand_list(engine: Engine | None = None) -> list[str]:
-    """Every brand, sorted by name (the order the review keys 1-9 follow)."""
-    return filter_options(engine).brands
-
-
-def _brand_ids(session: Session, name: str) -> list[int]:
-    """The brands called ``name``, in any case (filters ignore case)."""
+def _class_ids(session: Session, name: str, attribute_id: int = BRAND_ID) -> list[int]:
+    """The attribute's classes called ``name``, in any case (filters ignore case)."""
     query = select(LabelClass.id).where(
-        LabelClass.attribute_id == BRAND_ID, func.lower(LabelClass.name) == name.lower()
+        LabelClass.attribute_id == attribute_id, func.lower(LabelClass.name) == name.lower()
     )
     return list(session.scalars(query))
 
@@ -139,13 +134,7 @@ def _attribute_label_is(session: Session, attribute: str, wanted: str) -> Column
         return in_conflict(found.id)
     if wanted == UNLABELLED:
         return unlabelled(found.id)
-    ids = list(
-        session.scalars(
-            select(LabelClass.id).where(
-                LabelClass.attribute_id == found.id, func.lower(LabelClass.name) == wanted.lower()
-            )
-        )
-    )
+    ids = _class_ids(session, wanted, found.id)
     return labelled_as(ids, found.id) if ids else None
 
 
@@ -157,7 +146,7 @@ def _label_is(session: Session, wanted: str) -> ColumnElement[bool] | None:
         return labelled_not_a_shoe()
     if wanted == UNLABELLED:
         return unlabelled()
-    brand_ids = _brand_ids(session, wanted)
+    brand_ids = _class_ids(session, wanted)
     return labelled_as(brand_ids) if brand_ids else None
 
 
@@ -212,7 +201,7 @@ def _conditions(session: Session, flt: BrowseFilter, version: ModelVersion | Non
     if flt.imported == NO_BRAND:
         on_image.append(~has_imported())
     elif flt.imported is not None:
-        imported = _brand_ids(session, flt.imported)
+        imported = _class_ids(session, flt.imported)
         if not imported:
             return None
         on_image.append(Image.id.in_(imported_images(imported)))
@@ -237,7 +226,7 @@ def _conditions(session: Session, flt: BrowseFilter, version: ModelVersion | Non
         low, high = flt.confidence
         on_prediction += [Prediction.confidence >= low, Prediction.confidence <= high]
         if flt.predicted is not None:
-            predicted = _brand_ids(session, flt.predicted)
+            predicted = _class_ids(session, flt.predicted)
             if not predicted:
                 return None
             on_prediction.append(Prediction.class_id.in_(same_classes(predicted)))

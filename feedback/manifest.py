@@ -72,9 +72,9 @@ from shoelabel.images import ImageError, ImageInfo, inspect
 from shoelabel.manifest_files import (
     COLUMNS,
     FORMAT,
-    NOT_ATTRIBUTES,
     VERSION,
     ManifestError,
+    attribute_columns,
     read_records,
 )
 
@@ -229,8 +229,9 @@ def _row(source: Path, number: int, record: object) -> ManifestRow:
     if not path:
         raise ManifestError(f"{where}: the path is empty.")
     labels: dict[str, str] = {}
-    for column, value in record.items():
-        if str(column).strip() in NOT_ATTRIBUTES or value is None or not str(value).strip():
+    for column in attribute_columns(record):
+        value = record[column]
+        if value is None or not str(value).strip():
             continue  # an empty cell: unknown
         try:
             labels[clean_attribute_name(str(column))] = clean_class_name(str(value))

@@ -99,7 +99,7 @@ def default_scope(strategy: str) -> str:
     return get_strategy(strategy).default_scope
 
 
-def _claimed_elsewhere(session_id: str) -> Exists:
+def claimed_elsewhere(session_id: str) -> Exists:
     return exists().where(
         ImageClaim.image_id == Image.id, ImageClaim.session_id != session_id, ImageClaim.expires_at > utcnow()
     )
@@ -118,7 +118,7 @@ def _scope_rules(scope: str) -> ColumnElement[bool]:
 
 def _open_to(reviewer: str, session_id: str) -> ColumnElement[bool]:
     """Not answered by ``reviewer`` yet and not on another session's screen."""
-    return and_(~answered_by(reviewer), ~_claimed_elsewhere(session_id))
+    return and_(~answered_by(reviewer), ~claimed_elsewhere(session_id))
 
 
 def _in_scope(scope: str, reviewer: str, session_id: str, stages: Sequence[QueueStage] | None = None) -> Select[Any]:
@@ -410,7 +410,7 @@ def next_items(
         if not picked:
             return []
         if claim:
-            _claim(session, picked, reviewer, session_id)
+            claim_photos(session, picked, reviewer, session_id)
         images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(picked)))}
         labels = effective_labels(session, picked)
         answers = stored_answers(session, current_versions(session), picked)
@@ -429,7 +429,7 @@ def next_items(
         ]
 
 
-def _claim(session: Session, image_ids: list[int], reviewer: str, session_id: str) -> None:
+def claim_photos(session: Session, image_ids: list[int], reviewer: str, session_id: str) -> None:
     now = utcnow()
     session.execute(delete(ImageClaim).where((ImageClaim.expires_at <= now) | (ImageClaim.session_id == session_id)))
     expires = now + timedelta(minutes=CLAIM_MINUTES)

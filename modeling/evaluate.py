@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from db import get_engine, session_scope
-from db.catalog import attributes, require_attribute
+from db.catalog import attributes, clean_attribute_name, require_attribute
 from db.labels import labelled_set
 from db.models import BRAND_ID
 from modeling.metrics import Metrics, compute_metrics, format_report, plot_confusion
@@ -92,10 +92,12 @@ def read_manifest_labels(source: Path) -> tuple[list[Path], dict[str, list[str]]
             raise EvaluationError(f"{source}, row {number}: the path is empty.")
         path = Path(raw).expanduser()
         files.append(path if path.is_absolute() else source.parent / path)
-        for column in attribute_columns(record):
-            labels.setdefault(column.lower(), [""] * (len(files) - 1))
-        for column, values in labels.items():
-            values.append(" ".join(str(record.get(column) or "").split()))
+        for values in labels.values():  # unknown unless the row says
+            values.append("")
+        for column in attribute_columns(record):  # named as an import names them, read as the file spells them
+            value = " ".join(str(record.get(column) or "").split())
+            if value:
+                labels.setdefault(clean_attribute_name(str(column)), [""] * len(files))[-1] = value
     if not files:
         raise EvaluationError(f"{source} lists no photos.")
     return files, labels

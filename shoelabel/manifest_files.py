@@ -40,8 +40,8 @@ def read_records(source: Path) -> list[tuple[int, object]]:
 
 
 def attribute_columns(record: dict[str, object]) -> list[str]:
-    """The columns of a record that are attributes."""
-    return [str(column).strip() for column in record if str(column).strip() not in NOT_ATTRIBUTES]
+    """The keys of a record that are attributes (as the file spells them)."""
+    return [column for column in record if str(column).strip() not in NOT_ATTRIBUTES]
 
 
 def _read_text(source: Path) -> str:

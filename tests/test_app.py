@@ -15,8 +15,8 @@ from sqlalchemy import Engine, func, select
 from streamlit.testing.v1 import AppTest
 
 from db import DatabaseBusyError, session_scope
-from db.catalog import get_or_create_class, imported_class_name
-from db.labels import conflicts
+from db.catalog import get_or_create_class
+from db.labels import conflicts, effective_labels
 from db.models import Image, Review, ReviewAction, Round, RoundStatus, utcnow
 from feedback.classes import add_attribute, add_classes, schema
 from feedback.ingest import ingest_folder
@@ -324,7 +324,7 @@ def test_import_page_imports_a_manifest(catalogue: Engine, tmp_path: Path) -> No
     assert at.metric[0].value == "45"  # the counts include it at once
     with session_scope(catalogue) as session:
         added = session.scalar(select(Image).where(Image.path == str(photo.resolve())))
-        assert added is not None and imported_class_name(session, added.id) == "dash"
+        assert added is not None and effective_labels(session, [added.id])[added.id].imported == "dash"
 
 
 # --------------------------------------------------------------------------- issue #10: what reviewers saw
@@ -646,11 +646,24 @@ def test_with_nine_brands_or_fewer_there_is_no_type_ahead(reviewing: AppTest) ->
 # --------------------------------------------------------------------------- attributes
 
 
-def test_a_reviewer_answers_another_attribute_by_key(catalogue: Engine) -> None:
+@pytest.fixture
+def with_colour(catalogue: Engine) -> Engine:
+    """The catalogue with a second attribute, colour, that nobody has answered yet."""
     add_attribute("colour")
     add_classes("colour", ["Black", "White"])
+    return catalogue
+
+
+def answering(choice: str) -> AppTest:
+    """The Review page, ann signed in, answering ``choice`` (an attribute, or every attribute at once)."""
     at = sign_in_ann()
-    at.selectbox(key="review_attribute").set_value("colour").run()
+    at.selectbox(key="review_attribute").set_value(choice).run()
+    return at
+
+
+def test_a_reviewer_answers_another_attribute_by_key(with_colour: Engine) -> None:
+    catalogue = with_colour
+    at = answering("colour")
     assert_clean(at)
     first = shown_image(at)
     assert [b.label for b in at.button if b.key.startswith(f"brand_{first}_")] == ["1 · Black", "2 · White"]
@@ -684,11 +697,9 @@ def test_the_classes_page_adds_an_attribute_and_merges_classes(catalogue: Engine
     assert any("merged 'bolt' into 'acme'" in c.value for c in at.code)
 
 
-def test_every_attribute_of_a_photo_on_one_screen(catalogue: Engine) -> None:
-    add_attribute("colour")
-    add_classes("colour", ["Black", "White"])
-    at = sign_in_ann()
-    at.selectbox(key="review_attribute").set_value("Every attribute at once").run()
+def test_every_attribute_of_a_photo_on_one_screen(with_colour: Engine) -> None:
+    catalogue = with_colour
+    at = answering("Every attribute at once")
     assert_clean(at)
     first = shown_image(at)
     brand = at.selectbox(key=f"every_{first}_brand").value

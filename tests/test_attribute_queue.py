@@ -174,3 +174,13 @@ def test_commands_train_and_evaluate_per_attribute(
     assert set(report["colour"]["cnn"]["per_class"]) == {"Dark", "Light"}
     assert evaluate(["--attribute", "colour", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"colour"}
+
+
+def test_evaluate_reads_a_manifests_columns_as_import_names_them(tmp_path: Path) -> None:
+    from modeling.evaluate import read_manifest_labels
+
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("file, Colour ,GENDER\na.jpg,Black,Men\nb.jpg,,Women\nc.jpg,White,\n")
+    files, labels = read_manifest_labels(manifest)
+    assert files == [tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.jpg"]
+    assert labels == {"colour": ["Black", "", "White"], "gender": ["Men", "Women", ""]}

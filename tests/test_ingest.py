@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db import get_engine, session_scope
-from db.catalog import imported_class_name
+from db.labels import effective_labels
 from db.models import Image, ImportedLabel, LabelClass, ModelStatus, ModelVersion, QueueEntry, Split
 from feedback.ingest import IngestError, ingest_folder, main
 from shoelabel.progress import Rate
@@ -105,7 +105,7 @@ def test_unlabelled_image_gets_its_brand_when_a_labelled_folder_has_it(
     assert report.newly_labelled == 1 and report.added == 35
     with session_scope(engine) as session:
         image = session.scalar(select(Image).where(Image.path.like("%mystery.jpg")))
-        assert image.split == Split.TRAIN and imported_class_name(session, image.id) == "bolt"
+        assert image.split == Split.TRAIN and effective_labels(session, [image.id])[image.id].imported == "bolt"
 
 
 def test_empty_and_missing_folders_are_clear_errors(home: Path, tmp_path: Path) -> None:
@@ -243,7 +243,6 @@ def test_symlinks_that_loop_or_lead_outside_are_reported_and_skipped(
 def test_a_brand_offered_again_follows_one_rule_on_every_route(engine, pool_folder: Path, tmp_path: Path, route: str):
     """A pool photo a reviewer labelled keeps the reviewer's brand when a folder or a manifest names
     another: the disagreement is reported, nothing is overridden; an unreviewed one takes the brand."""
-    from db.labels import effective_labels
     from feedback.manifest import import_manifest
     from feedback.reviews import record_review
 

@@ -74,6 +74,11 @@ SCOPE_HELP = {
     "unreviewed": "every photo nobody has decided yet, imported labels included",
     "labelled": "photos with a brand (imported or reviewed), to check their labels",
 }
+OTHER_ANSWERS = (  # (label, key prefix, shortcut, action) of the answers that name no class
+    ("Skip", "skip", "S", ReviewAction.SKIP),
+    ("Not a shoe", "notshoe", "N", ReviewAction.NOT_A_SHOE),
+    ("Unsure", "unsure", "U", ReviewAction.UNSURE),
+)
 ACTION_WORDS = {
     ReviewAction.CONFIRM: "confirmed",
     ReviewAction.CORRECT: "corrected to",
@@ -286,19 +291,7 @@ def _every_attribute(item: QueueItem) -> None:
             on_click=_answer_every,
             args=(item.image_id, [view.name for view in views]),
         )
-    with st.container(horizontal=True, gap="small"):
-        for label, prefix, key, action in (
-            ("Skip", "skip", "S", ReviewAction.SKIP),
-            ("Not a shoe", "notshoe", "N", ReviewAction.NOT_A_SHOE),
-        ):
-            st.button(
-                label,
-                key=f"{prefix}_{item.image_id}",
-                shortcut=key,
-                on_click=_answer,
-                args=(item.image_id, action, None),
-            )
-        _undo_button(st, item.image_id)
+    _other_answers(item.image_id, OTHER_ANSWERS[:2])  # unsure is about one attribute, not a whole photo
 
 
 def _undo() -> None:
@@ -458,20 +451,15 @@ def _actions(item: QueueItem, brands: list[str], keyed: list[str]) -> None:
             )
             st.html(TYPEAHEAD_KEYS, width="content", unsafe_allow_javascript=True)
     st.caption("Or")
+    _other_answers(item.image_id, OTHER_ANSWERS)
+
+
+def _other_answers(image_id: int, answers: tuple[tuple[str, str, str, ReviewAction], ...]) -> None:
+    """The answers that name no class, one key each, and Undo."""
     with st.container(horizontal=True, gap="small"):
-        for label, prefix, key, action in (
-            ("Skip", "skip", "S", ReviewAction.SKIP),
-            ("Not a shoe", "notshoe", "N", ReviewAction.NOT_A_SHOE),
-            ("Unsure", "unsure", "U", ReviewAction.UNSURE),
-        ):
-            st.button(
-                label,
-                key=f"{prefix}_{item.image_id}",
-                shortcut=key,
-                on_click=_answer,
-                args=(item.image_id, action, None),
-            )
-        _undo_button(st, item.image_id)
+        for label, prefix, key, action in answers:
+            st.button(label, key=f"{prefix}_{image_id}", shortcut=key, on_click=_answer, args=(image_id, action, None))
+        _undo_button(st, image_id)
 
 
 def _undo_button(where: Any, image_id: int | None) -> None:
