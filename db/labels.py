@@ -26,7 +26,8 @@ from sqlalchemy import ColumnElement, Exists, Select, case, distinct, exists, fu
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.util import AliasedClass
 
-from db.models import BRAND_ID, Image, ImportedLabel, LabelClass, Review, ReviewAction, Split
+from db.evaluation_part import IMPORTED, REVIEWED
+from db.models import BRAND_ID, EvaluationDraw, Image, ImportedLabel, LabelClass, Review, ReviewAction, Split
 
 NOT_A_SHOE = "(not a shoe)"
 MIN_PHOTOS_PER_BRAND = 2  # fewer labelled photos than this, and a brand cannot be trained on
@@ -196,7 +197,8 @@ class LabelledImage:
     image_id: int
     sha256: str
     path: str
-    brand: str
+    brand: str  # the class of the attribute the set is for
+    source: str = IMPORTED  # of a held-out photo: held out at import, or from the review pool
 
 
 @dataclass
@@ -227,6 +229,7 @@ def labelled_set(session: Session, attribute_id: int = BRAND_ID) -> LabelledSet:
     train: list[LabelledImage] = []
     holdout: list[LabelledImage] = []
     excluded = not_shoe = 0
+    reviewed = reviewed_holdout(session, [image.id for image in images if image.split == Split.HOLDOUT])
     for image in images:
         label = labels[image.id]
         if label.conflict:
@@ -237,9 +240,23 @@ def labelled_set(session: Session, attribute_id: int = BRAND_ID) -> LabelledSet:
             continue
         if label.brand is None:
             continue
-        item = LabelledImage(image.id, image.sha256, image.path, label.brand)
+        source = REVIEWED if image.id in reviewed else IMPORTED
+        item = LabelledImage(image.id, image.sha256, image.path, label.brand, source)
         (holdout if image.split == Split.HOLDOUT else train).append(item)
     return LabelledSet(train, holdout, excluded, not_shoe)
+
+
+def reviewed_holdout(session: Session, image_ids: Collection[int]) -> set[int]:
+    """The ids among ``image_ids`` of the photos held out from the review pool (see :mod:`db.evaluation_part`)."""
+    ids, found = list(image_ids), set()
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        part = ids[start : start + IDS_PER_QUERY]
+        found.update(
+            session.scalars(
+                select(EvaluationDraw.image_id).where(EvaluationDraw.held_out, EvaluationDraw.image_id.in_(part))
+            )
+        )
+    return found
 
 
 # --------------------------------------------------------------------------- the same rules as SQL filters

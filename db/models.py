@@ -175,6 +175,20 @@ class ImportedLabel(Base):
     label_class: Mapped[LabelClass] = relationship()
 
 
+class EvaluationDraw(Base):
+    """Which part a review-pool photo went to when it got its first decisive answer: the evaluation
+    part (``held_out``; its split becomes holdout) or training. Drawn once, never again: a later
+    answer may change the photo's label, never its part (see :mod:`db.evaluation_part`)."""
+
+    __tablename__ = "evaluation_draws"
+    __table_args__ = (Index("ix_evaluation_draws_class", "attribute_id", "class_id", "held_out"),)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True, autoincrement=False)
+    attribute_id: Mapped[int | None] = mapped_column(ForeignKey("attributes.id"))  # the answer it was drawn on
+    class_id: Mapped[int | None] = mapped_column(ForeignKey("classes.id"))
+    held_out: Mapped[bool] = mapped_column(default=False)
+    drawn_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Review(Base):
     __tablename__ = "reviews"
     __table_args__ = (

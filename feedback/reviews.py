@@ -10,9 +10,12 @@ from sqlalchemy import Engine, delete, select
 from db import get_engine, session_scope
 from db.access import OPERATOR, Actor, Permission, answer_as, require
 from db.catalog import require_class
+from db.evaluation_part import draw_part
+from db.labels import DECISIVE
 from db.models import BRAND_ID, Attribute, Image, ImageClaim, Review, ReviewAction, utcnow
 from modeling.predict import ModelAnswer
 from shoelabel.errors import UserError
+from shoelabel.settings import get_settings
 
 MAX_REVIEWER_LENGTH = 120
 
@@ -70,7 +73,8 @@ def record_review(
     if action == ReviewAction.NOT_A_SHOE:
         attribute_id = BRAND_ID
     with session_scope(engine or get_engine(), write=True) as session:
-        if session.get(Image, image_id) is None:
+        image = session.get(Image, image_id)
+        if image is None:
             raise ReviewError(f"No image with id {image_id}.")
         if session.get(Attribute, attribute_id) is None:
             raise ReviewError(f"No attribute with id {attribute_id}.")
@@ -86,6 +90,8 @@ def record_review(
             resolves_conflict=resolves_conflict,
         )
         session.add(review)
+        if action in DECISIVE:  # a review-pool photo's first decisive answer draws its part, once
+            draw_part(session, image, attribute_id, review.class_id, get_settings().review_holdout)
         session.execute(delete(ImageClaim).where(ImageClaim.image_id == image_id, ImageClaim.reviewer == reviewer))
         session.flush()
         return review.id

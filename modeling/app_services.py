@@ -126,16 +126,33 @@ def round_table(rounds: Sequence[Round]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+HISTORY_COLUMNS = ["round", "arch", "metric", "held-out photos", "n", "value", "status"]
+
+
 def metric_history(rounds: Sequence[Round]) -> pd.DataFrame:
-    """Long table (round, arch, metric, value, status) of each round's held-out candidate scores, oldest first."""
+    """Long table of each round's held-out candidate scores, oldest first: accuracy and macro F1 over all
+    held-out photos, and accuracy on each source of them (held out at import, from the review pool)."""
     records = []
     for r in sorted(rounds, key=lambda r: r.id):
-        candidate = (r.metrics or {}).get("candidate")
-        for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro F1")):
-            value = _metric(candidate, key)
-            if value is not None:
-                records.append({"round": r.id, "arch": r.arch, "metric": name, "value": value, "status": str(r.status)})
-    return pd.DataFrame.from_records(records, columns=["round", "arch", "metric", "value", "status"])
+        candidate = (r.metrics or {}).get("candidate") or {}
+        parts = [("all", candidate), *(candidate.get("by_source") or {}).items()]
+        for part, values in parts:
+            for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro F1")):
+                value = _metric(values, key)
+                if value is None or (part != "all" and key != "accuracy"):
+                    continue
+                records.append(
+                    {
+                        "round": r.id,
+                        "arch": r.arch,
+                        "metric": name,
+                        "held-out photos": part,
+                        "n": values.get("n"),
+                        "value": value,
+                        "status": str(r.status),
+                    }
+                )
+    return pd.DataFrame.from_records(records, columns=HISTORY_COLUMNS)
 
 
 def latest_results(rounds: Sequence[Round]) -> list[Round]:
@@ -160,6 +177,11 @@ def comparison_frame(r: Round) -> pd.DataFrame | None:
         ("macro recall", "macro_recall"),
     ]
     records = [(label, _metric(before, key), _metric(candidate, key)) for label, key in rows]
+    sources = candidate.get("by_source") or {}
+    if len(sources) > 1:  # both kinds of held-out photos: each on its own
+        for source, values in sources.items():
+            previous = ((before or {}).get("by_source") or {}).get(source, {})
+            records.append((f"accuracy, {source} (n={values['n']})", _metric(previous, "accuracy"), values["accuracy"]))
     for brand, values in (candidate.get("per_class") or {}).items():
         previous = ((before or {}).get("per_class") or {}).get(brand, {}).get("f1")
         records.append((f"F1 {brand}", previous, values.get("f1")))

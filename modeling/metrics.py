@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,16 @@ class Metrics:
     confusion: list[list[int]]  # rows: true brand, columns: predicted brand
     n: int
     holdout: str = ""  # fingerprint of the images and labels evaluated on (see modeling.rounds)
+    # Photo by photo, in evaluation order: the true and predicted class indices and each photo's source
+    # (see db.evaluation_part), so two models can be compared on the same photos (modeling.promotion).
+    truth: list[int] = field(default_factory=list)
+    predicted: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    by_source: dict[str, dict[str, float | int]] = field(default_factory=dict)  # n, accuracy, macro F1
+
+    def summary(self) -> dict[str, Any]:
+        """The figures without the photo-by-photo lists (for the round's record)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("truth", "predicted", "sources")}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

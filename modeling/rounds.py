@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
+from db.evaluation_part import SOURCES
 from db.labels import MIN_PHOTOS_PER_BRAND, LabelledImage, LabelledSet, labelled_set
 from db.models import (
     BRAND,
@@ -40,6 +41,7 @@ from modeling.feature_cache import inception_activation_cache
 from modeling.label_issues import out_of_fold_probabilities
 from modeling.metrics import Metrics, compare_table, compute_metrics, plot_confusion
 from modeling.predict import ModelHandle, predict_images, store_predictions, update_predictions
+from modeling.promotion import decide, source_scores
 from modeling.queue_scores import rescore_all
 from modeling.registry import check_arch, current, load_fresh, new_model_path, promote, register, reject, remember
 from shoelabel.errors import UserError
@@ -48,8 +50,6 @@ from shoelabel.settings import get_settings
 
 if TYPE_CHECKING:
     from modeling.fitting import CnnConfig, InceptionConfig, TrainOutcome
-
-TOLERANCE = 1e-9
 
 
 class RoundError(UserError, RuntimeError):
@@ -241,6 +241,7 @@ def data_summary(session: Session, labelled: LabelledSet, arch: str, attribute_i
         "holdout_counts": labelled.counts("holdout"),
         "n_train": len(labelled.train),
         "n_holdout": len(labelled.holdout),
+        "holdout_sources": {s: n for s in SOURCES if (n := sum(i.source == s for i in labelled.holdout))},
         "excluded_conflicts": labelled.excluded_conflicts,
         "not_a_shoe": labelled.not_a_shoe,
         "reviews_total": session.scalar(reviews) or 0,
@@ -264,7 +265,9 @@ def stored_metrics(metrics: dict[str, Any], fingerprint: str, class_names: list[
     new brand changes the fingerprint, and then the model is scored afresh.
     """
     if metrics.get("holdout") == fingerprint and metrics.get("class_names") == class_names:
-        return Metrics.from_dict(metrics)
+        stored = Metrics.from_dict(metrics)
+        if len(stored.predicted) == stored.n:  # recorded photo by photo (older records were not)
+            return stored
     return None
 
 
@@ -280,7 +283,11 @@ def evaluate_handle(
     index = {name: j for j, name in enumerate(class_names)}
     y_true = np.array([index[i.brand] for i in items])
     y_pred = np.array([index[handle.class_names[int(np.argmax(probs[i.image_id]))]] for i in items])
-    return compute_metrics(y_true, y_pred, class_names)
+    metrics = compute_metrics(y_true, y_pred, class_names)
+    metrics.truth, metrics.predicted = y_true.tolist(), y_pred.tolist()
+    metrics.sources = [i.source for i in items]
+    metrics.by_source = source_scores(y_true, y_pred, metrics.sources, class_names)
+    return metrics
 
 
 # --------------------------------------------------------------------------- the round
@@ -504,8 +511,8 @@ def _run(
         candidate_model_id=candidate.id,
         data={**start.data, "training": outcome.details, "confusion_png": png},
         metrics={
-            "candidate": scores.candidate.to_dict() if scores.candidate else None,
-            "current": scores.current.to_dict() if scores.current else None,
+            "candidate": scores.candidate.summary() if scores.candidate else None,
+            "current": scores.current.summary() if scores.current else None,
         },
         confusion={
             "class_names": scores.class_names,
@@ -524,32 +531,6 @@ def _run(
         start.data,
         png,
         start.attribute,
-    )
-
-
-def decide(
-    candidate: Metrics | None, current_metrics: Metrics | None, has_current: bool, force: bool
-) -> tuple[bool, str]:
-    """Promote when not worse on held-out macro F1 (or forced, or first model)."""
-    if candidate is None:
-        return True, "Promoted without evaluation: there are no held-out images (ingest a labelled folder to get some)."
-    if not has_current or current_metrics is None:
-        return True, f"First model: promoted (held-out macro F1 {candidate.macro_f1:.4f})."
-    delta = candidate.macro_f1 - current_metrics.macro_f1
-    if delta >= -TOLERANCE:
-        return (
-            True,
-            f"Promoted: held-out macro F1 {candidate.macro_f1:.4f} vs {current_metrics.macro_f1:.4f} ({delta:+.4f}).",
-        )
-    if force:
-        return (
-            True,
-            f"Promoted by --force although held-out macro F1 dropped "
-            f"{current_metrics.macro_f1:.4f} -> {candidate.macro_f1:.4f}.",
-        )
-    return False, (
-        f"Rejected: held-out macro F1 {candidate.macro_f1:.4f} is worse than the current model's "
-        f"{current_metrics.macro_f1:.4f} ({delta:+.4f}); the current model stays. Use --force to promote anyway."
     )
 
 

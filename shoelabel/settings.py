@@ -7,6 +7,7 @@
 | ``SHOELABEL_INCEPTION_WEIGHTS``| ``imagenet`` (or a path to an .h5)  |
 | ``SHOELABEL_BUSY_TIMEOUT``    | ``30`` (seconds a writer waits for a lock; read in :mod:`db.engine`) |
 | ``SHOELABEL_IMPORT_ROOTS``    | none (folders the app imports from, ``os.pathsep``-separated; :mod:`db.access`) |
+| ``SHOELABEL_REVIEW_HOLDOUT``  | ``0.15`` (share of answered review-pool photos held out; :mod:`db.evaluation_part`) |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Settings:
     db_url: str
     inception_weights: str
     import_roots: tuple[str, ...] = ()  # absolute, normalised without touching the disk; () when not set
+    review_holdout: float = 0.15  # share of the review pool's answered photos that go to the evaluation part
 
     @property
     def models_dir(self) -> Path:
@@ -96,7 +98,22 @@ def get_settings() -> Settings:
         db_url=db_url,
         inception_weights=weights,
         import_roots=import_roots(os.environ.get("SHOELABEL_IMPORT_ROOTS", "")),
+        review_holdout=share_setting("SHOELABEL_REVIEW_HOLDOUT", 0.15),
     )
+
+
+def share_setting(name: str, default: float) -> float:
+    """A share between 0 and 0.5 from the environment variable ``name``."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 0.5:
+        raise SettingsError(f"{name}={value!r}: give a share between 0 and 0.5 (e.g. 0.15 for 15%).")
+    return share
 
 
 def import_roots(value: str) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from db import session_scope
 from db.catalog import find_attribute
 from db.labels import DECISIVE, NOT_A_SHOE, EffectiveLabel, conflicts, effective_labels, review_rows
 from db.models import (
+    EvaluationDraw,
     Image,
     ImportedLabel,
     LabelClass,
@@ -183,7 +184,10 @@ def test_image_details_have_every_review_and_prediction(catalogue: Engine) -> No
         ("correct", "acme", True),
         ("confirm", "bolt", False),
     ]
-    assert details.label.value == "bolt" and details.imported is None and details.split == "pool"
+    with session_scope(catalogue) as session:  # its first answer drew its part: training (pool) or held out
+        held_out = session.get(EvaluationDraw, image_id).held_out
+    assert details.label.value == "bolt" and details.imported is None
+    assert details.split == ("holdout" if held_out else "pool")
     assert sorted((p["arch"], p["brand"], p["model_status"]) for p in details.predictions) == [
         ("cnn", "bolt", "current"),
         ("inception", "bolt", "current"),

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from db import get_engine, session_scope
 from db.labels import effective_labels
-from db.models import Image, Split
+from db.models import EvaluationDraw, Image, Split
 from feedback.ingest import ingest_folder
 from feedback.manifest import (
     ManifestError,
@@ -56,7 +56,10 @@ def test_export_lists_effective_labels_only(reviewed, tmp_path: Path) -> None:
     assert by_file["new_0.jpg"].brand == "bolt" and by_file["new_0.jpg"].origin == "review"
     assert by_file["acme_1.jpg"].brand == "crest"  # the correction, not the folder name
     assert "new_1.jpg" not in by_file and "new_2.jpg" not in by_file  # not a shoe; in conflict
-    assert sum(r.split == "holdout" for r in rows) == 9
+    with session_scope(reviewed) as session:  # a pool photo's first answer may have held it out
+        new_0_held_out = session.get(EvaluationDraw, _image_id(reviewed, "new_0.jpg")).held_out
+    assert by_file["new_0.jpg"].split == ("holdout" if new_0_held_out else "train")
+    assert sum(r.split == "holdout" for r in rows) == 9 + new_0_held_out
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json"])

@@ -12,17 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import exists, func, inspect, select, text
 
 from db import session_scope
 from db.catalog import class_names, get_or_create_attribute, get_or_create_class
 from db.connect import create_db_engine
-from db.labels import effective_labels
+from db.labels import DECISIVE, effective_labels
 from db.migrate import current_revision, head_revision, upgrade
 from db.models import (
     BRAND_ID,
     Account,
     Attribute,
+    EvaluationDraw,
     Image,
     ImportedLabel,
     Job,
@@ -31,13 +32,14 @@ from db.models import (
     QueueEntry,
     Review,
     Round,
+    Split,
     TeamSetting,
 )
 from db.queue_entries import catalogue_counts, count_afresh, stage_of_image
 from feedback.reviews import record_review
 from tests.release_db import build_release_database, release_available
 
-NEW_TABLES = {"attributes", "imported_labels", "class_changes"}
+NEW_TABLES = {"attributes", "imported_labels", "class_changes", "evaluation_draws"}
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +186,24 @@ def test_the_upgraded_catalogue_takes_a_new_attribute(upgraded) -> None:
     with session_scope(upgraded) as session:
         assert effective_labels(session, [image_id], colour_id)[image_id].brand == "Black"
         assert session.scalar(select(func.count()).select_from(ImportedLabel)) > 0
+
+
+def test_pool_photos_answered_before_the_upgrade_stay_training_photos(upgraded) -> None:
+    """They may have been trained on: each gets a draw to training, so a later answer never holds it out."""
+    with session_scope(upgraded) as session:
+        answered = set(
+            session.scalars(
+                select(Image.id).where(
+                    Image.split == Split.POOL,
+                    exists().where(
+                        Review.image_id == Image.id, Review.undone_at.is_(None), Review.action.in_(DECISIVE)
+                    ),
+                )
+            )
+        )
+        draws = dict(session.execute(select(EvaluationDraw.image_id, EvaluationDraw.held_out)).all())
+    assert len(answered) >= 5 and draws == dict.fromkeys(answered, False)
+    for image_id in answered:
+        record_review(image_id, "ana", "correct", label="acme", engine=upgraded)
+    with session_scope(upgraded) as session:
+        assert session.scalar(select(func.count()).where(Image.id.in_(answered), Image.split != Split.POOL)) == 0

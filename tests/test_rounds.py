@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db import session_scope
-from db.models import Image, ModelStatus, ModelVersion, Prediction, PredictionKind, Round, RoundStatus
+from db.models import EvaluationDraw, Image, ModelStatus, ModelVersion, Prediction, PredictionKind, Round, RoundStatus
 from feedback.ingest import ingest_folder
 from modeling.fitting import CnnConfig, InceptionConfig
 from modeling.jobs import JobBusyError, JobLock
@@ -374,3 +374,40 @@ def test_a_round_that_fails_after_registering_its_candidate_discards_it(
     assert version.status == ModelStatus.REJECTED and not Path(version.path).exists()
     assert row.status == RoundStatus.FAILED and row.candidate_model_id == version.id
     assert f"candidate model v{version.id} was discarded" in row.message
+
+
+def test_a_round_scores_each_source_of_held_out_photos(
+    catalogue, pool_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feedback.reviews import record_review
+    from modeling.app_services import comparison_frame, metric_history
+
+    monkeypatch.setenv("SHOELABEL_REVIEW_HOLDOUT", "0.5")
+    ingest_folder(pool_folder)
+    with session_scope(catalogue) as session:
+        pool = list(session.scalars(select(Image).where(Image.path.contains("new_")).order_by(Image.path)))
+    for image in pool:  # new_i shows brand i % 3
+        record_review(image.id, "ann", "correct", label=["acme", "bolt", "crest"][int(Path(image.path).stem[4:]) % 3])
+    with session_scope(catalogue) as session:
+        reviewed = session.scalar(select(func.count()).where(EvaluationDraw.held_out))
+    assert 3 <= reviewed <= 5  # half of each brand's 2-3 answered photos, as far as the numbers allow
+    result = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
+    assert result.data["holdout_sources"] == {"imported": 9, "reviewed": reviewed}
+    assert {s: v["n"] for s, v in result.candidate.by_source.items()} == {"imported": 9, "reviewed": reviewed}
+    assert result.candidate.n == 9 + reviewed and len(result.candidate.predicted) == 9 + reviewed
+    with session_scope(catalogue) as session:
+        row = session.get(Round, result.round_id)
+        session.expunge(row)
+    assert "predicted" not in row.metrics["candidate"]  # the round keeps the figures, not the photo lists
+    history = metric_history([row])
+    accuracy = history[history["metric"] == "accuracy"].set_index("held-out photos")
+    assert list(accuracy.index) == ["all", "imported", "reviewed"]
+    assert accuracy.loc["reviewed", "n"] == reviewed
+    assert accuracy.loc["reviewed", "value"] == result.candidate.by_source["reviewed"]["accuracy"]
+    second = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
+    with session_scope(catalogue) as session:
+        row = session.get(Round, second.round_id)
+        session.expunge(row)
+    frame = comparison_frame(row).set_index("held-out metric")
+    assert f"accuracy, reviewed (n={reviewed})" in frame.index and "accuracy, imported (n=9)" in frame.index
+    assert f"reviewed held-out photos (n={reviewed})" in second.message and "too few to judge" in second.message

@@ -223,6 +223,7 @@ def _history(rounds: list) -> None:
     if history.empty:
         st.caption("No evaluated round yet.")
         return
+    history["score"] = history["metric"] + ", " + history["held-out photos"]
     chart = (
         alt.Chart(history)
         .mark_line(point=True)
@@ -230,12 +231,17 @@ def _history(rounds: list) -> None:
             x=alt.X("round:O", title="round"),
             y=alt.Y("value:Q", title="held-out score", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color("arch:N", title="model", scale=alt.Scale(scheme="tableau10")),
-            strokeDash=alt.StrokeDash("metric:N", title="metric"),
-            tooltip=["round", "arch", "metric", alt.Tooltip("value:Q", format=".3f"), "status"],
+            strokeDash=alt.StrokeDash("score:N", title="score, on which held-out photos"),
+            tooltip=["round", "arch", "score", "n", alt.Tooltip("value:Q", format=".3f"), "status"],
         )
         .properties(height=280)
     )
     st.altair_chart(chart, width="stretch")
+    if history["held-out photos"].nunique() > 2:
+        st.caption(
+            "Held-out photos: *imported* were held out when they arrived with their class; *reviewed* were "
+            "held out from the review pool when first answered, so they follow the photos reviewers see."
+        )
 
 
 def _confusion_chart(metrics: dict) -> alt.Chart:
