@@ -33,12 +33,20 @@ class WeightsError(UserError, RuntimeError):
     """The InceptionV3 ImageNet weights cannot be loaded."""
 
 
-def augmentation(seed: int | None = None) -> keras.Sequential:
-    """Geometric (flip, rotation, zoom, shift: one resampling) and photometric augmentation,
+#: Scale factors of the random zoom: below 1 puts a smaller shoe in a bigger frame (a phone photo, a
+#: studio shot with a wide margin), above 1 is a random crop of the shoe. Translation moves it around.
+ZOOM = (0.55, 1.3)
+TRANSLATION = 0.15
+
+
+def augmentation(
+    seed: int | None = None, zoom: tuple[float, float] = ZOOM, translation: float = TRANSLATION
+) -> keras.Sequential:
+    """Geometric (flip, rotation, zoom in and out, shift: one resampling) and photometric augmentation,
     active only while training. Inputs are scaled to [0, 1]."""
     return keras.Sequential(
         [
-            RandomAffine(rotation=0.06, zoom=(0.8, 1.2), translation=0.08, seed=seed),
+            RandomAffine(rotation=0.06, zoom=zoom, translation=translation, seed=seed),
             layers.RandomBrightness(0.2, value_range=(0.0, 1.0), seed=seed),
             layers.RandomContrast(0.25, value_range=(0.0, 1.0), seed=seed),
         ],

@@ -35,13 +35,22 @@ from db import get_engine, session_scope
 from db.catalog import attributes, get_or_create_class, require_attribute
 from db.models import BRAND_ID, Image, ModelVersion, Prediction, PredictionKind
 from modeling import uncertainty
-from modeling.feature_cache import FeatureCache, inception_activation_cache
+from modeling.feature_cache import INCEPTION_CUT, FeatureCache, inception_activation_cache
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.queue_scores import score_images
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, every_current_version, load_keras
+from modeling.shoe_crop import CROP_WEIGHT, Box, class_activation_map, is_large, shoe_box
 from shoelabel.cli import command
 from shoelabel.csvcells import neutralise
-from shoelabel.images import IMAGE_SUFFIXES, ImageError, Source, iter_batches, list_images
+from shoelabel.images import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    Source,
+    iter_batches,
+    list_images,
+    load_crop,
+    upright_size,
+)
 from shoelabel.progress import Progress, Rate, Stage, TerminalProgress, fan_out, silent
 
 if TYPE_CHECKING:
@@ -148,15 +157,95 @@ class FixedBatches:
         self.model, self.batch_size = model, batch_size
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        """The model's outputs for a non-empty ``x`` of any length."""
-        outputs = []
+        """The model's output for a non-empty ``x`` of any length."""
+        return self.outputs(x)[0]
+
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Each of the model's outputs for a non-empty ``x`` of any length."""
+        outputs: list[list[np.ndarray]] = []
         for start in range(0, len(x), self.batch_size):
             part = x[start : start + self.batch_size]
             n = len(part)
             if n < self.batch_size:
                 part = np.concatenate([part, np.zeros((self.batch_size - n, *part.shape[1:]), part.dtype)])
-            outputs.append(np.asarray(self.model.predict_on_batch(part))[:n])
-        return np.concatenate(outputs)
+            out = self.model.predict_on_batch(part)
+            outputs.append([np.asarray(o)[:n] for o in (out if isinstance(out, list | tuple) else [out])])
+        return [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
+
+
+class ShoeLook:
+    """InceptionV3's second look at the shoe in a large photo (see :mod:`modeling.shoe_crop`): the class
+    activation map of its answer, a crop around it seen again, the two answers averaged."""
+
+    def __init__(self, model: keras.Model, lower: FixedBatches, upper: FixedBatches, input_size: int) -> None:
+        self.lower, self.upper, self.input_size = lower, upper, input_size
+        self.top = FixedBatches(_inception_top(model), upper.batch_size)  # mixed8 -> mixed10 maps
+        self.kernel = np.asarray(model.get_layer("brand").kernel, dtype=np.float32)
+
+    def boxes(self, paths: Sequence[str | bytes], cut: np.ndarray, probs: np.ndarray) -> dict[int, Box]:
+        """The crop box of each large photo whose map points at a small part of it, by position."""
+        sizes: dict[int, tuple[int, int]] = {}
+        for i, path in enumerate(paths):
+            try:
+                size = upright_size(path)
+            except ImageError:
+                continue  # predicted from its cached activations; the file is gone or unreadable now
+            if is_large(*size, self.input_size):
+                sizes[i] = size
+        if not sizes:
+            return {}
+        positions = list(sizes)
+        top = self.top.predict_on_batch(cut[positions])
+        channels = cut.shape[-1]
+        kernels = [self.kernel[:channels], self.kernel[channels:]]
+        boxes = {}
+        for j, i in enumerate(positions):
+            cam = class_activation_map([cut[i], top[j]], kernels, int(np.argmax(probs[i])))
+            if (box := shoe_box(cam, *sizes[i])) is not None:
+                boxes[i] = box
+        return boxes
+
+    def refine(
+        self,
+        paths: Sequence[str | bytes],
+        cut: np.ndarray,
+        probs: np.ndarray,
+        cache: FeatureCache | None = None,
+        shas: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """``probs`` (of the photos ``paths``, from their ``mixed8`` activations ``cut``) with each large
+        photo's crop averaged in. With a ``cache``, crops' activations are read from and kept in it."""
+        boxes = self.boxes(paths, cut, probs)
+        if not boxes:
+            return probs
+        crops: dict[int, np.ndarray] = {}
+        todo: list[int] = []
+        for i, box in boxes.items():
+            key = f"{shas[i]}-{box.key()}" if cache is not None and shas is not None else None
+            if key is not None and cache.has(key):
+                crops[i] = cache.get(key)[0]
+            else:
+                todo.append(i)
+        pixels = {}
+        for i in todo:
+            box = boxes[i]
+            try:
+                pixels[i] = load_crop(paths[i], (box.left, box.top, box.right, box.bottom), self.input_size)
+            except ImageError:
+                continue
+        if pixels:
+            computed = self.lower.predict_on_batch(np.stack(list(pixels.values())))
+            for i, activations in zip(pixels, computed, strict=True):
+                crops[i] = activations
+                if cache is not None and shas is not None:
+                    cache.put(f"{shas[i]}-{boxes[i].key()}", activations[None])
+        if not crops:
+            return probs
+        positions = list(crops)
+        seen = self.upper.predict_on_batch(np.stack([crops[i] for i in positions]))
+        refined = probs.copy()
+        refined[positions] = (1.0 - CROP_WEIGHT) * probs[positions] + CROP_WEIGHT * seen
+        return refined
 
 
 def _predict_pixels(
@@ -179,7 +268,23 @@ def predict_sources(
     handle: ModelHandle, sources: Sequence[Source], batch_size: int = 32, progress: Progress = silent
 ) -> tuple[dict[int, np.ndarray], dict[int, ImageError]]:
     """Probabilities for each decodable source (by position), and the errors of the others."""
-    return _predict_pixels(FixedBatches(handle.model(), batch_size), sources, handle.input_size, progress, handle.label)
+    if handle.arch != "inception":
+        model = FixedBatches(handle.model(), batch_size)
+        return _predict_pixels(model, sources, handle.input_size, progress, handle.label)
+    lower, upper = (FixedBatches(part, batch_size) for part in _inception_parts(handle.model()))
+    look = ShoeLook(handle.model(), lower, upper, handle.input_size)
+    probabilities: dict[int, np.ndarray] = {}
+    errors: dict[int, ImageError] = {}
+    done = 0
+    for batch in iter_batches(list(sources), handle.input_size, batch_size):
+        errors.update(dict(batch.errors))
+        if len(batch.indices):
+            cut = lower.predict_on_batch(batch.pixels)
+            probs = look.refine([sources[i] for i in batch.indices], cut, upper.predict_on_batch(cut))
+            probabilities.update(zip(batch.indices, probs, strict=True))
+        done += len(batch.indices) + len(batch.errors)
+        progress(done / len(sources), f"predicting with {handle.label}: {done}/{len(sources)}")
+    return probabilities, errors
 
 
 class CatalogueRow(NamedTuple):
@@ -203,6 +308,8 @@ class CatalogueScorer:
             lower, upper = _inception_parts(model)
             self.lower, self.probabilities = FixedBatches(lower, batch_size), FixedBatches(upper, batch_size)
             self.cache = handle.feature_cache()
+            self.look = ShoeLook(model, self.lower, self.probabilities, handle.input_size)
+            self.crops = FeatureCache(self.cache.root.parent, f"{self.cache.key}-crops")
         else:
             self.probabilities = FixedBatches(model, batch_size)
 
@@ -236,6 +343,8 @@ class CatalogueScorer:
         done = 0
         for part, activations in _ahead(lambda part: self.cache.load([row.sha256 for row in part], view=0), parts):
             probs = self.probabilities.predict_on_batch(activations)
+            shas = [row.sha256 for row in part]
+            probs = self.look.refine([row.path for row in part], activations, probs, self.crops, shas)
             probabilities.update(zip([row.id for row in part], probs, strict=True))
             done += len(part)
             progress(0.8 + 0.2 * done / len(usable), f"predicting with {self.handle.label}: {done}/{len(usable)}")
@@ -253,6 +362,20 @@ def _inception_parts(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
         _parts[model] = split_inception(model)
     return _parts[model]
+
+
+_tops: WeakKeyDictionary[keras.Model, keras.Model] = WeakKeyDictionary()
+
+
+def _inception_top(model: keras.Model) -> keras.Model:
+    """``mixed8`` activations -> the last block's maps (for class activation maps), made once per model."""
+    if model not in _tops:
+        import keras
+
+        from modeling.architectures import INCEPTION_TOP
+
+        _tops[model] = keras.Model(model.get_layer(INCEPTION_CUT).output, model.get_layer(INCEPTION_TOP).output)
+    return _tops[model]
 
 
 def _ahead(load: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import stat
 import struct
@@ -276,6 +277,32 @@ def load_array(source: Source, size: int) -> np.ndarray:
     """A ``(size, size, 3)`` uint8 array ready for a model's preprocessing."""
     image = open_rgb(source, max_side=size * 2)
     return np.asarray(square(image, size), dtype=np.uint8)
+
+
+def upright_size(source: Source) -> tuple[int, int]:
+    """Width and height of the photo once turned upright (EXIF), from its header (no pixels decoded)."""
+    name = _name(source)
+    return _oriented_size(_open(_read_bytes(source), name), name)
+
+
+def load_crop(source: Source, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+    """The region ``box`` (left, top, right, bottom: fractions of the upright photo) as a ``(size, size, 3)``
+    uint8 array; a JPEG is decoded only as large as the region needs."""
+    name = _name(source)
+    data = _read_bytes(source)
+    image = _open(data, name)
+    width, height = _oriented_size(image, name)
+    left, top, right, bottom = box
+    longest = max((right - left) * width, (bottom - top) * height, 1.0)
+    needed = min(max(width, height), math.ceil(size * max(width, height) / longest))
+    image = _decode(image, name, draft_side=needed, file_size=len(data))
+    try:
+        image = to_rgb(image)
+    except DECODE_ERRORS as exc:
+        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
+    w, h = image.size
+    region = image.crop((round(left * w), round(top * h), max(round(right * w), 1), max(round(bottom * h), 1)))
+    return np.asarray(square(region, size), dtype=np.uint8)
 
 
 def load_batch(sources: Iterable[Source], size: int, workers: int = 2) -> np.ndarray:
