@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import BRAND_ID, Attribute, ClassChange, Image, ImportedLabel, LabelClass, Review
+from db.models import BRAND_ID, NOT_A_SHOE, Attribute, ClassChange, Image, ImportedLabel, LabelClass, Review
 from shoelabel.errors import UserError
 
 MAX_CLASS_LENGTH = 120
@@ -30,7 +30,10 @@ def _clean(name: str, what: str, longest: int) -> str:
 
 
 def clean_class_name(name: str) -> str:
-    return _clean(name, "class", MAX_CLASS_LENGTH)
+    cleaned = _clean(name, "class", MAX_CLASS_LENGTH)
+    if cleaned.lower() == NOT_A_SHOE.lower():
+        raise ClassError(f"{NOT_A_SHOE!r} is not a class name: answer N (not a shoe) for such photos.")
+    return cleaned
 
 
 def clean_attribute_name(name: str) -> str:
@@ -116,8 +119,25 @@ def require_class(session: Session, name: str, attribute_id: int = BRAND_ID) -> 
 
 def class_names(session: Session, attribute_id: int = BRAND_ID) -> list[str]:
     """The attribute's classes in use (merged ones are not), sorted by name."""
-    query = select(LabelClass.name).where(LabelClass.attribute_id == attribute_id, LabelClass.merged_into_id.is_(None))
+    query = select(LabelClass.name).where(
+        LabelClass.attribute_id == attribute_id, LabelClass.merged_into_id.is_(None), LabelClass.name != NOT_A_SHOE
+    )
     return list(session.scalars(query.order_by(LabelClass.name)))
+
+
+def prediction_class(session: Session, name: str, attribute_id: int = BRAND_ID) -> LabelClass:
+    """The class a stored prediction names: one of the attribute's, or the brand models' rejection class
+    (:data:`NOT_A_SHOE`, learnt from the "not a shoe" answers; kept out of every list of classes)."""
+    if name == NOT_A_SHOE:
+        found = session.scalar(
+            select(LabelClass).where(LabelClass.attribute_id == attribute_id, LabelClass.name == NOT_A_SHOE)
+        )
+        if found is None:
+            found = LabelClass(name=NOT_A_SHOE, attribute_id=attribute_id)
+            session.add(found)
+            session.flush()
+        return found
+    return get_or_create_class(session, name, attribute_id)
 
 
 def image_by_hash(session: Session, sha256: str) -> Image | None:

@@ -27,9 +27,18 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.util import AliasedClass
 
 from db.evaluation_part import IMPORTED, REVIEWED
-from db.models import BRAND_ID, EvaluationDraw, Image, ImportedLabel, LabelClass, Review, ReviewAction, Split
+from db.models import (
+    BRAND_ID,
+    NOT_A_SHOE,
+    EvaluationDraw,
+    Image,
+    ImportedLabel,
+    LabelClass,
+    Review,
+    ReviewAction,
+    Split,
+)
 
-NOT_A_SHOE = "(not a shoe)"
 MIN_PHOTOS_PER_BRAND = 2  # fewer labelled photos than this, and a brand cannot be trained on
 IDS_PER_QUERY = 900  # image ids bound in one statement (SQLite's limit on parameters was 999 before 3.32)
 DECISIVE = (ReviewAction.CONFIRM, ReviewAction.CORRECT, ReviewAction.NOT_A_SHOE)
@@ -207,6 +216,9 @@ class LabelledSet:
     holdout: list[LabelledImage]
     excluded_conflicts: int
     not_a_shoe: int
+    # brand only: the photos answered "not a shoe", labelled NOT_A_SHOE, by part (a round may learn to reject them)
+    rejected_train: list[LabelledImage] = field(default_factory=list)
+    rejected_holdout: list[LabelledImage] = field(default_factory=list)
 
     def counts(self, part: str = "train") -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
@@ -229,21 +241,26 @@ def labelled_set(session: Session, attribute_id: int = BRAND_ID) -> LabelledSet:
     train: list[LabelledImage] = []
     holdout: list[LabelledImage] = []
     excluded = not_shoe = 0
+    rejected_train: list[LabelledImage] = []
+    rejected_holdout: list[LabelledImage] = []
     reviewed = reviewed_holdout(session, [image.id for image in images if image.split == Split.HOLDOUT])
     for image in images:
         label = labels[image.id]
         if label.conflict:
             excluded += 1
             continue
+        source = REVIEWED if image.id in reviewed else IMPORTED
         if label.not_a_shoe or image.id in flagged:
             not_shoe += 1
+            if label.not_a_shoe:
+                item = LabelledImage(image.id, image.sha256, image.path, NOT_A_SHOE, source)
+                (rejected_holdout if image.split == Split.HOLDOUT else rejected_train).append(item)
             continue
         if label.brand is None:
             continue
-        source = REVIEWED if image.id in reviewed else IMPORTED
         item = LabelledImage(image.id, image.sha256, image.path, label.brand, source)
         (holdout if image.split == Split.HOLDOUT else train).append(item)
-    return LabelledSet(train, holdout, excluded, not_shoe)
+    return LabelledSet(train, holdout, excluded, not_shoe, rejected_train, rejected_holdout)
 
 
 def reviewed_holdout(session: Session, image_ids: Collection[int]) -> set[int]:

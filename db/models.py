@@ -32,6 +32,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+#: The label of a photo answered "not a shoe", and the brand models' class for such photos.
+NOT_A_SHOE = "(not a shoe)"
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime()}
 

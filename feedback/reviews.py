@@ -12,7 +12,7 @@ from db.access import OPERATOR, Actor, Permission, answer_as, require
 from db.catalog import require_class
 from db.evaluation_part import draw_part
 from db.labels import DECISIVE
-from db.models import BRAND_ID, Attribute, Image, ImageClaim, Review, ReviewAction, utcnow
+from db.models import BRAND_ID, NOT_A_SHOE, Attribute, Image, ImageClaim, Review, ReviewAction, utcnow
 from modeling.predict import ModelAnswer
 from shoelabel.errors import UserError
 from shoelabel.settings import get_settings
@@ -68,6 +68,8 @@ def record_review(
             raise ReviewError("Nothing to confirm: no prediction was shown. Pick the class instead.")
     if action == ReviewAction.CORRECT and label is None:
         raise ReviewError("A correction needs the class the image really shows.")
+    if action in (ReviewAction.CONFIRM, ReviewAction.CORRECT) and label == NOT_A_SHOE:
+        action = ReviewAction.NOT_A_SHOE  # the brand models' "not a shoe", confirmed or picked
     if action not in (ReviewAction.CONFIRM, ReviewAction.CORRECT):
         label = None
     if action == ReviewAction.NOT_A_SHOE:

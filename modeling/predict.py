@@ -32,7 +32,7 @@ from sqlalchemy import Engine, Select, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.catalog import attributes, get_or_create_class, require_attribute
+from db.catalog import attributes, prediction_class, require_attribute
 from db.models import BRAND_ID, Image, ModelVersion, Prediction, PredictionKind
 from modeling import uncertainty
 from modeling.feature_cache import INCEPTION_CUT, FeatureCache, inception_activation_cache
@@ -420,9 +420,7 @@ def store_predictions(
             uncertainty.entropy(probs),
         )
         with session_scope(engine, write=True) as session:
-            class_ids = {
-                name: get_or_create_class(session, name, handle.attribute_id).id for name in handle.class_names
-            }
+            class_ids = {name: prediction_class(session, name, handle.attribute_id).id for name in handle.class_names}
             session.execute(
                 delete(Prediction).where(
                     Prediction.model_version_id == handle.id,

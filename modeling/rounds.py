@@ -52,6 +52,11 @@ if TYPE_CHECKING:
     from modeling.fitting import CnnConfig, InceptionConfig, TrainOutcome
 
 
+#: "Not a shoe" answers a brand round needs before its models learn to reject such photos (a class of
+#: their own, :data:`~db.models.NOT_A_SHOE`): fewer would be a class the models cannot learn.
+MIN_NOT_A_SHOE = 10
+
+
 class RoundError(UserError, RuntimeError):
     """A round could not run (too little data, no weights, ...); the message says what to do."""
 
@@ -383,6 +388,11 @@ def _start(engine: Engine, arch: str, from_scratch: bool, attribute_id: int) -> 
             f"class (--attribute {start.attribute}), import a manifest with a {start.attribute} column, or review "
             "photos first."
         )
+    if attribute_id == BRAND_ID and len(labelled.rejected_train) >= MIN_NOT_A_SHOE:
+        labelled.train += labelled.rejected_train  # the brand models learn to say "not a shoe"
+        labelled.holdout += labelled.rejected_holdout
+        learnt = {"train": len(labelled.rejected_train), "holdout": len(labelled.rejected_holdout)}
+        start.data["not_a_shoe_learnt"] = learnt
     thin = {b: n for b, n in labelled.counts("train").items() if n < MIN_PHOTOS_PER_BRAND}
     if thin and len(labelled.counts("train")) - len(thin) >= 2:  # a new brand with one photo blocks nobody
         labelled.train = [i for i in labelled.train if i.brand not in thin]

@@ -411,3 +411,53 @@ def test_a_round_scores_each_source_of_held_out_photos(
     frame = comparison_frame(row).set_index("held-out metric")
     assert f"accuracy, reviewed (n={reviewed})" in frame.index and "accuracy, imported (n=9)" in frame.index
     assert f"reviewed held-out photos (n={reviewed})" in second.message and "too few to judge" in second.message
+
+
+def test_not_a_shoe_answers_teach_the_brand_models_to_reject_such_photos(catalogue, tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    from db.catalog import ClassError, class_names, clean_class_name
+    from db.labels import effective_labels
+    from db.models import NOT_A_SHOE, Review
+    from feedback.reviews import record_review
+    from modeling.predict import stored_answers
+    from modeling.registry import current_versions
+    from modeling.rounds import MIN_NOT_A_SHOE
+
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "clutter"
+    for i in range(MIN_NOT_A_SHOE + 6):  # dark checkerboards: nothing like the brands' colours and stripes
+        board = np.kron((np.indices((4, 4)).sum(axis=0) % 2) * 60, np.ones((16, 16)))
+        pixels = np.clip(board[..., None] + rng.normal(0, 10, (64, 64, 3)), 0, 255).astype(np.uint8)
+        folder.mkdir(exist_ok=True)
+        PILImage.fromarray(pixels).save(folder / f"clutter_{i}.jpg", quality=90)
+    ingest_folder(folder)
+    with session_scope(catalogue) as session:
+        clutter = list(session.scalars(select(Image.id).where(Image.path.contains("clutter_")).order_by(Image.id)))
+    for image_id in clutter:
+        record_review(image_id, "ann", "not_a_shoe")
+    config = CnnConfig(input_size=32, epochs=30, batch_size=12, learning_rate=3e-3)
+    result = run_round("cnn", cnn_config=config, engine=catalogue, force=True)
+    learnt = result.data["not_a_shoe_learnt"]
+    assert learnt["train"] + learnt["holdout"] == len(clutter) and learnt["train"] >= MIN_NOT_A_SHOE
+    with session_scope(catalogue) as session:
+        version = current_versions(session)["cnn"]
+        assert NOT_A_SHOE in version.class_names
+        answers = stored_answers(session, {"cnn": version}, clutter)
+        assert class_names(session) == ["acme", "bolt", "crest"]  # never a class to answer or filter by
+    rejected = sum(answers[i]["cnn"].brand == NOT_A_SHOE for i in clutter)
+    assert rejected >= len(clutter) * 0.75, [(a["cnn"].brand, a["cnn"].confidence) for a in answers.values()]
+    with pytest.raises(ClassError, match="not a class name"):
+        clean_class_name("(Not a shoe)")
+
+    # Confirming (Enter) or picking the models' "not a shoe" records a "not a shoe" answer.
+    shown = answers[clutter[0]]["cnn"]
+    if shown.brand == NOT_A_SHOE:
+        record_review(clutter[0], "bob", "confirm", shown=shown)
+    record_review(clutter[1], "bob", "correct", label=NOT_A_SHOE)
+    with session_scope(catalogue) as session:
+        actions = [
+            r.action for r in session.scalars(select(Review).where(Review.reviewer == "bob").order_by(Review.id))
+        ]
+        labels = effective_labels(session, clutter[:2])
+    assert set(actions) == {"not_a_shoe"} and all(labels[i].not_a_shoe for i in clutter[:2])
