@@ -21,7 +21,7 @@ import numpy as np
 from db import get_engine, session_scope
 from db.catalog import attributes, clean_attribute_name, require_attribute
 from db.labels import labelled_set
-from db.models import BRAND_ID
+from db.models import BRAND_ID, NOT_A_SHOE
 from modeling.metrics import Metrics, compute_metrics, format_report, plot_confusion
 from modeling.predict import ModelHandle, current_handles, predict_sources
 from modeling.registry import ARCHITECTURES, ModelNotFoundError
@@ -122,7 +122,10 @@ def evaluate_manifest_attribute(
 
 def evaluate_holdout(handle: ModelHandle, progress: Progress | None = None) -> Metrics:
     with session_scope(get_engine()) as session:
-        holdout = labelled_set(session, handle.attribute_id).holdout
+        labelled = labelled_set(session, handle.attribute_id)
+    holdout = labelled.holdout
+    if NOT_A_SHOE in handle.class_names:  # a brand model that learnt to reject: scored on those photos too
+        holdout = holdout + labelled.rejected_holdout
     if not holdout:
         raise EvaluationError("The catalogue has no held-out images; ingest a labelled folder first, or use --data.")
     names = sorted(set(handle.class_names) | {i.brand for i in holdout})
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results.setdefault(attribute, {})[handle.arch] = {
             "model_version": handle.id,
-            **metrics.to_dict(),
+            **metrics.summary(),
             "skipped": skipped,
             "confusion_png": str(png),
         }

@@ -69,6 +69,9 @@ def format_report(metrics: Metrics, title: str = "") -> str:
     width = max([len(n) for n in metrics.class_names] + [9])
     lines = [title] if title else []
     lines.append(f"accuracy {metrics.accuracy:.3f}   macro F1 {metrics.macro_f1:.3f}   (n={metrics.n})")
+    if len(metrics.by_source) > 1:  # held out at import and from the review pool: each on its own
+        for source, part in metrics.by_source.items():
+            lines.append(f"  {source} held-out photos: accuracy {part['accuracy']:.3f}   (n={part['n']})")
     lines.append(f"{'brand':<{width}}  precision  recall     F1  support")
     for name, row in metrics.per_class.items():
         lines.append(
