@@ -117,10 +117,8 @@ def main() -> int:
         for name, r in results.items():
             print(f"| {arch} | {name} | {r[arch]['same_source']:.1%} | {r[arch]['new_arrivals']:.1%} |")
     for name, r in results.items():
-        print(
-            f"InceptionV3, {name} augmentation, new arrivals: whole photo {r['inception']['new_arrivals_whole_photo']:.1%}, "
-            f"with the second look at the shoe {r['inception']['new_arrivals']:.1%}"
-        )
+        whole, looked = r["inception"]["new_arrivals_whole_photo"], r["inception"]["new_arrivals"]
+        print(f"InceptionV3, {name} augmentation, new arrivals: whole photo {whole:.1%}, second look {looked:.1%}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps({"cnn_epochs": args.cnn_epochs, "inception_mode": "head", **results}, indent=2) + "\n"
