@@ -232,6 +232,27 @@ def test_rounds_page_shows_history_current_models_and_results(catalogue: Engine)
     assert list(every_round["candidate accuracy / F1"]) == ["0.800 / 0.780", "0.750 / 0.730", "0.700 / 0.680"]
 
 
+def test_rounds_page_gives_each_source_of_held_out_photos(catalogue: Engine) -> None:
+    def scored(accuracy: float, reviewed: float) -> dict:
+        return {
+            **fake_metrics(accuracy),
+            "by_source": {
+                "imported": {"n": 30, "accuracy": accuracy, "macro_f1": accuracy},
+                "reviewed": {"n": 24, "accuracy": reviewed, "macro_f1": reviewed},
+            },
+        }
+
+    add_round(catalogue, arch="inception", metrics={"candidate": scored(0.8, 0.5), "current": None})
+    add_round(catalogue, arch="inception", metrics={"candidate": scored(0.82, 0.75), "current": scored(0.8, 0.5)})
+    at = new_app().run()
+    at.switch_page("ui/pages/rounds.py").run()
+    assert_clean(at)
+    [before_after] = [d.value for d in at.dataframe if "held-out metric" in d.value.columns]
+    reviewed = before_after.set_index("held-out metric").loc["accuracy, reviewed (n=24)"]
+    assert (reviewed["current"], reviewed["candidate"], reviewed["change"]) == ("0.500", "0.750", "+0.250")
+    assert any("*reviewed* were held out from the review pool" in c.value for c in at.caption)
+
+
 def test_conflicts_are_listed_and_settled_on_the_browse_page(catalogue: Engine) -> None:
     image_id = pool_ids(catalogue)[0]
     record_review(image_id, "ann", "correct", label="acme", engine=catalogue)
