@@ -157,20 +157,15 @@ class FixedBatches:
         self.model, self.batch_size = model, batch_size
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        """The model's output for a non-empty ``x`` of any length."""
-        return self.outputs(x)[0]
-
-    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        """Each of the model's outputs for a non-empty ``x`` of any length."""
-        outputs: list[list[np.ndarray]] = []
+        """The model's outputs for a non-empty ``x`` of any length."""
+        outputs = []
         for start in range(0, len(x), self.batch_size):
             part = x[start : start + self.batch_size]
             n = len(part)
             if n < self.batch_size:
                 part = np.concatenate([part, np.zeros((self.batch_size - n, *part.shape[1:]), part.dtype)])
-            out = self.model.predict_on_batch(part)
-            outputs.append([np.asarray(o)[:n] for o in (out if isinstance(out, list | tuple) else [out])])
-        return [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
+            outputs.append(np.asarray(self.model.predict_on_batch(part))[:n])
+        return np.concatenate(outputs)
 
 
 class ShoeLook:
@@ -182,7 +177,7 @@ class ShoeLook:
         self.top = FixedBatches(_inception_top(model), upper.batch_size)  # mixed8 -> mixed10 maps
         self.kernel = np.asarray(model.get_layer("brand").kernel, dtype=np.float32)
 
-    def boxes(self, paths: Sequence[str | bytes], cut: np.ndarray, probs: np.ndarray) -> dict[int, Box]:
+    def boxes(self, paths: Sequence[Source], cut: np.ndarray, probs: np.ndarray) -> dict[int, Box]:
         """The crop box of each large photo whose map points at a small part of it, by position."""
         sizes: dict[int, tuple[int, int]] = {}
         for i, path in enumerate(paths):
@@ -207,7 +202,7 @@ class ShoeLook:
 
     def refine(
         self,
-        paths: Sequence[str | bytes],
+        paths: Sequence[Source],
         cut: np.ndarray,
         probs: np.ndarray,
         cache: FeatureCache | None = None,
@@ -218,27 +213,21 @@ class ShoeLook:
         boxes = self.boxes(paths, cut, probs)
         if not boxes:
             return probs
-        crops: dict[int, np.ndarray] = {}
-        todo: list[int] = []
-        for i, box in boxes.items():
-            key = f"{shas[i]}-{box.key()}" if cache is not None and shas is not None else None
-            if key is not None and cache.has(key):
-                crops[i] = cache.get(key)[0]
-            else:
-                todo.append(i)
+        keys = {i: f"{shas[i]}-{box.key()}" for i, box in boxes.items()} if cache and shas else {}
+        crops = {i: cache.get(key)[0] for i, key in keys.items() if cache.has(key)}
         pixels = {}
-        for i in todo:
-            box = boxes[i]
-            try:
-                pixels[i] = load_crop(paths[i], (box.left, box.top, box.right, box.bottom), self.input_size)
-            except ImageError:
-                continue
+        for i, box in boxes.items():
+            if i not in crops:
+                try:
+                    pixels[i] = load_crop(paths[i], (box.left, box.top, box.right, box.bottom), self.input_size)
+                except ImageError:
+                    continue  # seen whole only
         if pixels:
             computed = self.lower.predict_on_batch(np.stack(list(pixels.values())))
             for i, activations in zip(pixels, computed, strict=True):
                 crops[i] = activations
-                if cache is not None and shas is not None:
-                    cache.put(f"{shas[i]}-{boxes[i].key()}", activations[None])
+                if i in keys:
+                    cache.put(keys[i], activations[None])
         if not crops:
             return probs
         positions = list(crops)
