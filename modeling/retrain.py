@@ -2,8 +2,8 @@
 
 Takes the current model and every label derived from reviews (corrections
 override imported labels), trains a candidate, evaluates it on the frozen
-held-out set, and promotes it only if its macro F1 is not worse than the current
-model's. Without a current model it trains the first one.
+held-out photos, and promotes it only if it is not worse than the current model
+(:mod:`modeling.promotion`). Without a current model it trains the first one.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Training and fine-tuning rounds: train a candidate, evaluate it on the frozen held-out
-set next to the current model, and promote it only if it is not worse (macro F1).
+set next to the current model, and promote it only if it is not worse (:mod:`modeling.promotion`).
 
 A round is recorded in the ``rounds`` table from start to finish (what it used,
 progress, metrics, confusion matrix, duration), which is also what the app shows.
