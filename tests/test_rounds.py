@@ -404,13 +404,9 @@ def test_a_round_scores_each_source_of_held_out_photos(
     assert list(accuracy.index) == ["all", "imported", "reviewed"]
     assert accuracy.loc["reviewed", "n"] == reviewed
     assert accuracy.loc["reviewed", "value"] == result.candidate.by_source["reviewed"]["accuracy"]
-    second = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
-    with session_scope(catalogue) as session:
-        row = session.get(Round, second.round_id)
-        session.expunge(row)
-    frame = comparison_frame(row).set_index("held-out metric")
+    frame = comparison_frame(row).set_index("held-out metric")  # the first model: nothing to compare with
     assert f"accuracy, reviewed (n={reviewed})" in frame.index and "accuracy, imported (n=9)" in frame.index
-    assert f"reviewed held-out photos (n={reviewed})" in second.message and "too few to judge" in second.message
+    assert frame.loc["accuracy, imported (n=9)", "candidate"] == result.candidate.by_source["imported"]["accuracy"]
 
 
 def test_not_a_shoe_answers_teach_the_brand_models_to_reject_such_photos(catalogue, tmp_path: Path) -> None:
