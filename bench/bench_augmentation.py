@@ -64,22 +64,52 @@ def variant(name: str, args: argparse.Namespace) -> dict:
     with (args.arrivals / "labels.csv").open(newline="") as handle:
         truth = {Path(r["file"]).name: r["brand"].strip() for r in csv.DictReader(handle)}
     files = [p for p in list_images(args.arrivals / "images") if p.name in truth]
-    rows = [(i, hashlib.sha256(p.read_bytes()).hexdigest(), str(p)) for i, p in enumerate(files)]
-
-    def accuracy(handle, probs: dict) -> float:
-        names = handle.class_names
-        return float(np.mean([names[int(np.argmax(probs[i]))] == truth[files[i].name] for i, *_ in rows]))
-
+    sets = {"new_arrivals": [(p, truth[p.name]) for p in files], "small_in_frame": small_shoes(engine, args.seed)}
     for handle in current_handles(engine):
-        probs, _ = predict_images(handle, rows)
-        result[handle.arch]["new_arrivals"] = accuracy(handle, probs)
-        if handle.arch == "inception":
-            factor, shoe_crop.LARGE_SIDE_FACTOR = shoe_crop.LARGE_SIDE_FACTOR, float("inf")
-            whole, _ = predict_images(handle, rows)
-            shoe_crop.LARGE_SIDE_FACTOR = factor
-            result["inception"]["new_arrivals_whole_photo"] = accuracy(handle, whole)
-    result["new_arrivals_n"] = len(rows)
+        for name, photos in sets.items():
+            rows = [(i, hashlib.sha256(p.read_bytes()).hexdigest(), str(p)) for i, (p, _) in enumerate(photos)]
+
+            def accuracy(probs: dict, photos: list = photos, names: list = handle.class_names) -> float:
+                return float(np.mean([names[int(np.argmax(probs[i]))] == b for i, (_, b) in enumerate(photos)]))
+
+            probs, _ = predict_images(handle, rows)
+            result[handle.arch][name] = accuracy(probs)
+            if handle.arch == "inception":  # the same model, seen whole only
+                factor, shoe_crop.LARGE_SIDE_FACTOR = shoe_crop.LARGE_SIDE_FACTOR, float("inf")
+                whole, _ = predict_images(handle, rows)
+                shoe_crop.LARGE_SIDE_FACTOR = factor
+                result["inception"][f"{name}_whole_photo"] = accuracy(whole)
+    result["n"] = {name: len(photos) for name, photos in sets.items()}
     return result
+
+
+def small_shoes(engine, seed: int) -> list[tuple[Path, str]]:
+    """Each same-source held-out photo made a small part of a 1200x1600 frame: scaled to a quarter of the
+    frame's width, at a random place on a background of its own border colour with some noise."""
+    import numpy as np
+    from PIL import Image
+
+    from db import session_scope
+    from db.labels import labelled_set
+    from shoelabel.settings import get_settings
+
+    rng = np.random.default_rng(seed)
+    folder = get_settings().home / "small-in-frame"
+    folder.mkdir(parents=True, exist_ok=True)
+    with session_scope(engine) as session:
+        held_out = labelled_set(session).holdout
+    photos = []
+    for item in held_out:
+        shoe = Image.open(item.path).convert("RGB").resize((300, 300))
+        border = np.concatenate([np.asarray(shoe)[[0, -1]].reshape(-1, 3), np.asarray(shoe)[:, [0, -1]].reshape(-1, 3)])
+        colour = np.median(border, axis=0)
+        frame = np.clip(colour + rng.normal(0, 6, (1600, 1200, 3)), 0, 255).astype(np.uint8)
+        canvas = Image.fromarray(frame)
+        canvas.paste(shoe, (int(rng.integers(0, 900)), int(rng.integers(0, 1300))))
+        path = folder / f"{item.sha256[:16]}.jpg"
+        canvas.save(path, quality=90)
+        photos.append((path, item.brand))
+    return photos
 
 
 def main() -> int:
@@ -88,6 +118,7 @@ def main() -> int:
     parser.add_argument("--arrivals", type=Path, default=SHARED / "data" / "new-arrivals")
     parser.add_argument("--weights", type=Path, default=SHARED / "weights" / "inception_v3_imagenet_notop.h5")
     parser.add_argument("--cnn-epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "bench-augmentation.json")
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -106,19 +137,25 @@ def main() -> int:
         env.pop("SHOELABEL_DB", None)
         out = home / "result.json"
         command = [sys.executable, __file__, "--variant", name, "--out", str(out), "--cnn-epochs", str(args.cnn_epochs)]
+        command += ["--seed", str(args.seed)]
         command += ["--train", str(args.train), "--arrivals", str(args.arrivals)]
         print(f"{name} augmentation ...", flush=True)
         subprocess.run(command, env=env, check=True, cwd=REPO)
         results[name] = json.loads(out.read_text())
         print(json.dumps(results[name], indent=2), flush=True)
-    print("\n| model | augmentation | same-source held-out | new arrivals |")
-    print("|---|---|---|---|")
+    print("\n| model | augmentation | same-source held-out | new arrivals | held-out, small in a big frame |")
+    print("|---|---|---|---|---|")
     for arch in ("inception", "cnn"):
         for name, r in results.items():
-            print(f"| {arch} | {name} | {r[arch]['same_source']:.1%} | {r[arch]['new_arrivals']:.1%} |")
+            scores = r[arch]
+            print(
+                f"| {arch} | {name} | {scores['same_source']:.1%} | {scores['new_arrivals']:.1%} | "
+                f"{scores['small_in_frame']:.1%} |"
+            )
     for name, r in results.items():
-        whole, looked = r["inception"]["new_arrivals_whole_photo"], r["inception"]["new_arrivals"]
-        print(f"InceptionV3, {name} augmentation, new arrivals: whole photo {whole:.1%}, second look {looked:.1%}")
+        for where in ("new_arrivals", "small_in_frame"):
+            whole, looked = r["inception"][f"{where}_whole_photo"], r["inception"][where]
+            print(f"InceptionV3, {name} augmentation, {where}: whole photo {whole:.1%}, second look {looked:.1%}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps({"cnn_epochs": args.cnn_epochs, "inception_mode": "head", **results}, indent=2) + "\n"
