@@ -165,6 +165,11 @@ def plot(result: dict, path: Path) -> None:
         for xi, b, a in zip(x, before, after, strict=True):
             ax.text(xi - 0.2, b + 0.01, f"{b:.0%}", ha="center", fontsize=9)
             ax.text(xi + 0.2, a + 0.01, f"{a:.0%}", ha="center", fontsize=9)
+        if before_key == "unreviewed_before":  # what answering the commonest brand every time scores
+            counts = result["unreviewed_brands"]
+            baseline = max(counts.values()) / sum(counts.values())
+            label = f"always {max(counts, key=counts.get)}: {baseline:.0%}"
+            ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label=label)
         ax.set_xticks(x, ["InceptionV3" if a == "inception" else "custom CNN" for a in archs])
         ax.set_title(title)
         ax.set_ylim(0, 1.08)
@@ -177,6 +182,11 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def replot(json_path: Path, plot_path: Path) -> None:
+    """Draw the figure again from a run's JSON."""
+    plot(json.loads(json_path.read_text()), plot_path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=Path, default=SHARED / "data" / "shoes-train")
@@ -186,7 +196,11 @@ def main() -> int:
     parser.add_argument("--cnn-epochs", type=int, default=None, help="CNN epochs (default: the product's)")
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "bench-feedback.json")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "feedback.png")
+    parser.add_argument("--replot", action="store_true", help="only draw the figure again from --json")
     args = parser.parse_args()
+    if args.replot:
+        replot(args.json, args.plot)
+        return 0
     missing = [p for p in (args.train, args.arrivals / "labels.csv", args.weights) if not p.exists()]
     if missing:
         print(f"skipped: not found: {', '.join(map(str, missing))}", file=sys.stderr)
