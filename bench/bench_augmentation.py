@@ -84,12 +84,13 @@ def variant(name: str, args: argparse.Namespace) -> dict:
 
 
 def small_shoes(engine, seed: int) -> list[tuple[Path, str]]:
-    """Each same-source held-out photo made a small part of a 1200x1600 frame: scaled to a quarter of the
+    """Each same-source held-out photo (held out at import) made a small part of a 1200x1600 frame: scaled to a quarter of the
     frame's width, at a random place on a background of its own border colour with some noise."""
     import numpy as np
     from PIL import Image
 
     from db import session_scope
+    from db.evaluation_part import IMPORTED
     from db.labels import labelled_set
     from shoelabel.settings import get_settings
 
@@ -97,7 +98,7 @@ def small_shoes(engine, seed: int) -> list[tuple[Path, str]]:
     folder = get_settings().home / "small-in-frame"
     folder.mkdir(parents=True, exist_ok=True)
     with session_scope(engine) as session:
-        held_out = labelled_set(session).holdout
+        held_out = [item for item in labelled_set(session).holdout if item.source == IMPORTED]
     photos = []
     for item in held_out:
         shoe = Image.open(item.path).convert("RGB").resize((300, 300))
