@@ -84,8 +84,9 @@ def variant(name: str, args: argparse.Namespace) -> dict:
 
 
 def small_shoes(engine, seed: int) -> list[tuple[Path, str]]:
-    """Each same-source held-out photo (held out at import) made a small part of a 1200x1600 frame: scaled to a quarter of the
-    frame's width, at a random place on a background of its own border colour with some noise."""
+    """Each same-source held-out photo (held out at import) made a small part of a 1200x1600 frame: scaled
+    to a quarter of the frame's width, at a random place on a background of its own border colour with
+    some noise."""
     import numpy as np
     from PIL import Image
 

@@ -77,7 +77,7 @@ def main() -> int:
             flipped = load_array(path, handle.input_size)[:, ::-1][None]
             mirrored[i] = upper.predict_on_batch(lower.predict_on_batch(flipped))[0]
 
-        def accuracy(probs: dict) -> float:
+        def accuracy(probs: dict, photos: list = photos) -> float:
             return float(np.mean([names[int(np.argmax(probs[i]))] == b for i, (_, b) in enumerate(photos)]))
 
         report[name] = {
