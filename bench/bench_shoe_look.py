@@ -1,13 +1,13 @@
-"""Which way of looking at a large photo predicts best: whole, the class activation map's crop, or five crops?
+"""Which way of looking at a large photo predicts best: whole, a crop around the shoe, or five crops?
 
-    python bench/bench_shoe_look.py --home CATALOGUE [--version ID] [--arrivals DIR] [--json OUT]
+    python bench/bench_shoe_look.py --home CATALOGUE [--version ID] [--limit N] [--arrivals DIR] [--json OUT]
 
 On a catalogue with an InceptionV3 model (e.g. the one ``bench/bench_feedback.py`` leaves; ``--version``
-picks a model version, default the current one): its accuracy on every photo of ``new-arrivals`` and on
+picks a model version, default the current one): its accuracy on the photos of ``new-arrivals`` and on
 the catalogue's held-out photos made a small part of a 1200x1600 frame (as ``bench_augmentation.py``
-makes them), seen whole, with the second look at the shoe (the product), averaged over the whole photo
-and five crops (the centre and four corners, each 60% of the side: multi-crop), and with its mirror
-image. Figures, not assertions.
+makes them), seen whole; with the second look at the shoe, the crop found by the class activation map
+or by the last block's total activity; averaged over the whole photo and five crops (the centre and
+four corners, each 60% of the side: multi-crop); and with its mirror image. Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--arrivals", type=Path, default=SHARED / "data" / "new-arrivals")
     parser.add_argument("--weights", type=Path, default=SHARED / "weights" / "inception_v3_imagenet_notop.h5")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="a seeded sample of this many new arrivals")
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "bench-shoe-look.json")
     args = parser.parse_args()
     os.environ["SHOELABEL_HOME"] = str(args.home)
@@ -58,15 +59,20 @@ def main() -> int:
     lower, upper = (FixedBatches(part, 32) for part in split_inception(handle.model()))
     with (args.arrivals / "labels.csv").open(newline="") as stream:
         truth = {Path(r["file"]).name: r["brand"].strip() for r in csv.DictReader(stream)}
-    sets = {
-        "new_arrivals": [(p, truth[p.name]) for p in list_images(args.arrivals / "images") if p.name in truth],
-        "small_in_frame": small_shoes(engine, args.seed),
-    }
+    arrivals = [(p, truth[p.name]) for p in list_images(args.arrivals / "images") if p.name in truth]
+    if args.limit and args.limit < len(arrivals):
+        picked = np.random.default_rng(args.seed).choice(len(arrivals), args.limit, replace=False)
+        arrivals = [arrivals[i] for i in sorted(picked)]
+    sets = {"new_arrivals": arrivals, "small_in_frame": small_shoes(engine, args.seed)}
     names = handle.class_names
     report: dict = {"model_version": handle.id}
     for name, photos in sets.items():
         rows = [(i, hashlib.sha256(p.read_bytes()).hexdigest(), str(p)) for i, (p, _) in enumerate(photos)]
-        looked, _ = predict_images(handle, rows)
+        looked = {}
+        for kind in ("class", "energy"):
+            shoe_crop.MAP = kind
+            looked[kind], _ = predict_images(handle, rows)
+        shoe_crop.MAP = "class"
         factor, shoe_crop.LARGE_SIDE_FACTOR = shoe_crop.LARGE_SIDE_FACTOR, float("inf")
         whole, _ = predict_images(handle, rows)
         shoe_crop.LARGE_SIDE_FACTOR = factor
@@ -83,7 +89,8 @@ def main() -> int:
         report[name] = {
             "n": len(photos),
             "whole photo": accuracy(whole),
-            "second look at the shoe (the product)": accuracy(looked),
+            "second look, class activation map": accuracy(looked["class"]),
+            "second look, last block's activity": accuracy(looked["energy"]),
             "whole + five crops": accuracy({i: (whole[i] + 5 * crops[i]) / 6 for i in whole}),
             "whole + mirror": accuracy({i: (whole[i] + mirrored[i]) / 2 for i in whole}),
         }
