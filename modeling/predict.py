@@ -39,7 +39,7 @@ from modeling.feature_cache import INCEPTION_CUT, FeatureCache, inception_activa
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.queue_scores import score_images
 from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, every_current_version, load_keras
-from modeling.shoe_crop import CROP_WEIGHT, Box, evidence_map, is_large, shoe_box
+from modeling.shoe_crop import CROP_WEIGHT, Box, class_activation_map, is_large, shoe_box
 from shoelabel.cli import command
 from shoelabel.csvcells import neutralise
 from shoelabel.images import (
@@ -195,8 +195,8 @@ class ShoeLook:
         kernels = [self.kernel[:channels], self.kernel[channels:]]
         boxes = {}
         for j, i in enumerate(positions):
-            evidence = evidence_map(cut[i], top[j], kernels, int(np.argmax(probs[i])))
-            if (box := shoe_box(evidence, *sizes[i])) is not None:
+            cam = class_activation_map([cut[i], top[j]], kernels, int(np.argmax(probs[i])))
+            if (box := shoe_box(cam, *sizes[i])) is not None:
                 boxes[i] = box
         return boxes
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 LARGE_SIDE_FACTOR = 2.0  # a photo is large when its longer side is at least this times the input size
 THRESHOLD = 0.35  # share of the map's peak that counts as the shoe's region
@@ -29,7 +28,6 @@ MARGIN = 0.12  # added on each side, as a share of the box
 MAX_BOX_AREA = 0.6  # a box covering more of the photo than this adds nothing: the photo is seen once
 GRID = 32  # boxes are rounded to 1/GRID of the photo (a stable cache key)
 CROP_WEIGHT = 0.5  # the crop's share of the averaged probabilities
-MAP = "class"  # where the shoe is: "class", the answer's activation map; "energy", the last block's activity
 
 
 @dataclass(frozen=True)
@@ -62,13 +60,6 @@ def class_activation_map(maps: list[np.ndarray], kernels: list[np.ndarray], clas
     )
 
 
-def evidence_map(low: np.ndarray, top: np.ndarray, kernels: list[np.ndarray], class_index: int) -> np.ndarray:
-    """Where the photo's evidence is, from the ``mixed8`` (``low``) and last-block (``top``) maps (see :data:`MAP`)."""
-    if MAP == "energy":
-        return top.astype(np.float32).sum(axis=-1)
-    return class_activation_map([low, top], kernels, class_index)
-
-
 def _upsample(cam: np.ndarray, size: int) -> np.ndarray:
     image = Image.fromarray(cam.astype(np.float32), mode="F")
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
@@ -81,8 +72,7 @@ def shoe_box(cam: np.ndarray, width: int, height: int) -> Box | None:
     low, peak = float(fine.min()), float(fine.max())
     if not math.isfinite(peak) or peak - low <= 1e-6:
         return None
-    strong, _ = ndimage.label(fine >= low + THRESHOLD * (peak - low))
-    rows, cols = np.nonzero(strong == strong[np.unravel_index(np.argmax(fine), fine.shape)])  # around the peak
+    rows, cols = np.nonzero(fine >= low + THRESHOLD * (peak - low))
     n = fine.shape[0]
     x0, x1, y0, y1 = cols.min() / n, (cols.max() + 1) / n, rows.min() / n, (rows.max() + 1) / n
     # the square holds the photo fitted and centred: map the box back to fractions of the photo
