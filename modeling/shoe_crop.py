@@ -5,10 +5,11 @@ The photo is first seen whole, fitted into the model's square: a 1280x1600 studi
 photo shrinks to 299 px, and a shoe that fills a third of it keeps about 100 px. The class activation
 map (CAM) of the predicted class over the last blocks says where the evidence is: the head is linear over
 the average-pooled ``mixed8`` and ``mixed10`` maps, so the class score at each place of those 8x8 maps is
-exact (Zhou et al., 2016). The box around the map's strongest region, with a margin, is cut from the
-photo at full resolution and seen again; the probabilities of the whole photo and of the crop are
-averaged. Small photos (both sides below :data:`LARGE_SIDE_FACTOR` times the input) and boxes that cover
-most of the photo are seen once, so a 240 px web photo is predicted exactly as before.
+exact (Zhou et al., 2016). The box around every place where the map is above :data:`THRESHOLD` of its
+range, with a margin, is cut from the photo at full resolution and seen again; the probabilities of the
+whole photo and of the crop are averaged. Small photos (the longer side below :data:`LARGE_SIDE_FACTOR`
+times the input) and boxes that cover most of the photo are seen once, so a 240 px web photo is
+predicted exactly as before.
 
 The crop's ``mixed8`` activations are cached like the photo's, keyed by the photo and the box (rounded to
 a 1/32 grid), so a refresh that finds the same box never runs the lower network again.
