@@ -17,7 +17,6 @@ trying again works.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from shoelabel.errors import BusyError, UserError
-from shoelabel.settings import SettingsError
+from shoelabel.settings import number_setting
 
 BUSY_TIMEOUT_S = 30.0
 BUSY_TIMEOUT_ENV = "SHOELABEL_BUSY_TIMEOUT"  # seconds; overrides BUSY_TIMEOUT_S (tests, impatient scripts)
@@ -51,16 +50,12 @@ class DatabaseUnavailableError(UserError, RuntimeError):
 
 def busy_timeout_s() -> float:
     """How long a writer waits for another process's lock: ``SHOELABEL_BUSY_TIMEOUT`` or 30 s."""
-    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return BUSY_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 86400:
-        raise SettingsError(f"{BUSY_TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to e.g. 30, or unset it.")
-    return value
+    return number_setting(
+        BUSY_TIMEOUT_ENV,
+        BUSY_TIMEOUT_S,
+        lambda v: 0 <= v < 86400,
+        " is not a number of seconds; set it to e.g. 30, or unset it.",
+    )
 
 
 def busy_error(engine: Engine, exc: OperationalError) -> DatabaseBusyError | None:

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,18 +104,26 @@ def get_settings() -> Settings:
     )
 
 
-def share_setting(name: str, default: float) -> float:
-    """A share between 0 and 0.5 from the environment variable ``name``."""
-    value = os.environ.get(name, "").strip()
-    if not value:
+def number_setting(name: str, default: float, valid: Callable[[float], bool], advice: str) -> float:
+    """The number in the environment variable ``name`` (``default`` when unset); a :class:`SettingsError`
+    quoting the value, followed by ``advice``, when it is not a number or not ``valid``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
         return default
     try:
-        share = float(value)
+        value = float(raw)
     except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 0.5:
-        raise SettingsError(f"{name}={value!r}: give a share between 0 and 0.5 (e.g. 0.15 for 15%).")
-    return share
+        value = math.nan  # fails every comparison
+    if not valid(value):
+        raise SettingsError(f"{name}={raw!r}{advice}")
+    return value
+
+
+def share_setting(name: str, default: float) -> float:
+    """A share between 0 and 0.5 from the environment variable ``name``."""
+    return number_setting(
+        name, default, lambda v: 0.0 <= v <= 0.5, ": give a share between 0 and 0.5 (e.g. 0.15 for 15%)."
+    )
 
 
 def import_roots(value: str) -> tuple[str, ...]:
