@@ -30,7 +30,7 @@ from modeling.jobs import (
     mark_abandoned_jobs,
     open_job,
 )
-from modeling.registry import ARCHITECTURES
+from modeling.registry import ARCHITECTURES, DEFAULT_INCEPTION_MODE
 from modeling.rounds import mark_abandoned_rounds, open_round
 from shoelabel.settings import get_settings
 
@@ -75,7 +75,7 @@ def _spawn(engine: Engine, args: list[str], lock: JobLock, kind: JobKind, round_
 
 def start_round(
     arch: str = "both",
-    mode: str = "finetune",
+    mode: str = DEFAULT_INCEPTION_MODE,
     *,
     attribute: str | None = None,
     trigger: str = "app",

@@ -1,9 +1,11 @@
 """Training both architectures.
 
-The custom CNN trains on decoded pixels with augmentation. InceptionV3 trains
-from cached ``mixed8`` activations (the photo, its mirror image and augmented
-views): the head first, then the top blocks at a low learning rate, so a round
-over images it has already seen never runs the lower network again.
+The custom CNN trains on decoded pixels with augmentation, taught by InceptionV3 where one
+exists (:mod:`modeling.distillation`). InceptionV3 trains from cached ``mixed8`` activations:
+its head is a logistic regression over the pooled features of the photo and its mirror image
+(:mod:`modeling.linear_head`); ``finetune`` then trains the top blocks at a low learning rate over
+augmented views too, so a round over images it has already seen never runs the lower network
+again. Every model leaves training with a fitted temperature (:mod:`modeling.calibration`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from modeling.architectures import (
     set_frozen_below_cut,
     split_inception,
 )
+from modeling.calibration import calibrate, fold_temperature, logits_of, validation_slice
+from modeling.distillation import Teacher, targets
 from modeling.feature_cache import VIEWS, FeatureCache
+from modeling.linear_head import LinearHead, fit_linear_head
 from shoelabel.errors import UserError
 from shoelabel.images import ImageError, iter_batches
 from shoelabel.progress import Progress, Stage, Throttled, silent
@@ -49,14 +54,16 @@ class CnnConfig:
     round_learning_rate: float = 5e-4
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
+    validation_share: float = 0.1  # of the labelled photos, set aside to fit the temperature
+    sample_budget: int = 60_000  # photos seen per training: fewer epochs when the pool adds photos
     seed: int = 0
 
 
 @dataclass
 class InceptionConfig:
     input_size: int = INCEPTION_INPUT_SIZE
-    head_epochs: int = 40
-    head_learning_rate: float = 1e-3
+    head_views: int = 2  # the head learns from the photo and its mirror image
+    validation_share: float = 0.1  # of the training photos, set aside while fine-tuning to fit the temperature
     finetune_epochs: int = 3  # over every cached view of each photo
     finetune_learning_rate: float = 1e-4
     round_finetune_epochs: int = 2
@@ -93,12 +100,13 @@ class KerasProgress(keras.callbacks.Callback):
         self.report(done, f"{self.label}: epoch {self.epoch + 1}/{self.epochs}, loss {self.last_loss:.3f}")
 
 
-def _one_hot(brands: Sequence[str], class_names: list[str]) -> np.ndarray:
+def class_indices(classes: Sequence[str], class_names: list[str]) -> np.ndarray:
+    """Each photo's class as an index into ``class_names``."""
     index = {name: i for i, name in enumerate(class_names)}
-    unknown = sorted({b for b in brands if b not in index})
+    unknown = sorted({c for c in classes if c not in index})
     if unknown:
-        raise TrainingError(f"Brands {unknown} are not among the model's brands {class_names}.")
-    return keras.utils.to_categorical([index[b] for b in brands], len(class_names)).astype("float32")
+        raise TrainingError(f"Classes {unknown} are not among the model's classes {class_names}.")
+    return np.array([index[c] for c in classes], dtype=int)
 
 
 def check_trainable(brands: Sequence[str], min_per_class: int = MIN_PHOTOS_PER_BRAND) -> list[str]:
@@ -146,16 +154,19 @@ def load_pixels(paths: Sequence[str], size: int, progress: Progress = silent, ch
 
 def train_cnn(
     paths: Sequence[str],
-    brands: Sequence[str],
+    classes: Sequence[str],
     *,
     parent: tuple[keras.Model, list[str]] | None = None,
     config: CnnConfig | None = None,
+    teacher: Teacher | None = None,
     progress: Progress = silent,
     verbose: int = 0,
 ) -> TrainOutcome:
-    """Train the custom CNN from scratch, or continue from ``parent`` (model, its brands)."""
+    """Train the custom CNN from scratch, or continue from ``parent`` (model, its classes); with a
+    ``teacher``, on soft targets over the labelled photos and the pool (:mod:`modeling.distillation`).
+    A validation slice of the labelled photos fits the temperature."""
     config = config or CnnConfig()
-    class_names = check_trainable(brands)
+    class_names = check_trainable(classes)
     keras.utils.set_random_seed(config.seed)
     if parent is None:
         model, new_head = build_cnn(len(class_names), config.input_size, seed=config.seed), True
@@ -164,38 +175,76 @@ def train_cnn(
         model, new_head = _adapt(parent[0], parent[1], class_names)
         epochs, lr = config.round_epochs, config.round_learning_rate
     input_size = int(model.input.shape[1])  # a parent keeps the size it was trained at
-    pixels = load_pixels(paths, input_size, Stage(progress, 0.0, 0.1))
-    targets = _one_hot(brands, class_names)
-    steps = math.ceil(len(pixels) / config.batch_size) * epochs
-    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1), warmup_target=None)
+    labels = class_indices(classes, class_names)
+    fit, validation = validation_slice(labels, config.validation_share, config.seed)
+    pixels = load_pixels(paths, input_size, Stage(progress, 0.0, 0.08))
+    soft = targets(labels, teacher.labelled if teacher else None, len(class_names), config.label_smoothing)
+    pool_pixels, pool_targets = _pool_pixels(teacher, input_size, len(class_names), Stage(progress, 0.08, 0.15))
+    data = SoftTargets(np.concatenate([pixels[fit], pool_pixels]), np.concatenate([soft[fit], pool_targets]), config)
+    epochs = max(1, min(epochs, math.ceil(config.sample_budget / max(len(data.pixels), 1))))
+    history = _fit_cnn(model, data, epochs, lr, config, Stage(progress, 0.15, 0.97), verbose)
+    details: dict[str, Any] = {
+        "epochs": epochs,
+        "learning_rate": lr,
+        "from": "scratch" if parent is None else "parent",
+        "new_head": new_head,
+        "final_train_loss": float(history.history["loss"][-1]),
+        "n_train": len(fit),
+        **(teacher.details() if teacher else {"teacher_version": None}),
+    }
+    if len(validation):
+        progress(0.98, "fitting the temperature on the validation slice")
+        calibration = calibrate(logits_of(model.predict(pixels[validation], verbose=0)), labels[validation])
+        fold_temperature(model, calibration.temperature)
+        details["calibration"] = calibration.to_dict()
+    return TrainOutcome(model, class_names, input_size, details)
+
+
+class SoftTargets(keras.utils.PyDataset):
+    """Batches of decoded photos (kept as uint8) with their soft targets, reshuffled every epoch."""
+
+    def __init__(self, pixels: np.ndarray, targets: np.ndarray, config: CnnConfig) -> None:
+        super().__init__()
+        self.pixels, self.targets, self.batch_size = pixels, targets, config.batch_size
+        self.rng = np.random.default_rng(config.seed)
+        self.order = self.rng.permutation(len(pixels))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.pixels) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        return self.pixels[rows].astype("float32"), self.targets[rows]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.pixels))
+
+
+def _fit_cnn(
+    model: keras.Model, data: SoftTargets, epochs: int, lr: float, config: CnnConfig, progress: Progress, verbose: int
+) -> keras.callbacks.History:
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(len(data) * epochs, 1))
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+        loss=keras.losses.CategoricalCrossentropy(),  # the targets carry the label smoothing
     )
-    history = model.fit(
-        pixels.astype("float32"),
-        targets,
-        batch_size=config.batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=verbose,
-        callbacks=[KerasProgress(Stage(progress, 0.1, 1.0), epochs, "training the CNN")],
+    return model.fit(
+        data, epochs=epochs, verbose=verbose, callbacks=[KerasProgress(progress, epochs, "training the CNN")]
     )
-    return TrainOutcome(
-        model,
-        class_names,
-        input_size,
-        {
-            "epochs": epochs,
-            "learning_rate": lr,
-            "from": "scratch" if parent is None else "parent",
-            "new_head": new_head,
-            "final_train_loss": float(history.history["loss"][-1]),
-            "final_train_accuracy": float(history.history["accuracy"][-1]),
-            "n_train": len(paths),
-        },
-    )
+
+
+def _pool_pixels(
+    teacher: Teacher | None, size: int, n_classes: int, progress: Progress
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pool photos the teacher answered, decoded; one that cannot be read is left out."""
+    if teacher is None or not teacher.pool_paths:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, n_classes), "float32")
+    kept, chunks = [], []
+    for batch in iter_batches(list(teacher.pool_paths), size, 64):
+        kept += batch.indices
+        chunks.append(batch.pixels)
+        progress(len(kept) / len(teacher.pool_paths), f"decoding pool photos {len(kept)}/{len(teacher.pool_paths)}")
+    return np.concatenate(chunks), teacher.pool[kept].astype("float32")
 
 
 # --------------------------------------------------------------------------- InceptionV3
@@ -303,72 +352,30 @@ def upper_pooled(
     return np.concatenate(out)
 
 
-def train_head(
-    model: keras.Model,
-    features: np.ndarray,
-    targets: np.ndarray,
-    epochs: int,
-    lr: float,
-    label_smoothing: float,
-    batch_size: int,
-    seed: int,
-    progress: Progress,
-) -> dict[str, float]:
-    """Train only the ``brand`` layer on pooled features (every view), then write it back."""
-    brand = model.get_layer("brand")
-    inputs = keras.Input((features.shape[-1],))
-    x = keras.layers.Dropout(model.get_layer("dropout").rate)(inputs)
-    head_layer = keras.layers.Dense(brand.units, activation="softmax")
-    head = keras.Model(inputs, head_layer(x))
-    head_layer.set_weights(brand.get_weights())
-    head.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=["accuracy"],
-    )
-    x_all = features.reshape(-1, features.shape[-1])
-    y_all = np.repeat(targets, features.shape[1], axis=0)
-    keras.utils.set_random_seed(seed)
-    history = head.fit(
-        x_all,
-        y_all,
-        batch_size=batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[KerasProgress(progress, epochs, "training the head")],
-    )
-    brand.set_weights(head_layer.get_weights())
-    return {"head_loss": float(history.history["loss"][-1]), "head_accuracy": float(history.history["accuracy"][-1])}
+def set_head(model: keras.Model, head: LinearHead) -> dict[str, Any]:
+    """Write a fitted linear head into the model's softmax layer, its temperature folded in."""
+    model.get_layer("brand").set_weights([head.kernel, head.bias])
+    if head.calibration is not None:
+        fold_temperature(model, head.calibration.temperature)
+    return head.details()
 
 
 def _fit_head(
     model: keras.Model,
     cache: FeatureCache,
     shas: Sequence[str],
-    targets: np.ndarray,
-    mode: str,
-    new_head: bool,
+    labels: np.ndarray,
     config: InceptionConfig,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Train the head alone on pooled cached features; a head-only round keeps to the photo and its
-    mirror image (seconds, not minutes)."""
+    """Fit the head on pooled cached features of the photo and its mirror image (seconds, not
+    minutes): a convex fit, so a round refits it on every label rather than continuing the last one."""
     progress(0.0, "pooling cached features")
-    features = upper_pooled(model, cache, shas, n_views=2 if mode == "head" else VIEWS)
-    lr = config.head_learning_rate if new_head else config.head_learning_rate / 2
-    details = train_head(
-        model,
-        features,
-        targets,
-        config.head_epochs,
-        lr,
-        config.label_smoothing,
-        config.batch_size,
-        config.seed,
-        Stage(progress, 0.1, 1.0),
-    )
-    return {**details, "head_epochs": config.head_epochs}
+    features = upper_pooled(model, cache, shas, n_views=config.head_views)
+    progress(0.5, f"fitting the head ({len(shas)} photos, regularisation by cross-validation)")
+    details = set_head(model, fit_linear_head(features, labels, model.get_layer("brand").units, seed=config.seed))
+    progress(1.0, "head fitted")
+    return details
 
 
 def _fine_tune(
@@ -376,30 +383,40 @@ def _fine_tune(
     upper: keras.Model,
     cache: FeatureCache,
     shas: Sequence[str],
-    targets: np.ndarray,
+    labels: np.ndarray,
     new_head: bool,
     config: InceptionConfig,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Fine-tune ``mixed9``/``mixed10`` at a low learning rate over every cached view."""
+    """Fine-tune ``mixed9``/``mixed10`` at a low learning rate over every cached view, leaving out a
+    validation slice whose photos then fit the temperature of the fine-tuned model."""
     epochs = config.finetune_epochs if new_head else config.round_finetune_epochs
     lr = config.finetune_learning_rate if new_head else config.round_learning_rate
+    fit, validation = validation_slice(labels, config.validation_share, config.seed)
     set_frozen_below_cut(model)
     upper.compile(
         optimizer=keras.optimizers.Adam(lr),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    data = CachedActivations(cache, shas, targets, config.batch_size, config.seed)
+    targets = keras.utils.to_categorical(labels, model.get_layer("brand").units).astype("float32")
+    shas = list(shas)
+    data = CachedActivations(cache, [shas[i] for i in fit], targets[fit], config.batch_size, config.seed)
     history = upper.fit(
         data, epochs=epochs, verbose=0, callbacks=[KerasProgress(progress, epochs, "fine-tuning mixed9-10")]
     )
-    return {
+    details: dict[str, Any] = {
         "finetune_epochs": epochs,
         "finetune_learning_rate": lr,
         "final_train_loss": float(history.history["loss"][-1]),
         "final_train_accuracy": float(history.history["accuracy"][-1]),
     }
+    if len(validation):
+        activations = cache.load([shas[i] for i in validation], view=0).astype("float32")
+        calibration = calibrate(logits_of(upper.predict(activations, verbose=0)), labels[validation])
+        fold_temperature(model, calibration.temperature)
+        details["finetune_calibration"] = calibration.to_dict()
+    return details
 
 
 def train_inception(
@@ -416,9 +433,9 @@ def train_inception(
 ) -> TrainOutcome:
     """Train InceptionV3 on cached activations.
 
-    ``mode="head"`` trains the classification head only (seconds); ``"finetune"``
-    also fine-tunes ``mixed9``/``mixed10``. A new head (no parent, or new brands)
-    is always trained first, so fine-tuning starts from sensible gradients.
+    ``mode="head"`` fits the classification head only (seconds); ``"finetune"``
+    also fine-tunes ``mixed9``/``mixed10``. A new head (no parent, or new classes)
+    is always fitted first, so fine-tuning starts from sensible gradients.
     """
     if mode not in ("head", "finetune"):
         raise TrainingError(f"Unknown mode {mode!r}; use 'head' or 'finetune'.")
@@ -433,11 +450,18 @@ def train_inception(
     input_size = int(model.input.shape[1])
     lower, upper = split_inception(model)
     activations = ensure_activations(
-        lower, cache, shas, paths, input_size, batch_size=config.feature_batch_size, progress=Stage(progress, 0.0, 0.45)
+        lower,
+        cache,
+        shas,
+        paths,
+        input_size,
+        views=VIEWS if mode == "finetune" else config.head_views,
+        batch_size=config.feature_batch_size,
+        progress=Stage(progress, 0.0, 0.45),
     )
     if activations.errors:
         raise TrainingError(f"{unreadable(activations.errors)}. Restore or remove them, then train again.")
-    targets = _one_hot(brands, class_names)
+    labels = class_indices(brands, class_names)
     details: dict[str, Any] = {
         "mode": mode,
         "new_head": new_head,
@@ -446,9 +470,9 @@ def train_inception(
     }
     head_end = 0.55 if mode == "finetune" else 1.0
     if new_head or mode == "head":
-        details.update(_fit_head(model, cache, shas, targets, mode, new_head, config, Stage(progress, 0.45, head_end)))
+        details.update(_fit_head(model, cache, shas, labels, config, Stage(progress, 0.45, head_end)))
     if mode == "finetune":
-        details.update(_fine_tune(model, upper, cache, shas, targets, new_head, config, Stage(progress, head_end, 1.0)))
+        details.update(_fine_tune(model, upper, cache, shas, labels, new_head, config, Stage(progress, head_end, 1.0)))
     for layer in model.layers:
         layer.trainable = True
     return TrainOutcome(model, class_names, input_size, details)

@@ -1,4 +1,4 @@
-"""A fine-tuning round: ``python -m modeling.retrain [--arch inception|cnn|both] [--mode finetune|head] [--force]``.
+"""A round: ``python -m modeling.retrain [--arch inception|cnn|both] [--mode head|finetune] [--force]``.
 
 Takes the current model and every label derived from reviews (corrections
 override imported labels), trains a candidate, evaluates it on the frozen
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from modeling.cli import add_attribute_argument, run_rounds
-from modeling.registry import ARCHITECTURES
+from modeling.registry import ARCHITECTURES, DEFAULT_INCEPTION_MODE, INCEPTION_MODES
 from shoelabel.cli import command
 
 
@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=[*ARCHITECTURES, "both"], default="both")
     parser.add_argument(
         "--mode",
-        choices=["finetune", "head"],
-        default="finetune",
-        help="inception only: 'head' retrains the classification head on cached features (seconds)",
+        choices=INCEPTION_MODES,
+        default=DEFAULT_INCEPTION_MODE,
+        help="inception only: 'head' refits the classifier on cached features (seconds); 'finetune' also "
+        "trains the top blocks (minutes)",
     )
     parser.add_argument("--force", action="store_true", help="promote the candidate even if it is worse")
     parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)

@@ -43,7 +43,17 @@ from modeling.metrics import Metrics, compare_table, compute_metrics, plot_confu
 from modeling.predict import ModelHandle, predict_images, store_predictions, update_predictions
 from modeling.promotion import decide, source_scores
 from modeling.queue_scores import rescore_all
-from modeling.registry import check_arch, current, load_fresh, new_model_path, promote, register, reject, remember
+from modeling.registry import (
+    DEFAULT_INCEPTION_MODE,
+    check_arch,
+    current,
+    load_fresh,
+    new_model_path,
+    promote,
+    register,
+    reject,
+    remember,
+)
 from shoelabel.errors import UserError
 from shoelabel.progress import Progress, Stage, Throttled, fan_out, silent
 from shoelabel.settings import get_settings
@@ -316,7 +326,7 @@ def run_round(
     (:class:`modeling.jobs.JobLock`)."""
     check_arch(arch)
     engine = engine or get_engine()
-    mode = mode or ("finetune" if arch == "inception" else "train")
+    mode = mode or (DEFAULT_INCEPTION_MODE if arch == "inception" else "train")
     if round_id is None:
         round_id = open_round(engine, arch, trigger, mode, attribute_id)
     else:
@@ -489,7 +499,7 @@ def _run(
     if arch == "inception":
         outcome, weights = _train_inception(start.labelled, start.parent, mode, inception_config, train_stage)
     else:
-        outcome, weights = _train_cnn(start.labelled, start.parent, cnn_config, train_stage)
+        outcome, weights = _train_cnn(engine, start.labelled, start.parent, cnn_config, attribute_id, train_stage)
     report(0.80, "saving the candidate")
     candidate = _register_candidate(engine, round_id, arch, start, outcome, weights)
     scores = _score_on_holdout(start, candidate, Stage(report, 0.82, 0.92))
@@ -593,14 +603,24 @@ def _train_inception(
 
 
 def _train_cnn(
-    labelled: LabelledSet, parent: ModelHandle | None, config: CnnConfig | None, progress: Progress
+    engine: Engine,
+    labelled: LabelledSet,
+    parent: ModelHandle | None,
+    config: CnnConfig | None,
+    attribute_id: int,
+    progress: Progress,
 ) -> tuple[TrainOutcome, str]:
-    from modeling.fitting import train_cnn
+    """Train the CNN, taught by the attribute's current InceptionV3 where there is one."""
+    from modeling.distillation import teacher_for
+    from modeling.fitting import check_trainable, train_cnn
 
     train = labelled.train
+    classes = [i.brand for i in train]
+    with session_scope(engine) as session:
+        teacher = teacher_for(session, attribute_id, labelled, check_trainable(classes))
     parent_arg = (load_fresh(parent.path), list(parent.class_names)) if parent is not None else None
     outcome = train_cnn(
-        [i.path for i in train], [i.brand for i in train], parent=parent_arg, config=config, progress=progress
+        [i.path for i in train], classes, parent=parent_arg, config=config, teacher=teacher, progress=progress
     )
     return outcome, ""
 

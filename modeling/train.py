@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from modeling.cli import add_attribute_argument, run_rounds
-from modeling.registry import ARCHITECTURES
+from modeling.registry import ARCHITECTURES, DEFAULT_INCEPTION_MODE, INCEPTION_MODES
 from shoelabel.cli import command
 
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         help="CNN: training epochs; InceptionV3: fine-tuning epochs of the top blocks",
     )
     parser.add_argument("--input-size", type=int, default=None, help="square input size in pixels")
-    parser.add_argument("--mode", choices=["finetune", "head"], default="finetune", help="inception only")
+    parser.add_argument("--mode", choices=INCEPTION_MODES, default=DEFAULT_INCEPTION_MODE, help="inception only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="make it current even if it is worse")
     add_attribute_argument(parser)

@@ -84,7 +84,7 @@ def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
     paths, labels = synthetic(tmp_path / "photos", per_brand=4)
     shas = [f"{i:064x}" for i in range(len(paths))]
     cache = FeatureCache(tmp_path / "cache", "test")
-    config = InceptionConfig(input_size=75, head_epochs=3, finetune_epochs=1, batch_size=8)
+    config = InceptionConfig(input_size=75, finetune_epochs=1, batch_size=8)
     outcome = train_inception(shas, paths, labels, cache=cache, weights=None, mode="finetune", config=config)
     assert outcome.details["activations_computed"] == len(paths)
     assert all(cache.has(sha) for sha in shas)

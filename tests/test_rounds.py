@@ -19,9 +19,7 @@ from modeling.metrics import compute_metrics
 from modeling.rounds import decide, run_round
 
 TINY_CNN = CnnConfig(input_size=32, epochs=10, round_epochs=2, batch_size=12, learning_rate=3e-3)
-TINY_INCEPTION = InceptionConfig(
-    input_size=75, head_epochs=10, finetune_epochs=1, round_finetune_epochs=1, batch_size=12
-)
+TINY_INCEPTION = InceptionConfig(input_size=75, finetune_epochs=1, round_finetune_epochs=1, batch_size=12)
 
 
 def metrics(f1_like_accuracy: float):
@@ -73,7 +71,7 @@ def test_worse_candidate_is_rejected_and_current_model_stays(catalogue, monkeypa
     from modeling.architectures import build_cnn
     from modeling.fitting import TrainOutcome
 
-    def untrained(labelled, parent, config, progress):
+    def untrained(engine, labelled, parent, config, attribute_id, progress):
         model = build_cnn(3, input_size=32)
         for layer in model.layers:  # a model that always says "crest"
             if layer.name == "brand":

@@ -127,11 +127,12 @@ def controls() -> None:
         )
         mode_col.radio(
             "InceptionV3 training",
-            ["finetune", "head"],
+            ["head", "finetune"],
             horizontal=True,
             key="retrain_mode",
             disabled=arch == "cnn",
-            help="finetune: the top Inception blocks and the head learn; head: only the new head does (faster). "
+            help="head: the classifier is refitted on the frozen features (seconds); finetune: the top Inception "
+            "blocks learn too (minutes). "
             "Only for InceptionV3: the CNN always trains as a whole.",
         )
         with buttons:
