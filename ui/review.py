@@ -67,6 +67,62 @@ if (!window.shoelabelTypeahead) {
   }, true);
 }
 </script>"""
+#: The Review page's keyboard, installed once per browser tab (static: no user data):
+#: - Escape takes the keyboard out of any box (a sidebar select box, the type-ahead) and back to the review;
+#: - an answer key pressed while the next photo is not on screen yet (the page marks each drawn photo with
+#:   ``shoelabel-ready``: which run drew it, and which keys answer it) is held back, so it never answers the
+#:   photo that comes next, and a notice counts the keys ignored (never silence).
+REVIEW_KEYS = """<script>
+if (!window.shoelabelKeys) {
+  const keys = window.shoelabelKeys = {closedOn: null, since: 0, ignored: 0, hide: null};
+  const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  const notice = () => {
+    let box = document.getElementById("shoelabel-ignored");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "shoelabel-ignored";
+      box.setAttribute("role", "status");
+      box.style.cssText = "position:fixed;bottom:1.5rem;left:50%;transform:translateX(-50%);z-index:100000;"
+        + "background:#fff3cd;color:#664d03;border:1px solid #ffe69c;border-radius:.5rem;padding:.5rem 1rem";
+      document.body.appendChild(box);
+    }
+    box.textContent = keys.ignored + (keys.ignored === 1 ? " key" : " keys") + " ignored: wait for the photo";
+    box.style.display = "block";
+    clearTimeout(keys.hide);
+    keys.hide = setTimeout(() => { box.style.display = "none"; keys.ignored = 0; }, 3000);
+  };
+  window.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      const el = document.activeElement;
+      if (el && el !== document.body && (typing(el) || el.closest('[data-testid="stSidebar"]'))) {
+        setTimeout(() => el.blur());
+      }
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    if (document.querySelector('[role="dialog"]')) return;
+    const ready = document.querySelector(".shoelabel-ready");
+    if (!ready || !ready.dataset.keys.split(" ").includes(event.key.toLowerCase())) return;
+    const run = ready.dataset.run;
+    if (keys.closedOn === run && performance.now() - keys.since < 5000) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      keys.ignored += 1;
+      notice();
+      return;
+    }
+    keys.closedOn = run;
+    keys.since = performance.now();
+  }, true);
+}
+</script>"""
+#: Takes the keyboard out of the sidebar after a queue setting changed there, so the answer keys work at once
+#: (Streamlit leaves it in the select box, where "3" would be typed). ``{n}`` changes with each change, which
+#: runs the script again. Static apart from that number.
+RELEASE_FOCUS = """<script>/* {n} */ setTimeout(() => {{
+  const el = document.activeElement;
+  if (el && el.closest('[data-testid="stSidebar"]')) el.blur();
+}}, 50);</script>"""
 PHOTO_WIDTH = 560  # the most the Review page shows of a photo's width; a smaller photo keeps its own
 RENEW_TRIES = 3  # renewals in a row the database may refuse as busy before the page warns
 SCOPE_HELP = {
@@ -94,6 +150,31 @@ ACTION_WORDS = {
 def _keep_scope(key: str) -> None:
     """Remember the scope chosen by hand, so another strategy that offers it starts on it too."""
     st.session_state["queue_scope"] = st.session_state[key]
+    _release_focus()
+
+
+def _release_focus() -> None:
+    """After a change in the sidebar, the next run takes the keyboard out of it (see :data:`RELEASE_FOCUS`)."""
+    st.session_state["focus_releases"] = st.session_state.get("focus_releases", 0) + 1
+
+
+def _keep_choice(key: str) -> None:
+    """Remember a sidebar choice outside its widget: Streamlit forgets a widget's value when a page without it
+    is drawn, and the choice must outlive a visit to another page."""
+    st.session_state[f"kept_{key}"] = st.session_state[key]
+    _release_focus()
+
+
+def _kept_index(key: str, options: list[str], default: str) -> int:
+    """Where the select box ``key`` starts: the choice kept by :func:`_keep_choice`, else ``default``."""
+    kept = st.session_state.get(f"kept_{key}")
+    return options.index(kept if kept in options else default)
+
+
+def answered_attribute() -> str | None:
+    """The attribute the Review page answers (None: every attribute at once), as chosen in the sidebar."""
+    chosen = st.session_state.get("kept_review_attribute", BRAND)
+    return None if chosen == EVERY_ATTRIBUTE else chosen
 
 
 def queue_settings() -> tuple[str | None, str, str]:
@@ -105,22 +186,29 @@ def queue_settings() -> tuple[str | None, str, str]:
         attributes = list(common.shown_or_none(attribute_ids, engine=common.engine()) or [BRAND])
         attribute: str | None = BRAND
         if len(attributes) > 1:
+            options = [*attributes, EVERY_ATTRIBUTE]
             chosen = st.selectbox(
                 "Answer",
-                [*attributes, EVERY_ATTRIBUTE],
+                options,
+                index=_kept_index("review_attribute", options, BRAND),
                 key="review_attribute",
+                on_change=_keep_choice,
+                args=("review_attribute",),
                 help="The attribute you answer, one key per photo. Brand has the query strategies below; another "
                 "attribute offers typical, diverse photos first until its first model is trained, then the "
                 "photos that model is least sure of.",
             )
             attribute = None if chosen == EVERY_ATTRIBUTE else chosen
+        st.html(RELEASE_FOCUS.format(n=st.session_state.get("focus_releases", 0)), unsafe_allow_javascript=True)
         if attribute not in (BRAND, None):
             return attribute, DEFAULT_STRATEGY, "unlabelled"
         strategy = st.selectbox(
             "Strategy",
             names,
-            index=names.index(DEFAULT_STRATEGY),
+            index=_kept_index("strategy", names, DEFAULT_STRATEGY),
             key="strategy",
+            on_change=_keep_choice,
+            args=("strategy",),
             help="Which photos come first: the ones the models are least sure about (least_confidence, "
             "margin, entropy), disagree on, spread over the feature space (diverse), at random, or "
             "labelled photos the models contradict (likely_mislabelled).",
@@ -210,11 +298,11 @@ def _advance(answered: int) -> None:
 def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     state = _state()
     item = _current(image_id)
-    if item is None:  # a key pressed on a photo that was answered meanwhile
+    if item is None:  # a key pressed on a photo that was answered meanwhile: never applied to the next one
+        _ignored()
         return
     shown = item.shown()
-    attribute = state.get("review_attribute") or BRAND
-    attribute = BRAND if attribute == EVERY_ATTRIBUTE else attribute  # skip and not a shoe: about the photo
+    attribute = answered_attribute() or BRAND  # every attribute at once: skip and not a shoe are about the photo
     try:
         review_id = record_review(
             image_id,
@@ -243,10 +331,17 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     _advance(image_id)
 
 
+def _ignored() -> None:
+    """Count a key that reached a photo no longer on screen; the page says so (see :func:`_messages`)."""
+    state = _state()
+    state["review_ignored"] = state.get("review_ignored", 0) + 1
+
+
 def _answer_every(image_id: int, names: list[str]) -> None:
     """Store the classes chosen on the every-attribute screen (an attribute left empty is not answered)."""
     state = _state()
     if _current(image_id) is None:
+        _ignored()
         return
     chosen = {name: value for name in names if (value := state.get(f"every_{image_id}_{name}")) is not None}
     if not chosen:
@@ -493,6 +588,16 @@ def _messages() -> None:
         st.error(state["review_error"], icon=":material/error:")
     if notice := state.pop("review_notice", None):
         st.info(notice, icon=":material/model_training:")
+    if ignored := state.pop("review_ignored", 0):
+        st.warning(f"{ignored} key{'s' if ignored > 1 else ''} ignored: wait for the photo", icon=":material/timer:")
+
+
+def _ready(keys: list[str]) -> None:
+    """Mark the photo as drawn, with the keys that answer it (the last element of the review, so its keys are
+    bound when it appears): :data:`REVIEW_KEYS` holds back the keys pressed before it."""
+    state = _state()
+    state["review_run"] = state.get("review_run", 0) + 1
+    st.html(f'<span class="shoelabel-ready" data-run="{state["review_run"]}" data-keys="{" ".join(keys)}"></span>')
 
 
 @st.fragment
@@ -534,6 +639,7 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
         else:
             st.success(f"Every photo has a {common.plain(attribute)} (or your answer).", icon=":material/done_all:")
         _undo_button(st, None)
+        _ready(["z"])
         return
     item = items[0]
     left, right = st.columns([5, 4], gap="large")
@@ -543,6 +649,7 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
         with right:
             _every_attribute(item)
             st.caption("Keys: **Enter** save every answer · **S** skip · **N** not a shoe · **Z** undo")
+        _ready(["enter", "s", "n", "z"])
         return
     keyed = _keyed_brands(item, brands)
     with right:
@@ -557,6 +664,8 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
     for upcoming in items[1:]:  # decode the next photo now, so it is ready when this one is answered
         with contextlib.suppress(ImageError):
             common.review_image(upcoming.path, upcoming.sha256)
+    confirm = ["enter"] if item.confirm_target() else []
+    _ready([*confirm, *(str(n) for n in range(1, len(keyed) + 1)), "s", "n", "u", "z"])
 
 
 def render() -> None:
@@ -572,6 +681,7 @@ def render() -> None:
     attribute, strategy, scope = queue_settings()
     if common.ask_reviewer() is None:
         return
+    st.html(REVIEW_KEYS, unsafe_allow_javascript=True)
     keep_claims()  # before the photo, so its warning shows above it
     review_area(attribute, strategy, scope)
 

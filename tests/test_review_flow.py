@@ -1,0 +1,63 @@
+"""The Review page's queue settings, skipped photos, Undo and the every-attribute screen, driven with AppTest
+and checked in the database."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
+
+from db import session_scope
+from db.models import Review, ReviewAction
+from feedback.classes import add_attribute, add_classes
+from tests.app_support import assert_clean, new_app, pool_ids
+
+
+def reviews(engine: Engine) -> list[Review]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(Review).order_by(Review.id)))
+
+
+def shown_image(at: AppTest) -> int:
+    return at.session_state["review_queue"][0].image_id
+
+
+def sign_in(at: AppTest, name: str = "ann") -> AppTest:
+    at.text_input(key="reviewer_name").input(name)
+    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
+    assert_clean(at)
+    return at
+
+
+@pytest.fixture
+def reviewing(catalogue: Engine) -> AppTest:
+    """The Review page with reviewer "ann" signed in."""
+    return sign_in(new_app().run())
+
+
+@pytest.fixture
+def colour(catalogue: Engine) -> Engine:
+    add_attribute("colour", engine=catalogue)
+    add_classes("colour", ["black", "red", "white"], engine=catalogue)
+    return catalogue
+
+
+def test_queue_settings_survive_a_page_change(colour: Engine) -> None:
+    at = sign_in(new_app().run())
+    at.selectbox(key="strategy").set_value("margin").run()
+    at.selectbox(key="review_attribute").set_value("colour").run()
+    assert_clean(at)
+    at.switch_page("ui/pages/browse.py").run()
+    at.switch_page("ui/pages/review.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="review_attribute").value == "colour"
+    image_id = shown_image(at)
+    at.button(key=f"brand_{image_id}_2").click().run()  # a key meant for colour is recorded on colour
+    [review] = reviews(colour)
+    with session_scope(colour) as session:
+        stored = session.get(Review, review.id)
+        assert (stored.attribute.name, stored.label_class.name) == ("colour", "red")
+    at.selectbox(key="review_attribute").set_value("brand").run()
+    at.switch_page("ui/pages/browse.py").run()
+    at.switch_page("ui/pages/review.py").run()
+    assert at.selectbox(key="strategy").value == "margin"
