@@ -166,7 +166,7 @@ def test_undo_never_takes_back_an_answer_from_another_tab(reviewing: AppTest, ca
 
 def test_empty_queue_suggests_other_queues(reviewing: AppTest, catalogue: Engine) -> None:
     for _ in pool_ids(catalogue):
-        reviewing.button(key=f"skip_{shown_image(reviewing)}").click().run()
+        reviewing.button(key=f"brand_{shown_image(reviewing)}_1").click().run()
     assert_clean(reviewing)
     assert reviewing.session_state["review_queue"] == []
     assert any("unreviewed" in s.value and "likely_mislabelled" in s.value for s in reviewing.success)

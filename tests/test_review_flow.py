@@ -8,7 +8,7 @@ from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
 from db import session_scope
-from db.models import Review, ReviewAction
+from db.models import Review
 from feedback.classes import add_attribute, add_classes
 from tests.app_support import assert_clean, new_app, pool_ids
 
@@ -61,3 +61,29 @@ def test_queue_settings_survive_a_page_change(colour: Engine) -> None:
     at.switch_page("ui/pages/browse.py").run()
     at.switch_page("ui/pages/review.py").run()
     assert at.selectbox(key="strategy").value == "margin"
+
+
+def test_skipped_and_unsure_photos_come_back(reviewing: AppTest, catalogue: Engine) -> None:
+    pool = pool_ids(catalogue)
+    for n in range(len(pool)):
+        answer = "unsure" if n % 2 else "skip"
+        reviewing.button(key=f"{answer}_{shown_image(reviewing)}").click().run()
+    assert_clean(reviewing)
+    assert reviewing.session_state["review_queue"] == []
+    end = " ".join(m.value for m in [*reviewing.info, *reviewing.success])
+    assert f"{len(pool)} photo(s) here have no decision yet: {len(pool)} you skipped or marked unsure" in end
+    assert "Every photo here has a brand" not in end
+
+    reviewing.button(key="review_put_off").click().run()  # the pass over them
+    assert_clean(reviewing)
+    assert shown_image(reviewing) == pool[0]  # the one put off longest ago first
+    reviewing.button(key=f"brand_{pool[0]}_1").click().run()
+    assert shown_image(reviewing) == pool[1]
+    for _ in pool[1:]:
+        reviewing.button(key=f"skip_{shown_image(reviewing)}").click().run()
+    assert reviewing.session_state["review_queue"] == []  # skipped again in this pass: not offered again in it
+    end = " ".join(m.value for m in reviewing.info)
+    assert f"{len(pool) - 1} photo(s) here have no decision yet" in end
+
+    later = sign_in(new_app().run())  # another day: they come back at the end of the queue
+    assert shown_image(later) == pool[1]

@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 from db import DatabaseBusyError
-from db.models import BRAND, ReviewAction
+from db.models import BRAND, ReviewAction, utcnow
 from feedback.attribute_queue import (
     next_attribute_items,
     pending_attribute_count,
@@ -34,7 +34,9 @@ from feedback.queue import (
     default_scope,
     next_items,
     pending_count,
+    put_off_count,
     renew_claims,
+    scope_count,
 )
 from feedback.reviews import record_review, undo_last
 from feedback.strategies import STRATEGIES, get_strategy
@@ -269,7 +271,14 @@ def _queue(reviewer: str, attribute: str | None, strategy: str, scope: str) -> l
         prefer = state.pop("review_prefer", None)  # the preloaded (or undone) photo stays first
         if attribute in (BRAND, None):  # every attribute at once follows the brand queue
             items = next_items(
-                reviewer, common.session_id(), strategy=strategy, scope=scope, k=2, first=prefer, engine=common.engine()
+                reviewer,
+                common.session_id(),
+                strategy=strategy,
+                scope=scope,
+                k=2,
+                first=prefer,
+                engine=common.engine(),
+                again_before=state.setdefault("review_pass_start", utcnow()),  # put off before: at the end
             )
         else:
             items = next_attribute_items(
@@ -568,18 +577,43 @@ def _undo_button(where: Any, image_id: int | None) -> None:
     )
 
 
-def _empty_queue(strategy: str, scope: str) -> None:
-    if scope == "unlabelled":
+def _again() -> None:
+    """Start a pass over the reviewer's skipped and unsure photos: those put off before now come back."""
+    state = _state()
+    state["review_pass_start"] = utcnow()
+    state["review_queue"] = None
+
+
+def _empty_queue(reviewer: str, strategy: str, scope: str) -> None:
+    """What is left when the queue has nothing more for this reviewer, counted, and the way back to the photos
+    they skipped or marked unsure."""
+    put_off = put_off_count(reviewer, common.session_id(), scope=scope, engine=common.engine())
+    left = 0 if scope == "labelled" else scope_count(scope, engine=common.engine())
+    if scope == "labelled":
+        advice = "There is no labelled photo left for you to check."
+    elif left:
+        others = max(left - put_off, 0)
+        advice = f"{left} photo(s) here have no decision yet: {put_off} you skipped or marked unsure" + (
+            f", {others} with other reviewers." if others else "."
+        )
+    elif scope == "unlabelled":
         advice = (
             "Every photo here has a brand or a decision. To check imported labels, choose the photos "
             "**unreviewed** in the sidebar, or the strategy **likely_mislabelled** to see the labels the "
             "models doubt most. New photos can be added on the Import or Predict pages."
         )
-    elif scope == "unreviewed":
-        advice = "Every photo has been decided. Try the strategy **likely_mislabelled** to double-check labels."
     else:
-        advice = "There is no labelled photo left for you to check."
-    st.success(f"Nothing left to review in the **{scope}** queue ({strategy}). {advice}", icon=":material/done_all:")
+        advice = "Every photo has been decided. Try the strategy **likely_mislabelled** to double-check labels."
+    shown = st.info if left else st.success
+    shown(f"Nothing left for you in the **{scope}** queue ({strategy}). {advice}", icon=":material/done_all:")
+    if put_off:
+        st.button(
+            f"Go through my {put_off} skipped and unsure photo(s) again",
+            key="review_put_off",
+            type="primary",
+            on_click=_again,
+            help="Skipped and unsure photos also come back at the end of the queue next time you open Review.",
+        )
 
 
 def _messages() -> None:
@@ -635,7 +669,7 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
     )
     if not items:
         if attribute in (BRAND, None):
-            _empty_queue(strategy, scope)
+            _empty_queue(reviewer, strategy, scope)
         else:
             st.success(f"Every photo has a {common.plain(attribute)} (or your answer).", icon=":material/done_all:")
         _undo_button(st, None)
