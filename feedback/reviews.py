@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -18,6 +19,8 @@ from shoelabel.errors import UserError
 from shoelabel.settings import get_settings
 
 MAX_REVIEWER_LENGTH = 120
+UNDO_DEPTH = 20  # how many of a reviewer's latest answers Undo can reach back through, from any tab
+UNDO_WINDOW = timedelta(hours=24)  # ... given at most this long ago
 
 
 class ReviewError(UserError, ValueError):
@@ -103,13 +106,16 @@ def undo_last(
     reviewer: str,
     *,
     among: Collection[int] | None = None,
+    recent: bool = False,
     engine: Engine | None = None,
     actor: Actor = OPERATOR,
 ) -> Review | None:
     """Mark the reviewer's latest live review as undone; returns it (or None if there is none).
 
     ``among`` limits undo to the given review ids (the app passes those its browser tab
-    recorded, so undo in one tab never takes back an answer given in another). ``actor``
+    recorded, so undo in one tab takes back its own answers first). ``recent`` limits it to the
+    reviewer's :data:`UNDO_DEPTH` latest answers of the last :data:`UNDO_WINDOW` (undone ones counted),
+    which the app reaches from any tab, so Undo survives a reload. ``actor``
     must be allowed to review, and a signed-in account undoes its own answers only.
     """
     require(actor, Permission.REVIEW)
@@ -118,6 +124,14 @@ def undo_last(
     query = select(Review).where(Review.reviewer == reviewer, Review.undone_at.is_(None))
     if among is not None:
         query = query.where(Review.id.in_(list(among)))
+    if recent:
+        latest = (
+            select(Review.id)
+            .where(Review.reviewer == reviewer, Review.created_at >= utcnow() - UNDO_WINDOW)
+            .order_by(Review.created_at.desc(), Review.id.desc())
+            .limit(UNDO_DEPTH)
+        )
+        query = query.where(Review.id.in_(latest.scalar_subquery()))
     with session_scope(engine or get_engine(), write=True) as session:
         review = session.scalar(query.order_by(Review.created_at.desc(), Review.id.desc()).limit(1))
         if review is None:

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from db import session_scope
 from db.models import Review
 from feedback.classes import add_attribute, add_classes
+from feedback.reviews import record_review
 from tests.app_support import assert_clean, new_app, pool_ids
 
 
@@ -87,3 +88,30 @@ def test_skipped_and_unsure_photos_come_back(reviewing: AppTest, catalogue: Engi
 
     later = sign_in(new_app().run())  # another day: they come back at the end of the queue
     assert shown_image(later) == pool[1]
+
+
+def test_undo_survives_a_reload_for_the_reviewers_recent_answers(reviewing: AppTest, catalogue: Engine) -> None:
+    from datetime import timedelta
+
+    from db.models import utcnow
+
+    pool = pool_ids(catalogue)
+    old = record_review(pool[-1], "ann", "skip", engine=catalogue)
+    with session_scope(catalogue, write=True) as session:
+        session.get(Review, old).created_at = utcnow() - timedelta(hours=25)  # too old to undo
+    first = shown_image(reviewing)
+    reviewing.button(key=f"brand_{first}_3").click().run()
+    reviewing.button(key=f"skip_{shown_image(reviewing)}").click().run()
+
+    reloaded = sign_in(new_app().run())  # a new browser session: this tab recorded nothing
+    reloaded.button(key=f"undo_{shown_image(reloaded)}").click().run()
+    reloaded.button(key=f"undo_{shown_image(reloaded)}").click().run()
+    assert_clean(reloaded)
+    assert shown_image(reloaded) == first  # the answer undone last comes back on screen
+    undone = {r.id: r.undone_at is not None for r in reviews(catalogue)}
+    assert undone.pop(old) is False and all(undone.values())
+    reloaded.button(key=f"undo_{first}").click().run()
+    assert any("Nothing to undo" in m.value for m in reloaded.markdown)
+    other = record_review(pool[-2], "bob", "skip", engine=catalogue)
+    reloaded.button(key=f"undo_{first}").click().run()
+    assert not {r.id: r.undone_at for r in reviews(catalogue)}[other]  # never another reviewer's answer

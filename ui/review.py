@@ -38,7 +38,7 @@ from feedback.queue import (
     renew_claims,
     scope_count,
 )
-from feedback.reviews import record_review, undo_last
+from feedback.reviews import UNDO_DEPTH, UNDO_WINDOW, record_review, undo_last
 from feedback.strategies import STRATEGIES, get_strategy
 from modeling.predict import ModelAnswer
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
@@ -401,18 +401,20 @@ def _every_attribute(item: QueueItem) -> None:
 def _undo() -> None:
     state = _state()
     try:
-        review = undo_last(
-            common.reviewer() or "",
-            among=state.get("review_ids", []),
-            engine=common.engine(),
-            actor=auth.current_actor(),
+        mine = {"engine": common.engine(), "actor": auth.current_actor()}
+        # this tab's answers first; then (after a reload, say) the reviewer's latest ones from any tab
+        review = undo_last(common.reviewer() or "", among=state.get("review_ids", []), **mine) or undo_last(
+            common.reviewer() or "", recent=True, **mine
         )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
         return
     state.pop("review_error", None)
     if review is None:
-        state["review_last"] = "Nothing to undo in this tab."
+        state["review_last"] = (
+            f"Nothing to undo: your last {UNDO_DEPTH} answers of the last {UNDO_WINDOW.total_seconds() / 3600:.0f} "
+            "hours are undone already."
+        )
         return
     state["review_done"] = max(0, state["review_done"] - 1)
     answer = state.get("review_answers", {}).pop(review.id, None) or (
@@ -573,7 +575,8 @@ def _undo_button(where: Any, image_id: int | None) -> None:
         shortcut="Z",
         icon=":material/undo:",
         on_click=_undo,
-        help="Undo your last answer in this tab",
+        help=f"Undo your last answer (this tab's first; your last {UNDO_DEPTH} answers of the last day, one by one, "
+        "also after a reload)",
     )
 
 
