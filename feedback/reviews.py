@@ -140,6 +140,41 @@ def undo_last(
         return review
 
 
+def send_to_review(
+    image_id: int, reviewer: str, *, engine: Engine | None = None, actor: Actor = OPERATOR
+) -> int:
+    """Put a photo's brand back in the review queue: its live decisions are undone (they stay in its history)
+    and an "unsure" answer of ``reviewer`` records who sent it back and when; returns that review's id.
+
+    A reviewer may send back the photos only they decided; others' decisions need an admin (who settles).
+    """
+    require(actor, Permission.REVIEW)
+    answer_as(actor, reviewer)
+    reviewer = clean_reviewer(reviewer)
+    with session_scope(engine or get_engine(), write=True) as session:
+        if session.get(Image, image_id) is None:
+            raise ReviewError(f"No image with id {image_id}.")
+        decisions = list(
+            session.scalars(
+                select(Review).where(
+                    Review.image_id == image_id,
+                    Review.attribute_id == BRAND_ID,
+                    Review.undone_at.is_(None),
+                    Review.action.in_(DECISIVE),
+                )
+            )
+        )
+        if any(r.reviewer != reviewer for r in decisions):
+            require(actor, Permission.SETTLE)
+        now = utcnow()
+        for decision in decisions:
+            decision.undone_at = now
+        review = Review(image_id=image_id, attribute_id=BRAND_ID, reviewer=reviewer, action=ReviewAction.UNSURE)
+        session.add(review)
+        session.flush()
+        return review.id
+
+
 def review_history(image_id: int, *, engine: Engine | None = None) -> list[dict[str, Any]]:
     """Every review of an image, undone ones included, oldest first."""
     with session_scope(engine or get_engine()) as session:

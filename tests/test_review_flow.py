@@ -8,7 +8,7 @@ from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
 from db import session_scope
-from db.models import Review
+from db.models import Review, ReviewAction
 from feedback.classes import add_attribute, add_classes
 from feedback.reviews import record_review
 from tests.app_support import assert_clean, new_app, pool_ids
@@ -115,3 +115,34 @@ def test_undo_survives_a_reload_for_the_reviewers_recent_answers(reviewing: AppT
     other = record_review(pool[-2], "bob", "skip", engine=catalogue)
     reloaded.button(key=f"undo_{first}").click().run()
     assert not {r.id: r.undone_at for r in reviews(catalogue)}[other]  # never another reviewer's answer
+
+
+def test_photo_details_relabel_and_send_to_review(catalogue: Engine) -> None:
+    from db.labels import effective_labels
+
+    image_id = pool_ids(catalogue)[0]
+    record_review(image_id, "bob", "correct", label="acme", engine=catalogue)
+    at = sign_in(new_app().run(), "carol")
+    at.switch_page("ui/pages/browse.py").run()
+    at.selectbox(key="f_imported").set_value("(none)").run()  # the pool's photos
+    at.button(key=f"open_{image_id}").click().run()
+    at.selectbox(key=f"relabel_choice_{image_id}").set_value("crest")
+    at.button(key=f"relabel_{image_id}").click().run()
+    assert_clean(at)
+    with session_scope(catalogue) as session:
+        assert effective_labels(session, [image_id])[image_id].value == "crest"
+    at.button(key=f"open_{image_id}").click().run()  # the details again, with what was done
+    assert any("relabelled crest" in s.value for s in at.success)
+
+    at.button(key=f"send_back_{image_id}").click().run()
+    assert_clean(at)
+    with session_scope(catalogue) as session:
+        assert effective_labels(session, [image_id])[image_id].value is None  # back in the unlabelled queue
+    history = [(r.reviewer, r.action, r.undone_at is not None) for r in reviews(catalogue)]
+    assert history == [
+        ("bob", ReviewAction.CORRECT, True),
+        ("carol", ReviewAction.CORRECT, True),
+        ("carol", ReviewAction.UNSURE, False),
+    ]
+    queue = sign_in(new_app().run(), "dan")
+    assert image_id in [item.image_id for item in queue.session_state["review_queue"]]
