@@ -140,9 +140,7 @@ def undo_last(
         return review
 
 
-def send_to_review(
-    image_id: int, reviewer: str, *, engine: Engine | None = None, actor: Actor = OPERATOR
-) -> int:
+def send_to_review(image_id: int, reviewer: str, *, engine: Engine | None = None, actor: Actor = OPERATOR) -> int:
     """Put a photo's brand back in the review queue: its live decisions are undone (they stay in its history)
     and an "unsure" answer of ``reviewer`` records who sent it back and when; returns that review's id.
 

@@ -171,6 +171,8 @@ def test_browse_thumbnail_opens_its_photo_and_settling_stays_on_conflicts(
     name_box = page.get_by_label("Your name")
     name_box.fill("carol")
     name_box.press("Enter")
+    page.locator("[class*='st-key-resolve_choice_'] input").first.click()  # nothing is chosen beforehand
+    page.get_by_role("option", name="bolt").click()
     page.get_by_role("button", name="Settle").first.click()
     page.get_by_text("settled as").wait_for()
     page.get_by_text("1 photo(s) have reviewers who disagree").wait_for()

@@ -146,3 +146,21 @@ def test_photo_details_relabel_and_send_to_review(catalogue: Engine) -> None:
     ]
     queue = sign_in(new_app().run(), "dan")
     assert image_id in [item.image_id for item in queue.session_state["review_queue"]]
+
+
+def test_settling_a_conflict_needs_an_explicit_choice_and_its_photo_can_be_enlarged(catalogue: Engine) -> None:
+    image_id = pool_ids(catalogue)[0]
+    record_review(image_id, "ann", "correct", label="acme", engine=catalogue)
+    record_review(image_id, "bob", "correct", label="crest", engine=catalogue)
+    at = sign_in(new_app().run(), "carol")
+    at.switch_page("ui/pages/browse.py").run()
+    at.session_state["browse_tab"] = "Conflicts"
+    at.run()
+    assert at.selectbox(key=f"resolve_choice_{image_id}").value is None  # not the latest answer
+    at.button(key=f"resolve_{image_id}").click().run()
+    assert_clean(at)
+    assert len(reviews(catalogue)) == 2  # one click settles nothing
+    assert any("Choose the final answer" in e.value for e in at.error)
+    at.button(key=f"enlarge_{image_id}").click().run()
+    assert_clean(at)
+    assert any(m.value == f"**Photo #{image_id}**" for m in at.markdown)  # its details, the photo at full size

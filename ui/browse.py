@@ -329,6 +329,9 @@ def _photos(options: FilterOptions) -> None:
 
 def _resolve(conflict: Conflict) -> None:
     choice = st.session_state.get(f"resolve_choice_{conflict.image_id}")
+    if choice is None:  # nothing is chosen for the admin: one click never settles
+        st.session_state["browse_error"] = f"Choose the final answer for photo #{conflict.image_id} first."
+        return
     reviewer = common.reviewer()
     action = ReviewAction.NOT_A_SHOE if choice == NOT_A_SHOE else ReviewAction.CORRECT
     try:
@@ -371,6 +374,14 @@ def _conflicts(brands: list[str]) -> None:
             thumb, body = st.columns([1, 4])
             with thumb:
                 common.show_thumbnail(conflict.path, conflict.sha256)
+                if st.button(
+                    "Enlarge",
+                    key=f"enlarge_{conflict.image_id}",
+                    type="tertiary",
+                    icon=":material/open_in_full:",
+                    help="The photo at its full size, with its reviews and predictions",
+                ):
+                    details_dialog(conflict.image_id)
             with body:
                 plain = common.plain
                 st.markdown(
@@ -382,12 +393,12 @@ def _conflicts(brands: list[str]) -> None:
                 )
                 if not settle:
                     continue  # an admin settles conflicts
-                latest = conflict.answers[-1].value if conflict.answers else None
                 pick, go = st.columns([3, 1], vertical_alignment="bottom")
-                pick.selectbox(
+                pick.selectbox(  # nothing chosen beforehand: settling is an explicit choice
                     "Final answer",
                     choices,
-                    index=choices.index(latest) if latest in choices else 0,
+                    index=None,
+                    placeholder="Choose the final answer",
                     key=f"resolve_choice_{conflict.image_id}",
                 )
                 go.button(
