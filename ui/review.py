@@ -125,7 +125,13 @@ RELEASE_FOCUS = """<script>/* {n} */ setTimeout(() => {{
   const el = document.activeElement;
   if (el && el.closest('[data-testid="stSidebar"]')) el.blur();
 }}, 50);</script>"""
-PHOTO_WIDTH = 560  # the most the Review page shows of a photo's width; a smaller photo keeps its own
+MAX_UPSCALE = 2  # a small photo is scaled up to the column's width, at most this many times its own size
+#: The review photo: as wide as its column, at most MAX_UPSCALE times its own width ({cap} px); Streamlit's
+#: fullscreen button is hidden, as it covered the line above the photo (the photo has its own zoom).
+PHOTO_STYLE = """<style>
+.st-key-review_photo [data-testid="stElementToolbar"] {{ display: none !important; }}
+.st-key-review_photo [data-testid="stImage"] img {{ max-width: min(100%, {cap}px) !important; }}
+</style>"""
 RENEW_TRIES = 3  # renewals in a row the database may refuse as busy before the page warns
 SCOPE_HELP = {
     "unlabelled": "photos that arrived without a brand and nobody has decided yet",
@@ -489,9 +495,24 @@ def _predictions(item: QueueItem, keyed: list[str]) -> None:
         st.markdown(_bars(view.probabilities, keyed) + '<div style="height:.4rem"></div>', unsafe_allow_html=True)
 
 
+def _scaled_photo(item: QueueItem) -> None:
+    """The photo scaled to its column (at most :data:`MAX_UPSCALE` times), or at its own size when zoomed."""
+    data = common.review_image(item.path, item.sha256)
+    own = common.jpeg_width(data)
+    native = st.session_state.get("review_native_size", False)
+    with st.container(key="review_photo", gap="small"):
+        st.html(PHOTO_STYLE.format(cap=MAX_UPSCALE * own))
+        st.image(data, width=own if native else "stretch")
+        st.toggle(
+            "Own size",
+            key="review_native_size",
+            help="Show the photo pixel for pixel, at its own size, instead of scaled to the column.",
+        )
+
+
 def _photo(item: QueueItem) -> None:
     try:
-        common.show_photo(item.path, item.sha256, max_width=PHOTO_WIDTH)
+        _scaled_photo(item)
     except ImageError as exc:
         st.warning(
             f"This photo cannot be shown: {common.plain(exc.reason)}. Skip it or mark it.",
