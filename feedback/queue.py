@@ -16,16 +16,17 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, Engine, Exists, Select, and_, delete, distinct, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db import get_engine, session_scope
 from db.catalog import class_names
 from db.labels import (
+    DECISIVE,
     EffectiveLabel,
     answered_by,
     effective_labels,
@@ -45,6 +46,7 @@ from db.models import (
     QueueEntry,
     QueueStage,
     Review,
+    ReviewAction,
     Split,
     utcnow,
 )
@@ -211,6 +213,66 @@ def _still_open(
         second = select(Image.id).where(Image.id.in_(list(ids)), second_look(share), _open_to(reviewer, session_id))
         open_ids |= set(session.scalars(second))
     return [i for i in ids if i in open_ids]
+
+
+# --------------------------------------------------------------------------- skipped and unsure photos
+
+PUT_OFF = (ReviewAction.SKIP, ReviewAction.UNSURE)  # answers that leave a photo for later
+
+
+def _put_off_query(reviewer: str, session_id: str, scope: str, before: datetime | None) -> Select[Any]:
+    """Photos of ``scope`` that ``reviewer`` only skipped or marked unsure (no decision of theirs, nothing
+    answered since ``before``), with the time of their latest such answer; driven from their answers."""
+    mine, later = aliased(Review), aliased(Review)  # aliases: the scope's rules correlate on Review itself
+    decided = later.action.in_(DECISIVE)
+    since = decided if before is None else or_(decided, later.created_at >= before)
+    latest = func.max(mine.created_at)
+    return (
+        select(mine.image_id, latest)
+        .join(QueueEntry, QueueEntry.image_id == mine.image_id)
+        .join(Image, Image.id == mine.image_id)
+        .where(
+            mine.reviewer == reviewer,
+            mine.attribute_id == BRAND_ID,
+            mine.undone_at.is_(None),
+            mine.action.in_(PUT_OFF),
+            _scope_rules(scope),
+            ~claimed_elsewhere(session_id),
+            ~exists().where(
+                later.image_id == mine.image_id,
+                later.reviewer == reviewer,
+                later.attribute_id == BRAND_ID,
+                later.undone_at.is_(None),
+                since,
+            ),
+        )
+        .group_by(mine.image_id)
+    )
+
+
+def _put_off(session: Session, reviewer: str, session_id: str, scope: str, before: datetime, limit: int) -> list[int]:
+    """The reviewer's skipped and unsure photos answered before ``before``, the one put off longest ago first."""
+    query = _put_off_query(reviewer, session_id, scope, before)
+    image_id, latest = query.selected_columns
+    return [found for found, _ in session.execute(query.order_by(latest, image_id).limit(limit))]
+
+
+def put_off_count(
+    reviewer: str, session_id: str = "", *, scope: str = "unlabelled", engine: Engine | None = None
+) -> int:
+    """How many photos of ``scope`` ``reviewer`` skipped or marked unsure and has not decided since."""
+    reviewer = clean_reviewer(reviewer)
+    query = _put_off_query(reviewer, session_id, scope, None)
+    with session_scope(engine or get_engine()) as session:
+        return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def scope_count(scope: str = "unlabelled", *, engine: Engine | None = None) -> int:
+    """How many photos ``scope`` holds for anyone (no decision yet, for the queues of photos to decide), from
+    the kept counters."""
+    with session_scope(engine or get_engine()) as session:
+        counts = catalogue_counts(session)
+    return sum(counts.get(f"stage:{int(stage)}", 0) for stage in SCOPE_STAGES[scope])
 
 
 # --------------------------------------------------------------------------- strategies that rank a slice
@@ -382,10 +444,14 @@ def next_items(
     engine: Engine | None = None,
     claim: bool = True,
     first: int | None = None,
+    again_before: datetime | None = None,
 ) -> list[QueueItem]:
     """The next ``k`` images for ``reviewer`` (the first is shown, the rest preloaded), claimed
     for this session so that no other reviewer gets them meanwhile. Photos sent for a second look
     (quality control, see :mod:`feedback.agreement`) come before the strategy's picks.
+
+    With ``again_before``, the photos the reviewer skipped or marked unsure before that time (and has not
+    decided since) come back at the end of the queue, the one put off longest ago first.
 
     ``first`` keeps an image at the front while it is still in the queue: the one
     preloaded after the last answer, or the one an undo brought back.
@@ -404,7 +470,11 @@ def next_items(
     with session_scope(engine, write=claim, row_locks=True) as session:
         seconds = _second_looks(session, reviewer, session_id, scope, k + 1, claim)
         picked = [*seconds, *_ranked(session, chosen, scope, reviewer, session_id, k + 1, claim)]
-        if first is not None and _still_open(session, [first], scope, reviewer, session_id, claim):
+        again: list[int] = []
+        if again_before is not None and len(set(picked)) < k:
+            again = _put_off(session, reviewer, session_id, scope, again_before, k + 1)
+            picked += again
+        if first is not None and (first in again or _still_open(session, [first], scope, reviewer, session_id, claim)):
             picked = [first, *picked]
         picked = list(dict.fromkeys(picked))[:k]
         if not picked:

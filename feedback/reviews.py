@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -18,6 +19,8 @@ from shoelabel.errors import UserError
 from shoelabel.settings import get_settings
 
 MAX_REVIEWER_LENGTH = 120
+UNDO_DEPTH = 20  # how many of a reviewer's latest answers Undo can reach back through, from any tab
+UNDO_WINDOW = timedelta(hours=24)  # ... given at most this long ago
 
 
 class ReviewError(UserError, ValueError):
@@ -103,13 +106,16 @@ def undo_last(
     reviewer: str,
     *,
     among: Collection[int] | None = None,
+    recent: bool = False,
     engine: Engine | None = None,
     actor: Actor = OPERATOR,
 ) -> Review | None:
     """Mark the reviewer's latest live review as undone; returns it (or None if there is none).
 
     ``among`` limits undo to the given review ids (the app passes those its browser tab
-    recorded, so undo in one tab never takes back an answer given in another). ``actor``
+    recorded, so undo in one tab takes back its own answers first). ``recent`` limits it to the
+    reviewer's :data:`UNDO_DEPTH` latest answers of the last :data:`UNDO_WINDOW` (undone ones counted),
+    which the app reaches from any tab, so Undo survives a reload. ``actor``
     must be allowed to review, and a signed-in account undoes its own answers only.
     """
     require(actor, Permission.REVIEW)
@@ -118,12 +124,53 @@ def undo_last(
     query = select(Review).where(Review.reviewer == reviewer, Review.undone_at.is_(None))
     if among is not None:
         query = query.where(Review.id.in_(list(among)))
+    if recent:
+        latest = (
+            select(Review.id)
+            .where(Review.reviewer == reviewer, Review.created_at >= utcnow() - UNDO_WINDOW)
+            .order_by(Review.created_at.desc(), Review.id.desc())
+            .limit(UNDO_DEPTH)
+        )
+        query = query.where(Review.id.in_(latest.scalar_subquery()))
     with session_scope(engine or get_engine(), write=True) as session:
         review = session.scalar(query.order_by(Review.created_at.desc(), Review.id.desc()).limit(1))
         if review is None:
             return None
         review.undone_at = utcnow()
         return review
+
+
+def send_to_review(image_id: int, reviewer: str, *, engine: Engine | None = None, actor: Actor = OPERATOR) -> int:
+    """Put a photo's brand back in the review queue: its live decisions are undone (they stay in its history)
+    and an "unsure" answer of ``reviewer`` records who sent it back and when; returns that review's id.
+
+    A reviewer may send back the photos only they decided; others' decisions need an admin (who settles).
+    """
+    require(actor, Permission.REVIEW)
+    answer_as(actor, reviewer)
+    reviewer = clean_reviewer(reviewer)
+    with session_scope(engine or get_engine(), write=True) as session:
+        if session.get(Image, image_id) is None:
+            raise ReviewError(f"No image with id {image_id}.")
+        decisions = list(
+            session.scalars(
+                select(Review).where(
+                    Review.image_id == image_id,
+                    Review.attribute_id == BRAND_ID,
+                    Review.undone_at.is_(None),
+                    Review.action.in_(DECISIVE),
+                )
+            )
+        )
+        if any(r.reviewer != reviewer for r in decisions):
+            require(actor, Permission.SETTLE)
+        now = utcnow()
+        for decision in decisions:
+            decision.undone_at = now
+        review = Review(image_id=image_id, attribute_id=BRAND_ID, reviewer=reviewer, action=ReviewAction.UNSURE)
+        session.add(review)
+        session.flush()
+        return review.id
 
 
 def review_history(image_id: int, *, engine: Engine | None = None) -> list[dict[str, Any]]:

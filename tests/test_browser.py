@@ -132,15 +132,38 @@ def image_widths(locator: object) -> list[tuple[float, int]]:
     return widths
 
 
-def test_review_photo_is_never_scaled_above_its_own_size(
+#: The rectangles of the visible element toolbars (Streamlit's fullscreen button) that overlap the status line.
+TOOLBARS_OVER_STATUS = """() => {
+  const status = [...document.querySelectorAll('[data-testid=stMarkdownContainer]')]
+    .find(e => e.innerText.startsWith('Reviewed this session'));
+  const s = status.getBoundingClientRect();
+  return [...document.querySelectorAll('[data-testid=stElementToolbar]')].map(t => t.getBoundingClientRect())
+    .filter(r => r.width > 0 && r.height > 0 && r.left < s.right && r.right > s.left && r.top < s.bottom
+            && r.bottom > s.top).map(r => [r.left, r.top, r.width, r.height]);
+}"""
+
+
+def test_review_photo_fills_its_column_at_most_twice_its_size_and_zooms_to_its_own(
     engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
 ) -> None:
-    seed_catalogue(engine, home, brand_folder, pool_folder)  # photos 64 px wide: stretched, they would blur
+    seed_catalogue(engine, home, brand_folder, pool_folder)  # photos 64 px wide, in a column far wider
     pool = pool_ids(engine)
     sign_in(page, server, "ann")
     ready(page, pool[0])
-    widths = image_widths(page.get_by_test_id("stMain"))
-    assert widths and all(shown <= own for shown, own in widths), widths
+    photo = page.locator(".st-key-review_photo")
+    [(shown, own)] = image_widths(photo)
+    column = photo.evaluate("(e) => e.getBoundingClientRect().width")
+    assert column > 2 * own and shown == pytest.approx(2 * own, abs=1)
+
+    photo.locator("img").hover()  # the status line above the photo stays uncovered
+    page.wait_for_timeout(SETTLE_MS)
+    assert page.evaluate(TOOLBARS_OVER_STATUS) == []
+
+    photo.get_by_text("Own size").click()
+    deadline = time.monotonic() + 10
+    while (widths := image_widths(photo)) != [[own, own]] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert widths == [[own, own]]
 
 
 def test_browse_thumbnail_opens_its_photo_and_settling_stays_on_conflicts(
@@ -171,6 +194,8 @@ def test_browse_thumbnail_opens_its_photo_and_settling_stays_on_conflicts(
     name_box = page.get_by_label("Your name")
     name_box.fill("carol")
     name_box.press("Enter")
+    page.locator("[class*='st-key-resolve_choice_'] input").first.click()  # nothing is chosen beforehand
+    page.get_by_role("option", name="bolt").click()
     page.get_by_role("button", name="Settle").first.click()
     page.get_by_text("settled as").wait_for()
     page.get_by_text("1 photo(s) have reviewers who disagree").wait_for()

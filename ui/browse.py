@@ -24,7 +24,8 @@ from feedback.browse import (
     image_details,
     open_conflicts,
 )
-from feedback.reviews import record_review
+from feedback.classes import class_list
+from feedback.reviews import record_review, send_to_review
 from modeling.registry import ARCHITECTURES
 from shoelabel.images import ImageError
 from ui import auth, common
@@ -168,6 +169,8 @@ def details_dialog(image_id: int) -> None:
     with right:
         st.markdown(f"**Photo #{details.image_id}**")
         st.code(_text_table(facts), language=None, wrap_lines=True)
+        if auth.allowed(Permission.REVIEW):
+            _photo_actions(details.image_id)
     st.markdown("**Reviews** (oldest first; undone ones stay listed)")
     if details.reviews:
         rows = [
@@ -205,6 +208,61 @@ def details_dialog(image_id: int) -> None:
         st.code(_text_table(rows, header), language=None)
     else:
         st.caption("No model has predicted this photo yet.")
+
+
+def _relabel(image_id: int) -> None:
+    """Record the brand chosen in the photo details as the reviewer's correction (or "not a shoe")."""
+    choice = st.session_state.get(f"relabel_choice_{image_id}")
+    if choice is None:
+        st.session_state["details_flash"] = ("error", "Choose the brand first.")
+        return
+    action = ReviewAction.NOT_A_SHOE if choice == NOT_A_SHOE else ReviewAction.CORRECT
+    try:
+        record_review(
+            image_id,
+            common.reviewer() or "",
+            action,
+            label=None if action == ReviewAction.NOT_A_SHOE else choice,
+            engine=common.engine(),
+            actor=auth.current_actor(),
+        )
+    except Exception as exc:
+        st.session_state["details_flash"] = ("error", common.error_text(exc))
+        return
+    st.session_state["details_flash"] = ("success", f"Photo #{image_id} relabelled {common.plain(choice)}.")
+
+
+def _send_back(image_id: int) -> None:
+    try:
+        send_to_review(image_id, common.reviewer() or "", engine=common.engine(), actor=auth.current_actor())
+    except Exception as exc:
+        st.session_state["details_flash"] = ("error", common.error_text(exc))
+        return
+    st.session_state["details_flash"] = (
+        "success",
+        f"Photo #{image_id} is back in the review queue: its decisions are undone (they stay listed below).",
+    )
+
+
+def _photo_actions(image_id: int) -> None:
+    """Relabel the photo, or send it back to review; both are recorded as reviews, listed in its history."""
+    if flash := st.session_state.pop("details_flash", None):
+        (st.success if flash[0] == "success" else st.error)(flash[1])
+    if common.ask_reviewer() is None:
+        return
+    choices = [*(common.shown_or_none(class_list, engine=common.engine()) or []), NOT_A_SHOE]
+    st.selectbox(  # options are shown as plain text, never as Markdown or HTML
+        "New brand", choices, index=None, key=f"relabel_choice_{image_id}", placeholder="Choose a brand"
+    )
+    with st.container(horizontal=True, gap="small"):
+        st.button("Relabel", key=f"relabel_{image_id}", type="primary", on_click=_relabel, args=(image_id,))
+        st.button(
+            "Send to review",
+            key=f"send_back_{image_id}",
+            on_click=_send_back,
+            args=(image_id,),
+            help="Undo its decisions, so the review queue offers it again.",
+        )
 
 
 def _pager(key: str, pages: int, *, more: bool = False) -> int:
@@ -271,6 +329,9 @@ def _photos(options: FilterOptions) -> None:
 
 def _resolve(conflict: Conflict) -> None:
     choice = st.session_state.get(f"resolve_choice_{conflict.image_id}")
+    if choice is None:  # nothing is chosen for the admin: one click never settles
+        st.session_state["browse_error"] = f"Choose the final answer for photo #{conflict.image_id} first."
+        return
     reviewer = common.reviewer()
     action = ReviewAction.NOT_A_SHOE if choice == NOT_A_SHOE else ReviewAction.CORRECT
     try:
@@ -313,6 +374,14 @@ def _conflicts(brands: list[str]) -> None:
             thumb, body = st.columns([1, 4])
             with thumb:
                 common.show_thumbnail(conflict.path, conflict.sha256)
+                if st.button(
+                    "Enlarge",
+                    key=f"enlarge_{conflict.image_id}",
+                    type="tertiary",
+                    icon=":material/open_in_full:",
+                    help="The photo at its full size, with its reviews and predictions",
+                ):
+                    details_dialog(conflict.image_id)
             with body:
                 plain = common.plain
                 st.markdown(
@@ -324,12 +393,12 @@ def _conflicts(brands: list[str]) -> None:
                 )
                 if not settle:
                     continue  # an admin settles conflicts
-                latest = conflict.answers[-1].value if conflict.answers else None
                 pick, go = st.columns([3, 1], vertical_alignment="bottom")
-                pick.selectbox(
+                pick.selectbox(  # nothing chosen beforehand: settling is an explicit choice
                     "Final answer",
                     choices,
-                    index=choices.index(latest) if latest in choices else 0,
+                    index=None,
+                    placeholder="Choose the final answer",
                     key=f"resolve_choice_{conflict.image_id}",
                 )
                 go.button(

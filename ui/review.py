@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 from db import DatabaseBusyError
-from db.models import BRAND, ReviewAction
+from db.models import BRAND, ReviewAction, utcnow
 from feedback.attribute_queue import (
     next_attribute_items,
     pending_attribute_count,
@@ -34,9 +34,11 @@ from feedback.queue import (
     default_scope,
     next_items,
     pending_count,
+    put_off_count,
     renew_claims,
+    scope_count,
 )
-from feedback.reviews import record_review, undo_last
+from feedback.reviews import UNDO_DEPTH, UNDO_WINDOW, record_review, undo_last
 from feedback.strategies import STRATEGIES, get_strategy
 from modeling.predict import ModelAnswer
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
@@ -67,7 +69,69 @@ if (!window.shoelabelTypeahead) {
   }, true);
 }
 </script>"""
-PHOTO_WIDTH = 560  # the most the Review page shows of a photo's width; a smaller photo keeps its own
+#: The Review page's keyboard, installed once per browser tab (static: no user data):
+#: - Escape takes the keyboard out of any box (a sidebar select box, the type-ahead) and back to the review;
+#: - an answer key pressed while the next photo is not on screen yet (the page marks each drawn photo with
+#:   ``shoelabel-ready``: which run drew it, and which keys answer it) is held back, so it never answers the
+#:   photo that comes next, and a notice counts the keys ignored (never silence).
+REVIEW_KEYS = """<script>
+if (!window.shoelabelKeys) {
+  const keys = window.shoelabelKeys = {closedOn: null, since: 0, ignored: 0, hide: null};
+  const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  const notice = () => {
+    let box = document.getElementById("shoelabel-ignored");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "shoelabel-ignored";
+      box.setAttribute("role", "status");
+      box.style.cssText = "position:fixed;bottom:1.5rem;left:50%;transform:translateX(-50%);z-index:100000;"
+        + "background:#fff3cd;color:#664d03;border:1px solid #ffe69c;border-radius:.5rem;padding:.5rem 1rem";
+      document.body.appendChild(box);
+    }
+    box.textContent = keys.ignored + (keys.ignored === 1 ? " key" : " keys") + " ignored: wait for the photo";
+    box.style.display = "block";
+    clearTimeout(keys.hide);
+    keys.hide = setTimeout(() => { box.style.display = "none"; keys.ignored = 0; }, 3000);
+  };
+  window.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      const el = document.activeElement;
+      if (el && el !== document.body && (typing(el) || el.closest('[data-testid="stSidebar"]'))) {
+        setTimeout(() => el.blur());
+      }
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    if (document.querySelector('[role="dialog"]')) return;
+    const ready = document.querySelector(".shoelabel-ready");
+    if (!ready || !ready.dataset.keys.split(" ").includes(event.key.toLowerCase())) return;
+    const run = ready.dataset.run;
+    if (keys.closedOn === run && performance.now() - keys.since < 5000) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      keys.ignored += 1;
+      notice();
+      return;
+    }
+    keys.closedOn = run;
+    keys.since = performance.now();
+  }, true);
+}
+</script>"""
+#: Takes the keyboard out of the sidebar after a queue setting changed there, so the answer keys work at once
+#: (Streamlit leaves it in the select box, where "3" would be typed). ``{n}`` changes with each change, which
+#: runs the script again. Static apart from that number.
+RELEASE_FOCUS = """<script>/* {n} */ setTimeout(() => {{
+  const el = document.activeElement;
+  if (el && el.closest('[data-testid="stSidebar"]')) el.blur();
+}}, 50);</script>"""
+MAX_UPSCALE = 2  # a small photo is scaled up to the column's width, at most this many times its own size
+#: The review photo: as wide as its column, at most MAX_UPSCALE times its own width ({cap} px); Streamlit's
+#: fullscreen button is hidden, as it covered the line above the photo (the photo has its own zoom).
+PHOTO_STYLE = """<style>
+.st-key-review_photo [data-testid="stElementToolbar"] {{ display: none !important; }}
+.st-key-review_photo [data-testid="stImage"] img {{ max-width: min(100%, {cap}px) !important; }}
+</style>"""
 RENEW_TRIES = 3  # renewals in a row the database may refuse as busy before the page warns
 SCOPE_HELP = {
     "unlabelled": "photos that arrived without a brand and nobody has decided yet",
@@ -94,6 +158,31 @@ ACTION_WORDS = {
 def _keep_scope(key: str) -> None:
     """Remember the scope chosen by hand, so another strategy that offers it starts on it too."""
     st.session_state["queue_scope"] = st.session_state[key]
+    _release_focus()
+
+
+def _release_focus() -> None:
+    """After a change in the sidebar, the next run takes the keyboard out of it (see :data:`RELEASE_FOCUS`)."""
+    st.session_state["focus_releases"] = st.session_state.get("focus_releases", 0) + 1
+
+
+def _keep_choice(key: str) -> None:
+    """Remember a sidebar choice outside its widget: Streamlit forgets a widget's value when a page without it
+    is drawn, and the choice must outlive a visit to another page."""
+    st.session_state[f"kept_{key}"] = st.session_state[key]
+    _release_focus()
+
+
+def _kept_index(key: str, options: list[str], default: str) -> int:
+    """Where the select box ``key`` starts: the choice kept by :func:`_keep_choice`, else ``default``."""
+    kept = st.session_state.get(f"kept_{key}")
+    return options.index(kept if kept in options else default)
+
+
+def answered_attribute() -> str | None:
+    """The attribute the Review page answers (None: every attribute at once), as chosen in the sidebar."""
+    chosen = st.session_state.get("kept_review_attribute", BRAND)
+    return None if chosen == EVERY_ATTRIBUTE else chosen
 
 
 def queue_settings() -> tuple[str | None, str, str]:
@@ -105,22 +194,29 @@ def queue_settings() -> tuple[str | None, str, str]:
         attributes = list(common.shown_or_none(attribute_ids, engine=common.engine()) or [BRAND])
         attribute: str | None = BRAND
         if len(attributes) > 1:
+            options = [*attributes, EVERY_ATTRIBUTE]
             chosen = st.selectbox(
                 "Answer",
-                [*attributes, EVERY_ATTRIBUTE],
+                options,
+                index=_kept_index("review_attribute", options, BRAND),
                 key="review_attribute",
+                on_change=_keep_choice,
+                args=("review_attribute",),
                 help="The attribute you answer, one key per photo. Brand has the query strategies below; another "
                 "attribute offers typical, diverse photos first until its first model is trained, then the "
                 "photos that model is least sure of.",
             )
             attribute = None if chosen == EVERY_ATTRIBUTE else chosen
+        st.html(RELEASE_FOCUS.format(n=st.session_state.get("focus_releases", 0)), unsafe_allow_javascript=True)
         if attribute not in (BRAND, None):
             return attribute, DEFAULT_STRATEGY, "unlabelled"
         strategy = st.selectbox(
             "Strategy",
             names,
-            index=names.index(DEFAULT_STRATEGY),
+            index=_kept_index("strategy", names, DEFAULT_STRATEGY),
             key="strategy",
+            on_change=_keep_choice,
+            args=("strategy",),
             help="Which photos come first: the ones the models are least sure about (least_confidence, "
             "margin, entropy), disagree on, spread over the feature space (diverse), at random, or "
             "labelled photos the models contradict (likely_mislabelled).",
@@ -181,7 +277,14 @@ def _queue(reviewer: str, attribute: str | None, strategy: str, scope: str) -> l
         prefer = state.pop("review_prefer", None)  # the preloaded (or undone) photo stays first
         if attribute in (BRAND, None):  # every attribute at once follows the brand queue
             items = next_items(
-                reviewer, common.session_id(), strategy=strategy, scope=scope, k=2, first=prefer, engine=common.engine()
+                reviewer,
+                common.session_id(),
+                strategy=strategy,
+                scope=scope,
+                k=2,
+                first=prefer,
+                engine=common.engine(),
+                again_before=state.setdefault("review_pass_start", utcnow()),  # put off before: at the end
             )
         else:
             items = next_attribute_items(
@@ -210,11 +313,11 @@ def _advance(answered: int) -> None:
 def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     state = _state()
     item = _current(image_id)
-    if item is None:  # a key pressed on a photo that was answered meanwhile
+    if item is None:  # a key pressed on a photo that was answered meanwhile: never applied to the next one
+        _ignored()
         return
     shown = item.shown()
-    attribute = state.get("review_attribute") or BRAND
-    attribute = BRAND if attribute == EVERY_ATTRIBUTE else attribute  # skip and not a shoe: about the photo
+    attribute = answered_attribute() or BRAND  # every attribute at once: skip and not a shoe are about the photo
     try:
         review_id = record_review(
             image_id,
@@ -243,10 +346,17 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
     _advance(image_id)
 
 
+def _ignored() -> None:
+    """Count a key that reached a photo no longer on screen; the page says so (see :func:`_messages`)."""
+    state = _state()
+    state["review_ignored"] = state.get("review_ignored", 0) + 1
+
+
 def _answer_every(image_id: int, names: list[str]) -> None:
     """Store the classes chosen on the every-attribute screen (an attribute left empty is not answered)."""
     state = _state()
     if _current(image_id) is None:
+        _ignored()
         return
     chosen = {name: value for name in names if (value := state.get(f"every_{image_id}_{name}")) is not None}
     if not chosen:
@@ -297,18 +407,20 @@ def _every_attribute(item: QueueItem) -> None:
 def _undo() -> None:
     state = _state()
     try:
-        review = undo_last(
-            common.reviewer() or "",
-            among=state.get("review_ids", []),
-            engine=common.engine(),
-            actor=auth.current_actor(),
+        mine = {"engine": common.engine(), "actor": auth.current_actor()}
+        # this tab's answers first; then (after a reload, say) the reviewer's latest ones from any tab
+        review = undo_last(common.reviewer() or "", among=state.get("review_ids", []), **mine) or undo_last(
+            common.reviewer() or "", recent=True, **mine
         )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
         return
     state.pop("review_error", None)
     if review is None:
-        state["review_last"] = "Nothing to undo in this tab."
+        state["review_last"] = (
+            f"Nothing to undo: your last {UNDO_DEPTH} answers of the last {UNDO_WINDOW.total_seconds() / 3600:.0f} "
+            "hours are undone already."
+        )
         return
     state["review_done"] = max(0, state["review_done"] - 1)
     answer = state.get("review_answers", {}).pop(review.id, None) or (
@@ -383,9 +495,24 @@ def _predictions(item: QueueItem, keyed: list[str]) -> None:
         st.markdown(_bars(view.probabilities, keyed) + '<div style="height:.4rem"></div>', unsafe_allow_html=True)
 
 
+def _scaled_photo(item: QueueItem) -> None:
+    """The photo scaled to its column (at most :data:`MAX_UPSCALE` times), or at its own size when zoomed."""
+    data = common.review_image(item.path, item.sha256)
+    own = common.jpeg_width(data)
+    native = st.session_state.get("review_native_size", False)
+    with st.container(key="review_photo", gap="small"):
+        st.html(PHOTO_STYLE.format(cap=MAX_UPSCALE * own))
+        st.image(data, width=own if native else "stretch")
+        st.toggle(
+            "Own size",
+            key="review_native_size",
+            help="Show the photo pixel for pixel, at its own size, instead of scaled to the column.",
+        )
+
+
 def _photo(item: QueueItem) -> None:
     try:
-        common.show_photo(item.path, item.sha256, max_width=PHOTO_WIDTH)
+        _scaled_photo(item)
     except ImageError as exc:
         st.warning(
             f"This photo cannot be shown: {common.plain(exc.reason)}. Skip it or mark it.",
@@ -469,22 +596,48 @@ def _undo_button(where: Any, image_id: int | None) -> None:
         shortcut="Z",
         icon=":material/undo:",
         on_click=_undo,
-        help="Undo your last answer in this tab",
+        help=f"Undo your last answer (this tab's first; your last {UNDO_DEPTH} answers of the last day, one by one, "
+        "also after a reload)",
     )
 
 
-def _empty_queue(strategy: str, scope: str) -> None:
-    if scope == "unlabelled":
+def _again() -> None:
+    """Start a pass over the reviewer's skipped and unsure photos: those put off before now come back."""
+    state = _state()
+    state["review_pass_start"] = utcnow()
+    state["review_queue"] = None
+
+
+def _empty_queue(reviewer: str, strategy: str, scope: str) -> None:
+    """What is left when the queue has nothing more for this reviewer, counted, and the way back to the photos
+    they skipped or marked unsure."""
+    put_off = put_off_count(reviewer, common.session_id(), scope=scope, engine=common.engine())
+    left = 0 if scope == "labelled" else scope_count(scope, engine=common.engine())
+    if scope == "labelled":
+        advice = "There is no labelled photo left for you to check."
+    elif left:
+        others = max(left - put_off, 0)
+        advice = f"{left} photo(s) here have no decision yet: {put_off} you skipped or marked unsure" + (
+            f", {others} with other reviewers." if others else "."
+        )
+    elif scope == "unlabelled":
         advice = (
             "Every photo here has a brand or a decision. To check imported labels, choose the photos "
             "**unreviewed** in the sidebar, or the strategy **likely_mislabelled** to see the labels the "
             "models doubt most. New photos can be added on the Import or Predict pages."
         )
-    elif scope == "unreviewed":
-        advice = "Every photo has been decided. Try the strategy **likely_mislabelled** to double-check labels."
     else:
-        advice = "There is no labelled photo left for you to check."
-    st.success(f"Nothing left to review in the **{scope}** queue ({strategy}). {advice}", icon=":material/done_all:")
+        advice = "Every photo has been decided. Try the strategy **likely_mislabelled** to double-check labels."
+    shown = st.info if left else st.success
+    shown(f"Nothing left for you in the **{scope}** queue ({strategy}). {advice}", icon=":material/done_all:")
+    if put_off:
+        st.button(
+            f"Go through my {put_off} skipped and unsure photo(s) again",
+            key="review_put_off",
+            type="primary",
+            on_click=_again,
+            help="Skipped and unsure photos also come back at the end of the queue next time you open Review.",
+        )
 
 
 def _messages() -> None:
@@ -493,6 +646,16 @@ def _messages() -> None:
         st.error(state["review_error"], icon=":material/error:")
     if notice := state.pop("review_notice", None):
         st.info(notice, icon=":material/model_training:")
+    if ignored := state.pop("review_ignored", 0):
+        st.warning(f"{ignored} key{'s' if ignored > 1 else ''} ignored: wait for the photo", icon=":material/timer:")
+
+
+def _ready(keys: list[str]) -> None:
+    """Mark the photo as drawn, with the keys that answer it (the last element of the review, so its keys are
+    bound when it appears): :data:`REVIEW_KEYS` holds back the keys pressed before it."""
+    state = _state()
+    state["review_run"] = state.get("review_run", 0) + 1
+    st.html(f'<span class="shoelabel-ready" data-run="{state["review_run"]}" data-keys="{" ".join(keys)}"></span>')
 
 
 @st.fragment
@@ -530,10 +693,11 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
     )
     if not items:
         if attribute in (BRAND, None):
-            _empty_queue(strategy, scope)
+            _empty_queue(reviewer, strategy, scope)
         else:
             st.success(f"Every photo has a {common.plain(attribute)} (or your answer).", icon=":material/done_all:")
         _undo_button(st, None)
+        _ready(["z"])
         return
     item = items[0]
     left, right = st.columns([5, 4], gap="large")
@@ -543,6 +707,7 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
         with right:
             _every_attribute(item)
             st.caption("Keys: **Enter** save every answer · **S** skip · **N** not a shoe · **Z** undo")
+        _ready(["enter", "s", "n", "z"])
         return
     keyed = _keyed_brands(item, brands)
     with right:
@@ -557,6 +722,8 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
     for upcoming in items[1:]:  # decode the next photo now, so it is ready when this one is answered
         with contextlib.suppress(ImageError):
             common.review_image(upcoming.path, upcoming.sha256)
+    confirm = ["enter"] if item.confirm_target() else []
+    _ready([*confirm, *(str(n) for n in range(1, len(keyed) + 1)), "s", "n", "u", "z"])
 
 
 def render() -> None:
@@ -572,6 +739,7 @@ def render() -> None:
     attribute, strategy, scope = queue_settings()
     if common.ask_reviewer() is None:
         return
+    st.html(REVIEW_KEYS, unsafe_allow_javascript=True)
     keep_claims()  # before the photo, so its warning shows above it
     review_area(attribute, strategy, scope)
 
