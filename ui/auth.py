@@ -26,11 +26,13 @@ from db import get_engine
 from db.access import Actor, Permission, PermissionDenied, can
 from db.models import Role
 from feedback.accounts import (
+    SignedIn,
     SignInError,
     accounts_exist,
     email_actor,
     session_actor,
     sign_in,
+    sign_in_wait,
     sign_out,
 )
 from shoelabel.errors import UserError
@@ -220,7 +222,7 @@ def _sign_in_screen(sso: bool, refusal: tuple[str, str] | None) -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            signed = sign_in(name, password, engine=get_engine())
+            signed = _signed_in(name, password)
         except SignInError as exc:
             st.error(plain(str(exc)), icon=":material/error:")
         else:
@@ -240,6 +242,14 @@ def _sign_in_screen(sso: bool, refusal: tuple[str, str] | None) -> None:
                     "the details are in the server log.",
                     icon=":material/error:",
                 )
+
+
+def _signed_in(name: str, password: str) -> SignedIn:
+    """Sign in, saying how long the check waits after wrong passwords for this name (any name alike)."""
+    wait = sign_in_wait(name, engine=get_engine())
+    text = f"Several wrong passwords were given for this name: the check waits {wait:g} s." if wait else "Signing in"
+    with st.spinner(text):
+        return sign_in(name, password, engine=get_engine())
 
 
 # --------------------------------------------------------------------------- sidebar

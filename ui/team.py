@@ -1,5 +1,6 @@
 """The Team page: how many answers each reviewer gives per hour, how often they agree with the settled
-label and with each other (Cohen's kappa), the photos they differ on, and the quality-control share.
+label and with each other (Cohen's kappa), the photos they differ on, the quality-control share, and, for
+admins, the accounts (add one, reset a password, unlock a name slowed down by wrong passwords).
 
 Names are shown in data grids and charts (drawn as text, never read as Markdown or HTML) and, in
 messages, through :func:`ui.common.plain`.
@@ -7,11 +8,25 @@ messages, through :func:`ui.common.plain`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from db.access import Permission
+from db.access import Actor, Permission
+from db.models import Role
+from feedback.accounts import (
+    MAX_EMAIL_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    AccountError,
+    AccountView,
+    add_account,
+    list_accounts,
+    reset_password,
+    unlock,
+)
 from feedback.agreement import (
     MAX_QC_SHARE,
     SESSION_GAP,
@@ -169,6 +184,127 @@ def _quality_control() -> None:
         st.form_submit_button("Save", type="primary", on_click=_save_share)
 
 
+# --------------------------------------------------------------------------- accounts
+
+
+def account_frame(accounts: list[AccountView]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "name": [a.name for a in accounts],
+            "role": [a.role.value for a in accounts],
+            "signs in with": [a.sign_in for a in accounts],
+            "state": [a.state() for a in accounts],
+        }
+    )
+
+
+def _account_action(action: Callable[[Actor], str]) -> None:
+    """Run an admin's account change (checked again as the actor now), and say what happened on the next run."""
+    try:
+        done = action(auth.current_actor())
+    except Exception as exc:
+        st.session_state["accounts_flash"] = ("error", common.error_text(exc))
+        return
+    st.session_state["accounts_flash"] = ("success", common.plain(done))
+
+
+def _new_password(key: str) -> str:
+    """The password typed twice in the form fields ``key`` and ``key_again`` (emptied either way)."""
+    state = st.session_state
+    first, again = state.get(key, ""), state.get(f"{key}_again", "")
+    state[key] = state[f"{key}_again"] = ""
+    if first != again:
+        raise AccountError("The two passwords differ; nothing was changed.")
+    return first
+
+
+def _unlock() -> None:
+    name = st.session_state.get("account_unlock")
+    _account_action(lambda actor: f"{unlock(name, engine=common.engine(), actor=actor).name} can sign in at once.")
+
+
+def _reset() -> None:
+    def reset(actor: Actor) -> str:
+        view = reset_password(
+            st.session_state.get("account_reset"), _new_password("account_reset_password"),
+            engine=common.engine(), actor=actor,
+        )  # fmt: skip
+        return f"New password set for {view.name}; their other sign-ins have ended."
+
+    _account_action(reset)
+
+
+def _add() -> None:
+    state = st.session_state
+
+    def add(actor: Actor) -> str:
+        password = _new_password("account_add_password") or None
+        view = add_account(
+            state.get("account_add_name", ""), state.get("account_add_role", Role.REVIEWER.value),
+            password=password, email=state.get("account_add_email") or None, engine=common.engine(), actor=actor,
+        )  # fmt: skip
+        state["account_add_name"] = state["account_add_email"] = ""
+        return f"Added {view.name} ({view.role.value}, signs in with {view.sign_in})."
+
+    _account_action(add)
+
+
+def _password_fields(key: str) -> None:
+    st.text_input("Password", key=key, type="password", max_chars=MAX_PASSWORD_LENGTH, autocomplete="new-password")
+    st.text_input(
+        "Password again", key=f"{key}_again", type="password", max_chars=MAX_PASSWORD_LENGTH,
+        autocomplete="new-password",
+    )  # fmt: skip
+
+
+def _account_forms(accounts: list[AccountView]) -> None:
+    names = [a.name for a in accounts]
+    waiting = [a.name for a in accounts if a.wrong_passwords]
+    if waiting:
+        with st.form("account_unlock_form", border=True, width=480):
+            st.selectbox("Wrong passwords were given for", waiting, key="account_unlock")
+            st.caption("Unlocking forgets them: the next sign-in with this name does not wait.")
+            st.form_submit_button("Unlock", on_click=_unlock)
+    if names:
+        with st.form("account_reset_form", border=True, width=480):
+            st.selectbox("Reset the password of", names, key="account_reset")
+            _password_fields("account_reset_password")
+            st.form_submit_button("Set the new password", on_click=_reset)
+    with st.form("account_add_form", border=True, width=480):
+        st.markdown("**Add an account**")
+        st.text_input("Name", key="account_add_name", max_chars=MAX_NAME_LENGTH)
+        roles = [Role.ADMIN.value] if not names else [r.value for r in Role]
+        st.selectbox("Role", roles, key="account_add_role", index=roles.index(Role.ADMIN.value) if not names else 1)
+        _password_fields("account_add_password")
+        st.text_input("E-mail for single sign-on (optional)", key="account_add_email", max_chars=MAX_EMAIL_LENGTH)
+        if not names:
+            st.caption(
+                "The first account turns sign-in on: from then on everyone signs in, so it is an admin (you). "
+                "This page then asks you to sign in with it."
+            )
+        st.form_submit_button("Add", on_click=_add)
+
+
+def _accounts() -> None:
+    st.subheader("Accounts")
+    if flash := st.session_state.pop("accounts_flash", None):
+        kind, text = flash
+        (st.success if kind == "success" else st.error)(text)
+    if not auth.allowed(Permission.MANAGE):
+        st.caption("Only an admin can add accounts, reset passwords and unlock names.")
+        return
+    accounts = list_accounts(engine=common.engine())
+    if accounts:
+        st.dataframe(account_frame(accounts), hide_index=True)
+        st.caption(
+            "After five wrong passwords in a row for a name, each further sign-in with it waits 2, 4, 8, ... "
+            "seconds (at most 60), then is checked as usual. Unlock forgets the wrong passwords."
+        )
+    else:
+        st.caption("No accounts: the app runs for a single user on this machine.")
+    _account_forms(accounts)
+
+
 def render() -> None:
     st.title("Team")
     report = common.shown_or_none(team_report, common.engine())
@@ -183,3 +319,5 @@ def render() -> None:
             _pairs(report)
     with common.guard():
         _quality_control()
+    with common.guard():
+        _accounts()
