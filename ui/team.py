@@ -29,7 +29,11 @@ from feedback.accounts import (
 )
 from feedback.agreement import (
     MAX_QC_SHARE,
+    MIN_ACTIVE_MINUTES,
+    MIN_SHARED_PHOTOS,
+    MIN_TIMED_ANSWERS,
     SESSION_GAP,
+    ReviewerStats,
     TeamReport,
     qc_setting_note,
     set_quality_control_share,
@@ -39,36 +43,56 @@ from ui import auth, common
 from ui.jobs import duration
 
 MISSING = "–"  # a value that cannot be computed yet
+AXIS_TICKS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # a share's axis: few ticks, whatever the chart's width
 
 
 def _percent(value: float | None) -> str:
     return MISSING if value is None else f"{value:.0%}"
 
 
+def not_enough(have: int, need: int, unit: str = "") -> str:
+    return f"not enough data ({have} of {need}{unit})"
+
+
+def rate_text(r: ReviewerStats) -> str:
+    """Answers per hour, or how far the reviewer is from enough answers and active time to say."""
+    if r.timed < MIN_TIMED_ANSWERS:
+        return not_enough(r.timed, MIN_TIMED_ANSWERS)
+    if not r.enough_for_rate:
+        return not_enough(int(r.active_hours * 60), MIN_ACTIVE_MINUTES, " active minutes")
+    return MISSING if r.per_hour is None else f"{r.per_hour:.0f}"
+
+
 def reviewer_frame(report: TeamReport) -> pd.DataFrame:
-    """One row per reviewer, as text (a dash where a figure cannot be computed yet)."""
+    """One row per reviewer, as text ("not enough data" where a figure would rest on a tiny sample)."""
     return pd.DataFrame(
         {
             "reviewer": [r.reviewer for r in report.reviewers],
             "answers": [r.answers for r in report.reviewers],
-            "answers per hour": [MISSING if r.per_hour is None else f"{r.per_hour:.0f}" for r in report.reviewers],
+            "answers per hour": [rate_text(r) for r in report.reviewers],
             "active time": [duration(r.active_hours * 3600) for r in report.reviewers],
             "sessions": [r.sessions for r in report.reviewers],
             "photos decided": [r.decisive for r in report.reviewers],
-            "of them settled": [r.settled for r in report.reviewers],
-            "agreement with the settled label": [_percent(r.agreement) for r in report.reviewers],
+            "settled, shared with another reviewer": [r.settled for r in report.reviewers],
+            "agreement with the settled label": [
+                _percent(r.agreement) if r.enough_for_agreement else not_enough(r.settled, MIN_SHARED_PHOTOS)
+                for r in report.reviewers
+            ],
         }
     )
 
 
 def pair_frame(report: TeamReport) -> pd.DataFrame:
+    short = {id(p): not_enough(p.shared, MIN_SHARED_PHOTOS) for p in report.pairs if not p.enough}
     return pd.DataFrame(
         {
             "reviewer": [p.first for p in report.pairs],
             "other reviewer": [p.second for p in report.pairs],
             "photos both answered": [p.shared for p in report.pairs],
-            "same answer": [_percent(p.agreement) for p in report.pairs],
-            "Cohen's kappa": [MISSING if p.kappa is None else f"{p.kappa:.2f}" for p in report.pairs],
+            "same answer": [short.get(id(p)) or _percent(p.agreement) for p in report.pairs],
+            "Cohen's kappa": [
+                short.get(id(p)) or (MISSING if p.kappa is None else f"{p.kappa:.2f}") for p in report.pairs
+            ],
         }
     )
 
@@ -87,11 +111,11 @@ def disagreement_frame(report: TeamReport) -> pd.DataFrame:
 
 
 def agreement_chart(report: TeamReport) -> alt.Chart | None:
-    """Agreement with the settled label per reviewer, as bars (None when nobody has a settled photo yet)."""
+    """Agreement with the settled label per reviewer, as bars (None when nobody has enough shared photos)."""
     rows = [
         {"reviewer": r.reviewer, "agreement": r.agreement, "settled photos": r.settled}
         for r in report.reviewers
-        if r.agreement is not None
+        if r.agreement is not None and r.enough_for_agreement
     ]
     if not rows:
         return None
@@ -99,7 +123,12 @@ def agreement_chart(report: TeamReport) -> alt.Chart | None:
         alt.Chart(pd.DataFrame(rows))
         .mark_bar()
         .encode(
-            x=alt.X("agreement:Q", title="agreement with the settled label", scale=alt.Scale(domain=[0, 1])),
+            x=alt.X(
+                "agreement:Q",
+                title="agreement with the settled label",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(values=AXIS_TICKS, format=".0%"),
+            ),
             y=alt.Y("reviewer:N", title=None, sort="-x"),
             tooltip=["reviewer", alt.Tooltip("agreement:Q", format=".0%"), "settled photos"],
         )
@@ -113,9 +142,11 @@ def _reviewers(report: TeamReport) -> None:
     gap = int(SESSION_GAP.total_seconds() // 60)
     st.caption(
         f"Answers per hour: over active time, the time between two answers less than {gap} minutes apart (a "
-        "longer pause starts a new session). Agreement: the share of a reviewer's answers (their latest decision "
-        "on each photo; settling a conflict aside) that equal the photo's label, on photos whose label is "
-        "settled (reviewers do not disagree on it)."
+        f"longer pause starts a new session), shown from {MIN_TIMED_ANSWERS} timed answers over "
+        f"{MIN_ACTIVE_MINUTES} active minutes. Agreement: the share of a reviewer's answers (their latest "
+        "decision on each photo; settling a conflict aside) that equal the photo's label, on photos whose label "
+        f"is settled (reviewers do not disagree on it) and that another reviewer answered too, shown from "
+        f"{MIN_SHARED_PHOTOS} such photos."
     )
     chart = agreement_chart(report)
     if chart is not None:
@@ -133,8 +164,8 @@ def _pairs(report: TeamReport) -> None:
     st.dataframe(pair_frame(report), hide_index=True)
     st.caption(
         f"{report.photos_with_two_or_more} photo(s) have answers from two or more reviewers. Cohen's kappa: "
-        "agreement beyond chance (1 is perfect, 0 no better than chance); a dash where it is undefined (fewer "
-        "than two photos, or one answer throughout)."
+        "agreement beyond chance (1 is perfect, 0 no better than chance); a dash where it is undefined (one "
+        f"answer throughout). Both are shown from {MIN_SHARED_PHOTOS} photos both answered."
     )
     st.markdown(f"**Disagreements** ({len(report.disagreements)})")
     if report.disagreements:
