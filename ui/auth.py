@@ -35,6 +35,7 @@ from feedback.accounts import (
     sign_in_wait,
     sign_out,
 )
+from feedback.reviews import ReviewError, clean_reviewer
 from shoelabel.errors import UserError
 from ui.text import plain
 
@@ -44,6 +45,7 @@ LOCAL_ADDRESSES = frozenset({"localhost", "127.0.0.1", "::1"})
 TOKEN = "auth_token"  # the session state key of a local sign-in's token
 ACTOR = "auth_actor"  # the actor as the last run checked it (for drawing; writes check again)
 NOTICE = "auth_notice"  # why the sign-in form is back (a session that ended)
+NAME_PARAM = "reviewer"  # the query parameter that keeps the single user's name through a reload
 SETUP_COMMAND = "python -m feedback.accounts add NAME --role admin"
 
 
@@ -90,8 +92,21 @@ def _sso_user_email() -> str | None:
 
 
 def local_actor() -> Actor:
-    """The single user of a local app without accounts: any name they give, and every right."""
+    """The single user of a local app without accounts: any name they give, and every right.
+
+    The name is kept in the address (``?reviewer=``), so a reload does not ask it again."""
+    if not st.session_state.get("reviewer") and (kept := st.query_params.get(NAME_PARAM)):
+        try:
+            st.session_state["reviewer"] = clean_reviewer(kept)
+        except ReviewError:
+            st.query_params.pop(NAME_PARAM, None)
     return Actor(str(st.session_state.get("reviewer") or ""), Role.ADMIN)
+
+
+def keep_local_name(name: str) -> None:
+    """Put the single user's name in the address (a page change drops it; each run puts it back)."""
+    if st.query_params.get(NAME_PARAM) != name:
+        st.query_params[NAME_PARAM] = name
 
 
 def current_actor() -> Actor:
