@@ -19,7 +19,6 @@ def upgrade() -> None:
         sa.Column("last_failed_at", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_sign_in_failures_last_failed_at", "sign_in_failures", ["last_failed_at"])
-    op.execute("UPDATE accounts SET failed_attempts = 0, locked_until = NULL")  # no account stays locked
 
 
 def downgrade() -> None:
