@@ -382,8 +382,8 @@ class Account(Base):
     role: Mapped[Role] = mapped_column(_enum(Role, "account_role"))
     password_hash: Mapped[str | None] = mapped_column(String(255))  # None: single sign-on only
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)  # unused: see SignInFailure
+    locked_until: Mapped[datetime | None] = mapped_column()  # unused: sign-ins wait, no account is locked
     disabled: Mapped[bool] = mapped_column(default=False)
 
 
@@ -395,6 +395,16 @@ class SignInSession(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SignInFailure(Base):
+    """Wrong passwords in a row given with one name, whether or not an account has it: further sign-ins
+    with that name wait (see :mod:`feedback.accounts`). Only a SHA-256 of the typed name is stored."""
+
+    __tablename__ = "sign_in_failures"
+    name_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failed_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class TeamSetting(Base):

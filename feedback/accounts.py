@@ -2,10 +2,13 @@
 
 ``python -m feedback.accounts add NAME --role reviewer [--email E] [--password-stdin | --sso-only]``
 ``python -m feedback.accounts list | set-role NAME ROLE | set-email NAME E | disable NAME | enable NAME``
-``python -m feedback.accounts reset-password NAME [--password-stdin] | remove NAME``
+``python -m feedback.accounts reset-password NAME [--password-stdin] | unlock NAME | remove NAME``
 
 Passwords are stored only as Argon2id hashes (argon2-cffi), re-hashed on sign-in when the parameters
-change. After :data:`MAX_FAILURES` wrong passwords in a row an account is locked for :data:`LOCK_MINUTES`.
+change. No account is ever locked: after :data:`FREE_TRIES` wrong passwords in a row for a name (an
+account's or not), each further sign-in with that name waits 2, 4, 8, ... seconds, at most
+:data:`MAX_WAIT_S`, then is checked as usual, so the owner still gets in with the right password. An
+admin can clear the wait (``unlock``, or the Team page).
 A sign-in opens a session that expires after :data:`SESSION_HOURS`; only a SHA-256 of its random token is
 stored. An account with an e-mail can also sign in by single sign-on (``st.login``) with that e-mail.
 
@@ -19,6 +22,7 @@ import getpass
 import hashlib
 import secrets
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -30,20 +34,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
-from db.access import Actor
-from db.models import Account, Role, SignInSession, utcnow
+from db.access import Actor, Permission, require
+from db.models import Account, Role, SignInFailure, SignInSession, utcnow
 from feedback.reviews import MAX_REVIEWER_LENGTH
 from shoelabel.cli import command
 from shoelabel.errors import UserError
 
-MAX_FAILURES = 5  # wrong passwords in a row before the account is locked
-LOCK_MINUTES = 15
+FREE_TRIES = 5  # wrong passwords in a row for a name before its sign-ins wait
+MAX_WAIT_S = 60
+FORGET_FAILURES = timedelta(hours=1)  # a name's wrong passwords count until it has had none for this long
 SESSION_HOURS = 12
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 MAX_NAME_LENGTH = MAX_REVIEWER_LENGTH  # the name is recorded as the reviewer of the account's answers
 MAX_EMAIL_LENGTH = 320
 WRONG = "Wrong name or password."  # the same for an unknown name, a wrong password and an SSO-only account
+sleep = time.sleep  # how a sign-in waits (tests replace it)
 
 
 class AccountError(UserError, ValueError):
@@ -61,14 +67,19 @@ class AccountView:
     email: str | None
     has_password: bool
     disabled: bool
-    locked_until: datetime | None
     created_at: datetime
+    wrong_passwords: int = 0  # in a row, lately, for this name
 
-    def state(self, now: datetime | None = None) -> str:
+    @property
+    def wait_s(self) -> float:
+        """How long a sign-in with this name waits now."""
+        return wait_seconds(self.wrong_passwords)
+
+    def state(self) -> str:
         if self.disabled:
             return "disabled"
-        if self.locked_until is not None and self.locked_until > (now or utcnow()):
-            return f"locked until {self.locked_until:%Y-%m-%d %H:%M} UTC"
+        if self.wait_s:
+            return f"sign-ins wait {self.wait_s:g} s ({self.wrong_passwords} wrong passwords)"
         return "active"
 
     @property
@@ -157,15 +168,15 @@ def parse_role(role: Role | str) -> Role:
         raise AccountError(f"Unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}.") from None
 
 
-def _view(account: Account) -> AccountView:
+def _view(account: Account, wrong_passwords: int = 0) -> AccountView:
     return AccountView(
         name=account.name,
         role=Role(account.role),
         email=account.email,
         has_password=account.password_hash is not None,
         disabled=account.disabled,
-        locked_until=account.locked_until,
         created_at=account.created_at,
+        wrong_passwords=wrong_passwords,
     )
 
 
@@ -190,8 +201,13 @@ def add_account(
     password: str | None = None,
     email: str | None = None,
     engine: Engine | None = None,
+    actor: Actor | None = None,
 ) -> AccountView:
-    """A new account; it needs a password, an e-mail for single sign-on, or both."""
+    """A new account; it needs a password, an e-mail for single sign-on, or both.
+
+    With an ``actor`` (the app), only an admin may; without one, the caller is the server's operator."""
+    if actor is not None:
+        require(actor, Permission.MANAGE)
     name, role, email = clean_name(name), parse_role(role), clean_email(email)
     if password is None and email is None:
         raise AccountError("An account needs a password, or an e-mail to sign in with single sign-on.")
@@ -210,9 +226,11 @@ def add_account(
         raise AccountError(f"There is an account named {name!r} or with that e-mail already.") from None
 
 
-def list_accounts(*, engine: Engine | None = None) -> list[AccountView]:
+def list_accounts(*, engine: Engine | None = None, now: datetime | None = None) -> list[AccountView]:
+    """Every account, by name, with the wrong passwords lately given for its name."""
     with session_scope(engine or get_engine()) as session:
-        return [_view(a) for a in session.scalars(select(Account).order_by(Account.name))]
+        found = list(session.scalars(select(Account).order_by(Account.name)))
+        return [_view(a, _failures(session, name_key(a.name), now or utcnow())) for a in found]
 
 
 def accounts_exist(*, engine: Engine | None = None) -> bool:
@@ -254,15 +272,29 @@ def set_disabled(name: str, disabled: bool = True, *, engine: Engine | None = No
         return _view(account)
 
 
-def reset_password(name: str, password: str, *, engine: Engine | None = None) -> AccountView:
-    """A new password; unlocks the account and ends its sessions."""
+def reset_password(
+    name: str, password: str, *, engine: Engine | None = None, actor: Actor | None = None
+) -> AccountView:
+    """A new password; clears the name's wait and ends the account's sessions (an ``actor``: admins only)."""
+    if actor is not None:
+        require(actor, Permission.MANAGE)
     hashed = hash_password(password)
     with session_scope(engine or get_engine(), write=True) as session:
         account = _account(session, name)
         account.password_hash = hashed
-        account.failed_attempts = 0
-        account.locked_until = None
+        session.execute(delete(SignInFailure).where(SignInFailure.name_key == name_key(account.name)))
         session.execute(delete(SignInSession).where(SignInSession.account_id == account.id))
+        return _view(account)
+
+
+def unlock(name: str, *, engine: Engine | None = None, actor: Actor | None = None) -> AccountView:
+    """Forget the wrong passwords given for an account's name: its sign-ins wait no more (an ``actor``:
+    admins only)."""
+    if actor is not None:
+        require(actor, Permission.MANAGE)
+    with session_scope(engine or get_engine(), write=True) as session:
+        account = _account(session, name)
+        session.execute(delete(SignInFailure).where(SignInFailure.name_key == name_key(account.name)))
         return _view(account)
 
 
@@ -277,39 +309,86 @@ def remove_account(name: str, *, engine: Engine | None = None) -> None:
 # --------------------------------------------------------------------------- signing in
 
 
+def name_key(name: str) -> str:
+    """What a name's wrong passwords are stored under (a hash: no typed name is stored)."""
+    return hashlib.sha256(" ".join(str(name or "").split()).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def wait_seconds(failures: int) -> float:
+    """How long a sign-in waits after ``failures`` wrong passwords in a row for its name: nothing for the
+    first :data:`FREE_TRIES`, then 2, 4, 8, ... seconds, at most :data:`MAX_WAIT_S`."""
+    if failures < FREE_TRIES:
+        return 0.0
+    return float(min(MAX_WAIT_S, 2 ** min(failures - FREE_TRIES + 1, 16)))
+
+
+def _failures(session: Session, key: str, now: datetime) -> int:
+    row = session.get(SignInFailure, key)
+    return row.failures if row is not None and row.last_failed_at > now - FORGET_FAILURES else 0
+
+
+def sign_in_wait(name: str, *, engine: Engine | None = None, now: datetime | None = None) -> float:
+    """How long a sign-in with ``name`` waits now, known name or not (the sign-in form says so)."""
+    with session_scope(engine or get_engine()) as session:
+        return wait_seconds(_failures(session, name_key(name), now or utcnow()))
+
+
 def sign_in(name: str, password: str, *, engine: Engine | None = None, now: datetime | None = None) -> SignedIn:
     """Check a name and password and open a session; :class:`SignInError` otherwise.
 
-    A wrong password counts towards the lockout; the count starts again after a sign-in or a lockout.
+    Every name is treated alike, known or not: it waits as its wrong passwords in a row say
+    (:func:`wait_seconds`), its password is checked once against its hash (a decoy's for an unknown name),
+    and a wrong one is counted. The check runs outside the writers' lock, which is taken only to record
+    the outcome, so wrong sign-ins never hold up other writers.
     """
-    now = now or utcnow()
+    engine = engine or get_engine()
+    _decoy_hash()  # made once, before any name is checked, so the first check takes no longer than others
     cleaned = " ".join(str(name or "").split())
     password = str(password or "")[:MAX_PASSWORD_LENGTH]
-    refusal: str | None = None
-    with session_scope(engine or get_engine(), write=True) as session:
+    key = name_key(cleaned)
+    with session_scope(engine) as session:  # a read: no lock
         account = session.scalar(select(Account).where(Account.name == cleaned)) if cleaned else None
-        if account is None or account.password_hash is None:
-            verify_password(None, password)  # as slow as a real check
-            refusal = WRONG
-        elif account.locked_until is not None and account.locked_until > now:
-            minutes = max(1, round((account.locked_until - now).total_seconds() / 60))
-            refusal = (
-                f"Too many wrong passwords: this account is locked for {minutes} more minute(s). "
-                "Try again later, or ask an admin to reset the password."
-            )
-        elif not verify_password(account.password_hash, password):
-            account.failed_attempts = (account.failed_attempts or 0) + 1
-            if account.failed_attempts >= MAX_FAILURES:
-                account.failed_attempts = 0
-                account.locked_until = now + timedelta(minutes=LOCK_MINUTES)
+        stored = account.password_hash if account is not None else None
+        failures = _failures(session, key, now or utcnow())
+    sleep(wait_seconds(failures))
+    matches = verify_password(stored, password)  # an unknown name is checked against the decoy: as slow
+    if account is None or not matches:
+        _record_failure(engine, key, now or utcnow())
+        raise SignInError(WRONG)
+    renewed = hasher().hash(password) if hasher().check_needs_rehash(stored) else None
+    return _open_session(engine, account.id, stored, renewed, key, now or utcnow())
+
+
+def _record_failure(engine: Engine, key: str, now: datetime) -> None:
+    """Count a wrong password for the name ``key``; failures nobody added to for a while are forgotten."""
+    with session_scope(engine, write=True) as session:
+        session.execute(
+            delete(SignInFailure).where(SignInFailure.last_failed_at <= now - FORGET_FAILURES),
+            execution_options={"synchronize_session": False},
+        )
+        row = session.get(SignInFailure, key)
+        if row is None:
+            row = SignInFailure(name_key=key, failures=0, last_failed_at=now)
+            session.add(row)
+        row.failures += 1
+        row.last_failed_at = now
+
+
+def _open_session(
+    engine: Engine, account_id: int, checked: str | None, renewed: str | None, key: str, now: datetime
+) -> SignedIn:
+    """Record a right password: its name's failures forgotten, a new session (or why there is none)."""
+    refusal = signed_in = None
+    with session_scope(engine, write=True) as session:
+        account = session.get(Account, account_id)
+        if account is None or account.password_hash != checked:  # removed, or a new password meanwhile
             refusal = WRONG
         elif account.disabled:
             refusal = "This account is disabled; ask an admin."
         else:
-            account.failed_attempts = 0
-            account.locked_until = None
-            if hasher().check_needs_rehash(account.password_hash):
-                account.password_hash = hasher().hash(password)
+            session.execute(delete(SignInFailure).where(SignInFailure.name_key == key))
+            if renewed is not None:
+                account.password_hash = renewed
             session.execute(delete(SignInSession).where(SignInSession.expires_at <= now))
             token = secrets.token_urlsafe(32)
             expires = now + timedelta(hours=SESSION_HOURS)
@@ -317,8 +396,8 @@ def sign_in(name: str, password: str, *, engine: Engine | None = None, now: date
                 SignInSession(token_hash=token_hash(token), account_id=account.id, created_at=now, expires_at=expires)
             )
             signed_in = SignedIn(token, _actor(account), expires)
-    if refusal is not None:  # raised after the commit, so failed attempts are counted
-        raise SignInError(refusal)
+    if signed_in is None:
+        raise SignInError(refusal or WRONG)
     return signed_in
 
 
@@ -409,9 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     email.add_argument("email")
     for name, text in (("disable", "stop an account from signing in"), ("enable", "let a disabled account back in")):
         commands.add_parser(name, help=text).add_argument("name")
-    reset = commands.add_parser("reset-password", help="a new password; unlocks the account")
+    reset = commands.add_parser("reset-password", help="a new password; its sign-ins wait no more")
     reset.add_argument("name")
     reset.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    commands.add_parser("unlock", help="forget the wrong passwords given for a name").add_argument("name")
     commands.add_parser("remove", help="delete an account (its answers keep its name)").add_argument("name")
     args = parser.parse_args(argv)
 
@@ -436,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "reset-password":
         view = reset_password(args.name, _read_password(args))
         print(f"New password set for {view.name}; it is {view.state()}.")
+    elif args.command == "unlock":
+        view = unlock(args.name)
+        print(f"{view.name} can sign in without waiting.")
     elif args.command == "remove":
         remove_account(args.name)
         print(f"Removed {clean_name(args.name)}.")

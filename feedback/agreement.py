@@ -11,8 +11,12 @@ over the photos both answered, and every photo on which they differ.
   shoe; skip, unsure and undone reviews are not answers). A review that settles a conflict is not an
   independent answer (its reviewer has seen the others), so it is left out of agreement and kappa.
 - *Agreement with the settled label*: the share of a reviewer's answers equal to the photo's effective
-  label, counted on photos whose label is settled (not in conflict). A photo only one reviewer answered
-  has that reviewer's answer as its label, so agreement says most where photos get a second look.
+  label, counted on photos whose label is settled (not in conflict) and that another reviewer answered
+  too (a photo only one reviewer answered has that reviewer's answer as its label: it says nothing).
+
+Figures of tiny samples are not shown as figures: agreement and kappa need :data:`MIN_SHARED_PHOTOS`
+photos shared with another reviewer, answers per hour :data:`MIN_TIMED_ANSWERS` timed answers over
+:data:`MIN_ACTIVE_MINUTES` active minutes (the dataclasses say whether they have ``enough``).
 
 The *quality-control share* (an admin setting, 0-50%) sends that share of the photos decided by exactly
 one reviewer to a second, different reviewer: the review queue offers them to every reviewer who has not
@@ -43,6 +47,9 @@ QC_SHARE_KEY = "quality_control_share"
 DEFAULT_QC_SHARE = 0.0  # off until an admin turns it on
 MAX_QC_SHARE = 0.5
 SESSION_GAP = timedelta(minutes=30)  # a longer pause between two answers ends a review session
+MIN_SHARED_PHOTOS = 20  # photos shared with another reviewer before agreement and kappa mean anything
+MIN_TIMED_ANSWERS = 20  # timed answers ...
+MIN_ACTIVE_MINUTES = 10  # ... over this much active time before answers per hour mean anything
 IN_CONFLICT = "(in conflict)"
 _HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive ids spread evenly over the range
 _HASH_RANGE = 2**32
@@ -144,12 +151,22 @@ class ReviewerStats:
     active_hours: float  # the time between answers within sessions
     per_hour: float | None  # timed answers per active hour (None with no timed answer)
     decisive: int  # photos with an answer of this reviewer (resolutions aside)
-    settled: int  # of those, photos whose label is settled
+    settled: int  # of those, photos whose label is settled and that another reviewer answered too
     agreeing: int  # of those, photos whose label is this reviewer's answer
+    timed: int = 0  # answers with a measured time (see active_time)
 
     @property
     def agreement(self) -> float | None:
         return self.agreeing / self.settled if self.settled else None
+
+    @property
+    def enough_for_rate(self) -> bool:
+        """Whether answers per hour rest on enough answers and time to be shown."""
+        return self.timed >= MIN_TIMED_ANSWERS and self.active_hours * 60 >= MIN_ACTIVE_MINUTES
+
+    @property
+    def enough_for_agreement(self) -> bool:
+        return self.settled >= MIN_SHARED_PHOTOS
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,11 @@ class PairAgreement:
     @property
     def agreement(self) -> float | None:
         return self.agreeing / self.shared if self.shared else None
+
+    @property
+    def enough(self) -> bool:
+        """Whether the pair shares enough photos for agreement and kappa to be shown."""
+        return self.shared >= MIN_SHARED_PHOTOS
 
 
 @dataclass(frozen=True)
@@ -241,7 +263,7 @@ def _reviewer_stats(
     agreeing: dict[str, int] = defaultdict(int)
     for image_id, by_reviewer in answers.items():
         label = labels.get(image_id)
-        is_settled = label is not None and not label.conflict and label.value is not None
+        is_settled = label is not None and not label.conflict and label.value is not None and len(by_reviewer) > 1
         for name, value in by_reviewer.items():
             decisive[name] += 1
             if is_settled:
@@ -261,6 +283,7 @@ def _reviewer_stats(
                 decisive=decisive[name],
                 settled=settled[name],
                 agreeing=agreeing[name],
+                timed=timed,
             )
         )
     return stats

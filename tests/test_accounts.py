@@ -1,5 +1,5 @@
-"""Accounts of a team server: password hashing, lockout, session expiry, single sign-on by e-mail, and the
-``python -m feedback.accounts`` command."""
+"""Accounts of a team server: password hashing, waits after wrong passwords, session expiry, single sign-on
+by e-mail, and the ``python -m feedback.accounts`` command."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from db import session_scope
 from db.models import Account, Role, SignInSession, utcnow
 from feedback import accounts
 from feedback.accounts import (
-    LOCK_MINUTES,
-    MAX_FAILURES,
+    FREE_TRIES,
     SESSION_HOURS,
     AccountError,
     SignInError,
@@ -86,27 +85,17 @@ def test_sign_in_opens_a_session_stored_as_a_hash_that_expires(engine: Engine) -
     assert session_actor(signed.token, engine=engine) is None
 
 
-def test_wrong_passwords_lock_the_account_for_a_while(engine: Engine) -> None:
-    add_account("rita", "reviewer", password=PASSWORD, engine=engine)
-    now = utcnow()
-    for _ in range(MAX_FAILURES):
-        with pytest.raises(SignInError, match="Wrong name or password"):
-            sign_in("rita", "guess-guess", engine=engine, now=now)
-    with pytest.raises(SignInError, match="locked"):
-        sign_in("rita", PASSWORD, engine=engine, now=now + timedelta(minutes=1))  # even the right one
-    assert stored(engine, "rita").locked_until == now + timedelta(minutes=LOCK_MINUTES)
-    later = now + timedelta(minutes=LOCK_MINUTES, seconds=1)
-    assert sign_in("rita", PASSWORD, engine=engine, now=later).actor.name == "rita"
-    assert (stored(engine, "rita").failed_attempts, stored(engine, "rita").locked_until) == (0, None)
-
-
-def test_a_password_reset_unlocks_and_ends_sessions(engine: Engine) -> None:
+def test_a_password_reset_clears_the_wait_and_ends_sessions(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(accounts, "sleep", waits.append)
     add_account("rita", "reviewer", password=PASSWORD, engine=engine)
     signed = sign_in("rita", PASSWORD, engine=engine)
-    for _ in range(MAX_FAILURES):
+    for _ in range(FREE_TRIES + 1):
         with pytest.raises(SignInError):
             sign_in("rita", "guess-guess", engine=engine)
+    assert [a.state() for a in list_accounts(engine=engine)] == ["sign-ins wait 4 s (6 wrong passwords)"]
     reset_password("rita", "a new long password", engine=engine)
+    assert [a.state() for a in list_accounts(engine=engine)] == ["active"]
     assert session_actor(signed.token, engine=engine) is None
     assert sign_in("rita", "a new long password", engine=engine).actor.name == "rita"
 

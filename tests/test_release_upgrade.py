@@ -39,7 +39,7 @@ from db.queue_entries import catalogue_counts, count_afresh, stage_of_image
 from feedback.reviews import record_review
 from tests.release_db import build_release_database, release_available
 
-NEW_TABLES = {"attributes", "imported_labels", "class_changes", "evaluation_draws"}
+NEW_TABLES = {"attributes", "imported_labels", "class_changes", "evaluation_draws", "sign_in_failures"}
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,16 @@ from db import get_engine
 from db.access import Actor, Permission, PermissionDenied, can
 from db.models import Role
 from feedback.accounts import (
+    SignedIn,
     SignInError,
     accounts_exist,
     email_actor,
     session_actor,
     sign_in,
+    sign_in_wait,
     sign_out,
 )
+from feedback.reviews import ReviewError, clean_reviewer
 from shoelabel.errors import UserError
 from ui.text import plain
 
@@ -42,6 +45,7 @@ LOCAL_ADDRESSES = frozenset({"localhost", "127.0.0.1", "::1"})
 TOKEN = "auth_token"  # the session state key of a local sign-in's token
 ACTOR = "auth_actor"  # the actor as the last run checked it (for drawing; writes check again)
 NOTICE = "auth_notice"  # why the sign-in form is back (a session that ended)
+NAME_PARAM = "reviewer"  # the query parameter that keeps the single user's name through a reload
 SETUP_COMMAND = "python -m feedback.accounts add NAME --role admin"
 
 
@@ -88,8 +92,21 @@ def _sso_user_email() -> str | None:
 
 
 def local_actor() -> Actor:
-    """The single user of a local app without accounts: any name they give, and every right."""
+    """The single user of a local app without accounts: any name they give, and every right.
+
+    The name is kept in the address (``?reviewer=``), so a reload does not ask it again."""
+    if not st.session_state.get("reviewer") and (kept := st.query_params.get(NAME_PARAM)):
+        try:
+            st.session_state["reviewer"] = clean_reviewer(kept)
+        except ReviewError:
+            st.query_params.pop(NAME_PARAM, None)
     return Actor(str(st.session_state.get("reviewer") or ""), Role.ADMIN)
+
+
+def keep_local_name(name: str) -> None:
+    """Put the single user's name in the address (a page change drops it; each run puts it back)."""
+    if st.query_params.get(NAME_PARAM) != name:
+        st.query_params[NAME_PARAM] = name
 
 
 def current_actor() -> Actor:
@@ -220,7 +237,7 @@ def _sign_in_screen(sso: bool, refusal: tuple[str, str] | None) -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            signed = sign_in(name, password, engine=get_engine())
+            signed = _signed_in(name, password)
         except SignInError as exc:
             st.error(plain(str(exc)), icon=":material/error:")
         else:
@@ -240,6 +257,14 @@ def _sign_in_screen(sso: bool, refusal: tuple[str, str] | None) -> None:
                     "the details are in the server log.",
                     icon=":material/error:",
                 )
+
+
+def _signed_in(name: str, password: str) -> SignedIn:
+    """Sign in, saying how long the check waits after wrong passwords for this name (any name alike)."""
+    wait = sign_in_wait(name, engine=get_engine())
+    text = f"Several wrong passwords were given for this name: the check waits {wait:g} s." if wait else "Signing in"
+    with st.spinner(text):
+        return sign_in(name, password, engine=get_engine())
 
 
 # --------------------------------------------------------------------------- sidebar

@@ -149,9 +149,16 @@ def ask_reviewer() -> str | None:
     return None
 
 
+KEPT_ON_CHANGE = frozenset({"review_attribute"})  # choices of the tab, not of the reviewer
+
+
 def forget_reviewer() -> None:
-    for key in ("reviewer", "reviewer_name", "review_queue"):
+    """Forget the reviewer and all that was theirs in this tab (their queue, count, last answer, Undo list)."""
+    for key in [k for k in st.session_state if str(k).startswith("review_") and k not in KEPT_ON_CHANGE]:
         st.session_state.pop(key, None)
+    for key in ("reviewer", "reviewer_name", "reviewer_error"):
+        st.session_state.pop(key, None)
+    st.query_params.pop(auth.NAME_PARAM, None)
 
 
 # --------------------------------------------------------------------------- images
@@ -293,6 +300,7 @@ def sidebar(*, show_reviewer: bool = True) -> None:
     with st.sidebar:
         name = reviewer()
         if name and show_reviewer:
+            auth.keep_local_name(name)
             st.markdown(f"Reviewing as **{plain(name)}**")
             st.button("Change reviewer", key="change_reviewer", on_click=forget_reviewer, type="tertiary")
         counts = shown_or_none(catalogue_counts)
