@@ -24,6 +24,7 @@ import stat
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,21 @@ class ImageInfo:
 
 def _name(source: Source) -> str:
     return "<uploaded bytes>" if isinstance(source, bytes) else str(source)
+
+
+@contextmanager
+def _one_photo(name: str) -> Iterator[None]:
+    """Whatever goes wrong decoding or resizing one photo becomes that photo's :class:`ImageError`
+    (a malformed file can upset Pillow or numpy in ways no list of exceptions foresees), so that a
+    batch goes on without it; running out of memory, or Ctrl-C, still stops the caller."""
+    try:
+        yield
+    except (ImageError, MemoryError):
+        raise
+    except DECODE_ERRORS as exc:
+        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
+    except Exception as exc:
+        raise ImageError(name, f"cannot decode or resize the image ({type(exc).__name__}: {exc})") from exc
 
 
 def _file_size(n: int) -> str:
@@ -220,10 +236,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def inspect(source: Source) -> ImageInfo:
     """Validate an image by decoding it; raise :class:`ImageError` with the reason."""
     name = _name(source)
-    data = _read_bytes(source)
-    image = _open(data, name)
-    width, height = _oriented_size(image, name)
-    _decode(image, name, draft_side=256, file_size=len(data))
+    with _one_photo(name):
+        data = _read_bytes(source)
+        image = _open(data, name)
+        width, height = _oriented_size(image, name)
+        _decode(image, name, draft_side=256, file_size=len(data))
     if min(width, height) < MIN_SIDE:
         raise ImageError(name, f"image too small to classify ({width}x{height}; needs at least {MIN_SIDE} px a side)")
     return ImageInfo(
@@ -248,25 +265,28 @@ def inspect_upload(name: str, data: bytes) -> ImageInfo:
 def open_rgb(source: Source, max_side: int | None = None) -> Image.Image:
     """Decode to an RGB image, at most ``max_side`` pixels on its longer side."""
     name = _name(source)
-    data = _read_bytes(source)
-    image = _decode(_open(data, name), name, draft_side=max_side, file_size=len(data))
-    try:
-        image = to_rgb(image)
-    except DECODE_ERRORS as exc:
-        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
-    if max_side and max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return image
+    with _one_photo(name):
+        data = _read_bytes(source)
+        image = to_rgb(_decode(_open(data, name), name, draft_side=max_side, file_size=len(data)))
+        if max_side and max(image.size) > max_side:
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return image
+
+
+def fitted_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """The size of a ``width`` x ``height`` image scaled to ``side`` on its longer side, at least a pixel
+    each way (a 32x6000 strip fitted into 128 px is 1 px wide, never 0)."""
+    scale = side / max(width, height)
+    return max(1, min(side, round(width * scale))), max(1, min(side, round(height * scale)))
 
 
 def square(image: Image.Image, size: int) -> Image.Image:
     """Fit into a ``size`` square keeping the aspect ratio; pad with the border colour."""
-    fitted = ImageOps.contain(image, (size, size), Image.Resampling.BILINEAR)
+    fitted = image.resize(fitted_size(*image.size, size), Image.Resampling.BILINEAR)
     if fitted.size == (size, size):
         return fitted
-    border = np.concatenate(
-        [np.asarray(fitted)[[0, -1], :, :].reshape(-1, 3), np.asarray(fitted)[:, [0, -1], :].reshape(-1, 3)]
-    )
+    pixels = np.asarray(fitted)
+    border = np.concatenate([pixels[[0, -1], :, :].reshape(-1, 3), pixels[:, [0, -1], :].reshape(-1, 3)])
     fill = tuple(int(v) for v in np.median(border, axis=0))
     canvas = Image.new("RGB", (size, size), fill)
     canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
@@ -275,34 +295,34 @@ def square(image: Image.Image, size: int) -> Image.Image:
 
 def load_array(source: Source, size: int) -> np.ndarray:
     """A ``(size, size, 3)`` uint8 array ready for a model's preprocessing."""
-    image = open_rgb(source, max_side=size * 2)
-    return np.asarray(square(image, size), dtype=np.uint8)
+    with _one_photo(_name(source)):
+        image = open_rgb(source, max_side=size * 2)
+        return np.asarray(square(image, size), dtype=np.uint8)
 
 
 def upright_size(source: Source) -> tuple[int, int]:
     """Width and height of the photo once turned upright (EXIF), from its header (no pixels decoded)."""
     name = _name(source)
-    return _oriented_size(_open(_read_bytes(source), name), name)
+    with _one_photo(name):
+        return _oriented_size(_open(_read_bytes(source), name), name)
 
 
 def load_crop(source: Source, box: tuple[float, float, float, float], size: int) -> np.ndarray:
     """The region ``box`` (left, top, right, bottom: fractions of the upright photo) as a ``(size, size, 3)``
     uint8 array; a JPEG is decoded only as large as the region needs."""
     name = _name(source)
-    data = _read_bytes(source)
-    image = _open(data, name)
-    width, height = _oriented_size(image, name)
-    left, top, right, bottom = box
-    longest = max((right - left) * width, (bottom - top) * height, 1.0)
-    needed = min(max(width, height), math.ceil(size * max(width, height) / longest))
-    image = _decode(image, name, draft_side=needed, file_size=len(data))
-    try:
-        image = to_rgb(image)
-    except DECODE_ERRORS as exc:
-        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
-    w, h = image.size
-    region = image.crop((round(left * w), round(top * h), max(round(right * w), 1), max(round(bottom * h), 1)))
-    return np.asarray(square(region, size), dtype=np.uint8)
+    with _one_photo(name):
+        data = _read_bytes(source)
+        image = _open(data, name)
+        width, height = _oriented_size(image, name)
+        left, top, right, bottom = box
+        longest = max((right - left) * width, (bottom - top) * height, 1.0)
+        needed = min(max(width, height), math.ceil(size * max(width, height) / longest))
+        image = to_rgb(_decode(image, name, draft_side=needed, file_size=len(data)))
+        w, h = image.size
+        x0, y0 = min(round(left * w), w - 1), min(round(top * h), h - 1)
+        region = image.crop((x0, y0, max(round(right * w), x0 + 1), max(round(bottom * h), y0 + 1)))
+        return np.asarray(square(region, size), dtype=np.uint8)
 
 
 def load_batch(sources: Iterable[Source], size: int, workers: int = 2) -> np.ndarray:
@@ -327,7 +347,8 @@ class Batch:
 def _decode_batch(sources: list[Source], offset: int, size: int, pool: ThreadPoolExecutor) -> Batch:
     def attempt(source: Source) -> np.ndarray | ImageError:
         try:
-            return load_array(source, size)
+            with _one_photo(_name(source)):
+                return load_array(source, size)
         except ImageError as exc:
             return exc
 
