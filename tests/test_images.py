@@ -268,3 +268,31 @@ def test_running_out_of_memory_is_not_one_photos_error(tmp_path: Path, monkeypat
         list(iter_batches([photo], 32, batch_size=4))
     with pytest.raises(MemoryError):
         load_array(photo, 32)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_turned_upright_and_cropped_there(
+    tmp_path: Path, orientation: int, mode: str
+) -> None:
+    from PIL import ImageOps
+
+    from shoelabel.images import load_crop
+
+    colours = [(250, 20, 20), (20, 250, 20), (20, 20, 250), (250, 250, 20)]  # quadrants of the stored pixels
+    stored = Image.new("RGB", (200, 120))
+    for n, colour in enumerate(colours):
+        stored.paste(colour, ((n % 2) * 100, (n // 2) * 60, (n % 2) * 100 + 100, (n // 2) * 60 + 60))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"turned{orientation}.png"
+    stored.convert(mode).save(path, exif=exif.tobytes())
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))  # Pillow's own turn
+    decoded = np.asarray(open_rgb(path, max_side=400))
+    assert decoded.shape == upright.shape
+    assert np.abs(decoded.astype(int) - upright).mean() < 2
+    height, width = upright.shape[:2]
+    for box in [(0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0), (0.0, 0.5, 0.5, 1.0)]:
+        inside = upright[int((box[1] + 0.1) * height), int((box[0] + 0.1) * width)]
+        crop = load_crop(path, box, 32)
+        assert np.abs(crop[16, 16].astype(int) - inside).max() < 8, (box, crop[16, 16], inside)
