@@ -1,6 +1,7 @@
 """How fast does a folder ingest, and does the time per photo or the memory grow with the folder?
 
-    python bench/bench_ingest.py [--images 100000] [--phone 200] [--json docs/bench-ingest.json]
+    python bench/bench_ingest.py [--images 100000] [--phone 200] [--hard 8] [--only-hard]
+                                 [--json docs/bench-ingest.json]
 
 Writes synthetic photos into a scratch folder (distinct files, so every one is stored):
 ``--images`` 240x240 JPEGs in three brand subfolders, a second set of 1,000 of them, and
@@ -10,8 +11,12 @@ storing, the held-out draw; not the interpreter's start), with the process's pea
 
 * 1,000 small photos, then ``--images`` small photos, each into an empty catalogue;
 * 1,000 more small photos into the catalogue that holds the ``--images`` ones;
-* ``--phone`` phone photos into an empty catalogue.
+* ``--phone`` phone photos into an empty catalogue;
+* what decoding may cost: ``--hard`` 16-bit greyscale PNGs of 7000x7000 (49 MP in 100 kB each), a
+  7000x7000 RGBA PNG and a 13000x13000 PNG (169 MP, refused), into an empty catalogue, with the bound
+  the ingest should stay under (``READERS`` x ``DECODE_BUDGET`` over the memory before it).
 
+``--only-hard`` runs the last one alone (a few seconds) and adds its figures to the JSON file.
 Prints photos/s and peak memory per run; figures, not assertions.
 """
 
@@ -100,6 +105,22 @@ def write_phone(folder: Path, count: int) -> None:
         (folder / f"IMG_{n:05d}.jpg").write_bytes(_with_comment(variants[n % PHONE_VARIANTS], f"phone {n}"))
 
 
+def write_hard(folder: Path, count: int) -> None:
+    """Photos that are small files but big decodes: ``count`` distinct 16-bit greyscale PNGs of 7000x7000,
+    one RGBA PNG of 7000x7000 and one PNG of 13000x13000 (over the 50 MP cap)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        scan = Image.new("I;16", (7000, 7000), 1000 + n)
+        scan.paste(40000, (1000 + 10 * n, 1000, 4000, 4000))
+        scan.save(folder / f"scan_{n:02d}.png")
+    cutout = Image.new("RGBA", (7000, 7000), (0, 0, 0, 0))
+    cutout.paste((200, 30, 30, 255), (1000, 1000, 6000, 6000))
+    cutout.save(folder / "cutout.png")
+    Image.new("RGB", (13000, 13000), (5, 6, 7)).save(folder / "poster.png")
+
+
 def _status_mb(field: str) -> float | None:
     """A memory figure of this process from /proc (Linux), in MB."""
     try:
@@ -117,6 +138,7 @@ def measure(folder: Path, home: Path) -> dict[str, object]:
     os.environ.pop("SHOELABEL_DB", None)
     from db import get_engine
     from feedback.ingest import READERS, ingest_folder
+    from shoelabel.images import DECODE_BUDGET
 
     engine = get_engine()  # migrations run before the clock starts
     rss_before = _status_mb("VmRSS")
@@ -132,6 +154,7 @@ def measure(folder: Path, home: Path) -> dict[str, object]:
         "rss_before_mb": rss_before,
         "peak_rss_mb": _status_mb("VmHWM"),
         "readers": READERS,
+        "decode_bound_mb": round(READERS * DECODE_BUDGET / 2**20, 1),  # what the ingest may add to rss_before
     }
 
 
@@ -150,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=100_000, help="240 px JPEGs in the large run (default 100000)")
     parser.add_argument("--phone", type=int, default=200, help="12 MP phone JPEGs (default 200; 0 skips them)")
+    parser.add_argument("--hard", type=int, default=8, help="7000x7000 16-bit PNGs in the memory run (default 8)")
+    parser.add_argument("--only-hard", action="store_true", help="run only the memory run; add it to the JSON")
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "bench-ingest.json", help="where the figures go")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary one, removed after)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process: one timed ingest
@@ -160,7 +185,9 @@ def main() -> None:
         return
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
-        figures = _run(work, args.images, args.phone)
+        figures = _run_hard(work, args.hard, args.json) if args.only_hard else _run(work, args.images, args.phone)
+        if args.hard and not args.only_hard:
+            figures["runs"].update(_run_hard(work, args.hard, None)["runs"])
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -184,17 +211,35 @@ def _run(work: Path, images: int, phone: int) -> dict[str, object]:
     }
     if phone:
         runs[f"phone_{phone}"] = run_measure(work / f"phone-{phone}", work / "home-phone")
+    _print_runs(runs)
+    return {
+        "command": f"python bench/bench_ingest.py --images {images} --phone {phone}",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version},
+        "runs": runs,
+    }
+
+
+def _print_runs(runs: dict[str, dict[str, object]]) -> None:
     print(f"\n{'run':<28} {'photos':>8} {'seconds':>9} {'photos/s':>9} {'peak MB':>8} {'MB before':>10}")
     for name, run in runs.items():
         print(
             f"{name:<28} {run['photos']:>8} {run['seconds']:>9} {run['photos_per_s']:>9} "
             f"{run['peak_rss_mb']:>8} {run['rss_before_mb']:>10}"
         )
-    return {
-        "command": f"python bench/bench_ingest.py --images {images} --phone {phone}",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version},
-        "runs": runs,
-    }
+
+
+def _run_hard(work: Path, hard: int, previous: Path | None) -> dict[str, object]:
+    """The memory run; with ``previous`` (the JSON file), its figures added to those already there."""
+    write_hard(work / "hard", hard)
+    run = run_measure(work / "hard", work / "home-hard")
+    added = float(run["peak_rss_mb"]) - float(run["rss_before_mb"])
+    print(f"\nhard photos: the ingest added {added:.0f} MB to the process; the bound is {run['decode_bound_mb']} MB")
+    _print_runs({f"hard_{hard}": run})
+    figures: dict[str, object] = {"runs": {}}
+    if previous is not None and previous.is_file():
+        figures = json.loads(previous.read_text())
+    figures["runs"][f"hard_{hard}"] = run  # type: ignore[index]
+    return figures
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ it only when it is not worse on the held-out set (see :mod:`modeling.rounds`).
 from __future__ import annotations
 
 import threading
+import zipfile
 from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,10 @@ _load_lock = threading.Lock()
 
 class ModelNotFoundError(UserError, LookupError):
     """No model of the asked kind exists yet, or its file is gone."""
+
+
+class ModelFileError(UserError, ValueError):
+    """A model file that is there but cannot be read as a model (cut short, overwritten, damaged)."""
 
 
 def check_arch(arch: str) -> str:
@@ -170,7 +175,23 @@ def load_fresh(path: str | Path) -> keras.Model:
             f"Model file missing: {path}. It may have been moved or deleted: restore it, or train a new model "
             "with `python -m modeling.train --arch cnn` (or `--arch inception`)."
         )
-    return keras.saving.load_model(path, compile=False, custom_objects=CUSTOM_OBJECTS)
+    try:
+        return keras.saving.load_model(path, compile=False, custom_objects=CUSTOM_OBJECTS)
+    except MemoryError:
+        raise
+    except Exception as exc:  # Keras says "File not found" for a file that is there but not a whole .keras zip
+        raise _damaged(Path(path), exc) from exc
+
+
+def _damaged(path: Path, exc: Exception) -> ModelFileError:
+    """The error for a model file that is there but does not load: what is wrong with it, and what to do."""
+    whole = zipfile.is_zipfile(path) and not isinstance(exc, zipfile.BadZipFile)
+    reason = f"{type(exc).__name__}: {str(exc)[:300]}" if whole else "not a whole .keras zip file"
+    return ModelFileError(
+        f"Model file damaged: {path} ({path.stat().st_size:,} bytes) cannot be read as a model ({reason}). "
+        "It may have been cut short or overwritten: restore it from a backup, or train a new model with "
+        "`python -m modeling.train --arch cnn` (or `--arch inception`)."
+    )
 
 
 def remember(path: str | Path, model: keras.Model) -> None:

@@ -24,11 +24,12 @@ import stat
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from shoelabel.errors import UserError
 
@@ -38,9 +39,14 @@ MIN_SIDE = 32
 BACKGROUND = (255, 255, 255)
 HEADER_BYTES = 4096  # enough for Pillow to tell the format from the first bytes
 MAX_FILE_BYTES = 100_000_000  # larger files are refused before they are read
-MAX_PIXELS = 50_000_000  # decoded size cap (after JPEG downscaling): 50 MP are 150 MB of RGB
+MAX_PIXELS = 50_000_000  # decoded size cap (after JPEG downscaling): 50 MP are 200 MB in Pillow's RGB
+DECODE_BUDGET = 4 * MAX_PIXELS  # bytes one decode may hold besides the file itself: 200 MB
+DECODER_COPIES = {"WEBP": 4}  # Pillow's WebP decoder holds libwebp's canvas and frame, their bytes, the image
+JPEG_SHRINK = 8  # the most the JPEG decoder shrinks while decoding (Image.draft)
+TILE = 256  # photos are converted to RGB a tile of about this many pixels a side at a time (1 MB or less)
 
 Source = str | Path | bytes
+Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 
@@ -64,6 +70,21 @@ class ImageInfo:
 
 def _name(source: Source) -> str:
     return "<uploaded bytes>" if isinstance(source, bytes) else str(source)
+
+
+@contextmanager
+def _one_photo(name: str) -> Iterator[None]:
+    """Whatever goes wrong decoding or resizing one photo becomes that photo's :class:`ImageError`
+    (a malformed file can upset Pillow or numpy in ways no list of exceptions foresees), so that a
+    batch goes on without it; running out of memory, or Ctrl-C, still stops the caller."""
+    try:
+        yield
+    except (ImageError, MemoryError):
+        raise
+    except DECODE_ERRORS as exc:
+        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
+    except Exception as exc:
+        raise ImageError(name, f"cannot decode or resize the image ({type(exc).__name__}: {exc})") from exc
 
 
 def _file_size(n: int) -> str:
@@ -149,6 +170,8 @@ def _read_bytes(source: Source) -> bytes:
 
 
 def _open(data: bytes, name: str) -> Image.Image:
+    """The image's header, parsed; refused here, before any pixel is decoded, when decoding it would
+    take more than :data:`MAX_PIXELS` or :data:`DECODE_BUDGET` even at the smallest scale it allows."""
     if not data:
         raise ImageError(name, "empty file (0 bytes)")
     try:
@@ -163,38 +186,90 @@ def _open(data: bytes, name: str) -> Image.Image:
         raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
     if image.format not in SUPPORTED_FORMATS:
         raise ImageError(name, f"unsupported format {image.format}; convert it to JPEG, PNG, WebP or BMP")
+    # refused now: reading the orientation may decode a PNG (its eXIf chunk can follow the pixels)
+    shrink = JPEG_SHRINK if image.format in ("JPEG", "MPO") else 1
+    _check_pixels(image, name, data, _jpeg_coefficients(image, data), shrink)
     return image
 
 
-def _oriented_size(image: Image.Image, name: str) -> tuple[int, int]:
+def _orientation(image: Image.Image, name: str) -> int:
     try:
-        orientation = image.getexif().get(0x0112, 1)
-    except DECODE_ERRORS as exc:
+        return int(image.getexif().get(0x0112, 1))
+    except (*DECODE_ERRORS, TypeError) as exc:
         raise ImageError(name, f"corrupt image metadata ({exc})") from exc
-    width, height = image.size
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def _check_pixels(image: Image.Image, name: str, file_size: int) -> None:
-    """Refuse to decode more than :data:`MAX_PIXELS` (checked after any JPEG downscaling)."""
+def _oriented_size(image: Image.Image, name: str) -> tuple[int, int]:
     width, height = image.size
-    if width * height > MAX_PIXELS:
+    return (height, width) if _orientation(image, name) in (5, 6, 7, 8) else (width, height)
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """What a pixel takes in Pillow's memory (RGB takes 4 bytes, like RGBA)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _first_scan_components(data: bytes) -> int:
+    """How many colour components a JPEG's first scan holds (0 when its headers cannot be walked)."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+        elif marker == 0xDA:  # start of scan: its first byte after the length is the component count
+            return data[at + 4] if at + 4 < len(data) else 0
+        else:
+            at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
+    return 0
+
+
+def _jpeg_coefficients(image: Image.Image, data: bytes) -> int:
+    """Bytes libjpeg holds for a JPEG of several scans (progressive ones): every DCT coefficient of the
+    full-size image (2 bytes each), at whatever scale it decodes; 0 for a JPEG decoded a row at a time."""
+    layers = getattr(image, "layer", None) if image.format in ("JPEG", "MPO") else None
+    if not layers or (not image.info.get("progressive") and _first_scan_components(data) >= len(layers)):
+        return 0
+    width, height = image.size  # full size: called before any draft
+    h_max, v_max = max(layer[1] for layer in layers), max(layer[2] for layer in layers)
+    blocks = sum(math.ceil(width * h / h_max / 8) * math.ceil(height * v / v_max / 8) for _, h, v, *_ in layers)
+    return blocks * 64 * 2
+
+
+def _check_pixels(image: Image.Image, name: str, data: bytes, coefficients: int, shrink: int = 1) -> None:
+    """Refuse to decode more than :data:`MAX_PIXELS`, or what would take more than :data:`DECODE_BUDGET`
+    (the pixels in Pillow's layout, the decoder's own copies, a progressive JPEG's ``coefficients``), at
+    the size it is decoded at divided by ``shrink`` (the most a JPEG can still be shrunk while decoding)."""
+    width, height = image.size
+    pixels = math.ceil(width / shrink) * math.ceil(height / shrink)
+    size = f"{width}x{height} = {width * height / 1e6:.0f} MP, {_file_size(len(data))} file"
+    if pixels > MAX_PIXELS:
         raise ImageError(
             name,
-            f"image too large to decode safely ({width}x{height} = {width * height / 1e6:.0f} MP, "
-            f"{_file_size(file_size)} file; the limit is {MAX_PIXELS / 1e6:.0f} MP): resize it "
+            f"image too large to decode safely ({size}; the limit is {MAX_PIXELS / 1e6:.0f} MP): resize it "
+            "(e.g. to 4000 px on the longer side) or save it as JPEG, then add it again",
+        )
+    copies = DECODER_COPIES.get(image.format or "", 1)
+    cost = pixels * _bytes_per_pixel(image.mode) * copies + coefficients
+    if cost > DECODE_BUDGET:
+        raise ImageError(
+            name,
+            f"image too large to decode safely ({size}, {image.format} {image.mode}: decoding it would take "
+            f"about {cost / 1e6:.0f} MB; the limit is {DECODE_BUDGET / 1e6:.0f} MB): resize it "
             "(e.g. to 4000 px on the longer side) or save it as JPEG, then add it again",
         )
 
 
-def _decode(image: Image.Image, name: str, draft_side: int | None, file_size: int = 0) -> Image.Image:
+def _decode(image: Image.Image, name: str, draft_side: int | None, data: bytes) -> Image.Image:
     """Fully decode (detects truncation), downscaling JPEGs while decoding when asked."""
+    coefficients = _jpeg_coefficients(image, data)  # of the full size: before the draft
     try:
         if draft_side and image.format in ("JPEG", "MPO"):
             image.draft("RGB", (draft_side, draft_side))
     except DECODE_ERRORS as exc:
         raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
-    _check_pixels(image, name, file_size)
+    _check_pixels(image, name, data, coefficients)
     try:
         image.load()
     except DECODE_ERRORS as exc:
@@ -202,28 +277,96 @@ def _decode(image: Image.Image, name: str, draft_side: int | None, file_size: in
     return image
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB on a white background: transparency composited, CMYK/greyscale/16-bit converted. Turned upright
-    in place, and an RGB photo is returned as it is (no copies: decoding is most of a CNN refresh's cost)."""
-    ImageOps.exif_transpose(image, in_place=True)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # EXIF orientation -> the turn that makes the photo upright (as ImageOps.exif_transpose)
+
+_STORED_POINT = {  # (x, y) of the upright photo, as fractions -> the same point in the stored pixels
+    Image.Transpose.FLIP_LEFT_RIGHT: lambda x, y: (1 - x, y),
+    Image.Transpose.ROTATE_180: lambda x, y: (1 - x, 1 - y),
+    Image.Transpose.FLIP_TOP_BOTTOM: lambda x, y: (x, 1 - y),
+    Image.Transpose.TRANSPOSE: lambda x, y: (y, x),
+    Image.Transpose.ROTATE_270: lambda x, y: (y, 1 - x),
+    Image.Transpose.TRANSVERSE: lambda x, y: (1 - y, 1 - x),
+    Image.Transpose.ROTATE_90: lambda x, y: (1 - y, x),
+}
+
+
+def _stored_box(box: tuple[float, float, float, float], turn: Image.Transpose | None, size: tuple[int, int]) -> Box:
+    """The region ``box`` (fractions of the upright photo) in pixels of the stored image, at least 1 px."""
+    left, top, right, bottom = box
+    if turn is not None:
+        (x0, y0), (x1, y1) = _STORED_POINT[turn](left, top), _STORED_POINT[turn](right, bottom)
+        left, top, right, bottom = min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+    width, height = size
+    x0, y0 = min(max(round(left * width), 0), width - 1), min(max(round(top * height), 0), height - 1)
+    return x0, y0, min(max(round(right * width), x0 + 1), width), min(max(round(bottom * height), y0 + 1), height)
+
+
+def _tile_rgb(tile: Image.Image, peak: int) -> Image.Image:
+    """A few MB of a photo in RGB on a white background: transparency composited, CMYK, greyscale and
+    16-bit converted (16-bit scaled by ``peak``, the photo's brightest value, in integers)."""
+    if tile.mode in ("RGBA", "LA", "PA") or (tile.mode == "P" and "transparency" in tile.info):
+        rgba = tile.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() or 1.0
-        image = Image.fromarray((array * (255.0 / peak)).astype(np.uint8), mode="L")
-    return image if image.mode == "RGB" else image.convert("RGB")
+    if tile.mode.startswith("I"):
+        values = np.clip(np.asarray(tile).astype(np.int64), 0, None)
+        tile = Image.fromarray((values * 255 // peak).astype(np.uint8))
+    return tile if tile.mode == "RGB" else tile.convert("RGB")
+
+
+def _rgb_tiles(image: Image.Image, region: Box, factor: int) -> Image.Image:
+    """``region`` of ``image`` in RGB, shrunk ``factor`` times (box filter), converted a tile at a time:
+    besides the decoded image it holds the result and a few MB, in any mode."""
+    peak = max(int(image.getextrema()[1]), 1) if image.mode.startswith("I") else 1
+    left, top, right, bottom = region
+    out = Image.new("RGB", (math.ceil((right - left) / factor), math.ceil((bottom - top) / factor)))
+    step = max(1, TILE // factor) * factor  # a whole number of the boxes averaged
+    for y in range(top, bottom, step):
+        for x in range(left, right, step):
+            tile = _tile_rgb(image.crop((x, y, min(x + step, right), min(y + step, bottom))), peak)
+            out.paste(tile.reduce(factor) if factor > 1 else tile, ((x - left) // factor, (y - top) // factor))
+    return out
+
+
+def _upright_rgb(
+    image: Image.Image, name: str, max_side: int | None, box: tuple[float, float, float, float] | None = None
+) -> Image.Image:
+    """A decoded photo turned upright (EXIF) in RGB, at most ``max_side`` px on its longer side; ``box``
+    (fractions of the upright photo) crops it first. Shrunk before it is converted or turned, so that
+    nothing of its full size is copied (an RGB photo without a box is returned as it is, shrunk in place)."""
+    turn = _UPRIGHT.get(_orientation(image, name))
+    if image.mode == "RGB" and box is None:
+        rgb = image
+    else:
+        region = _stored_box(box or (0.0, 0.0, 1.0, 1.0), turn, image.size)
+        longest = max(region[2] - region[0], region[3] - region[1])
+        rgb = _rgb_tiles(image, region, max(1, longest // (2 * max_side)) if max_side else 1)
+    if max_side and max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return rgb.transpose(turn) if turn is not None else rgb
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """A decoded photo upright in RGB on a white background, at full size."""
+    return _upright_rgb(image, "<image>", None)
 
 
 def inspect(source: Source) -> ImageInfo:
     """Validate an image by decoding it; raise :class:`ImageError` with the reason."""
     name = _name(source)
-    data = _read_bytes(source)
-    image = _open(data, name)
-    width, height = _oriented_size(image, name)
-    _decode(image, name, draft_side=256, file_size=len(data))
+    with _one_photo(name):
+        data = _read_bytes(source)
+        image = _open(data, name)
+        width, height = _oriented_size(image, name)
+        _decode(image, name, draft_side=256, data=data)
     if min(width, height) < MIN_SIDE:
         raise ImageError(name, f"image too small to classify ({width}x{height}; needs at least {MIN_SIDE} px a side)")
     return ImageInfo(
@@ -246,27 +389,28 @@ def inspect_upload(name: str, data: bytes) -> ImageInfo:
 
 
 def open_rgb(source: Source, max_side: int | None = None) -> Image.Image:
-    """Decode to an RGB image, at most ``max_side`` pixels on its longer side."""
+    """Decode to an RGB image, at most ``max_side`` pixels on its longer side (without it: full size,
+    which takes up to twice the decoding's memory)."""
     name = _name(source)
-    data = _read_bytes(source)
-    image = _decode(_open(data, name), name, draft_side=max_side, file_size=len(data))
-    try:
-        image = to_rgb(image)
-    except DECODE_ERRORS as exc:
-        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
-    if max_side and max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return image
+    with _one_photo(name):
+        data = _read_bytes(source)
+        return _upright_rgb(_decode(_open(data, name), name, draft_side=max_side, data=data), name, max_side)
+
+
+def fitted_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """The size of a ``width`` x ``height`` image scaled to ``side`` on its longer side, at least a pixel
+    each way (a 32x6000 strip fitted into 128 px is 1 px wide, never 0)."""
+    scale = side / max(width, height)
+    return max(1, min(side, round(width * scale))), max(1, min(side, round(height * scale)))
 
 
 def square(image: Image.Image, size: int) -> Image.Image:
     """Fit into a ``size`` square keeping the aspect ratio; pad with the border colour."""
-    fitted = ImageOps.contain(image, (size, size), Image.Resampling.BILINEAR)
+    fitted = image.resize(fitted_size(*image.size, size), Image.Resampling.BILINEAR)
     if fitted.size == (size, size):
         return fitted
-    border = np.concatenate(
-        [np.asarray(fitted)[[0, -1], :, :].reshape(-1, 3), np.asarray(fitted)[:, [0, -1], :].reshape(-1, 3)]
-    )
+    pixels = np.asarray(fitted)
+    border = np.concatenate([pixels[[0, -1], :, :].reshape(-1, 3), pixels[:, [0, -1], :].reshape(-1, 3)])
     fill = tuple(int(v) for v in np.median(border, axis=0))
     canvas = Image.new("RGB", (size, size), fill)
     canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
@@ -275,34 +419,31 @@ def square(image: Image.Image, size: int) -> Image.Image:
 
 def load_array(source: Source, size: int) -> np.ndarray:
     """A ``(size, size, 3)`` uint8 array ready for a model's preprocessing."""
-    image = open_rgb(source, max_side=size * 2)
-    return np.asarray(square(image, size), dtype=np.uint8)
+    with _one_photo(_name(source)):
+        image = open_rgb(source, max_side=size * 2)
+        return np.asarray(square(image, size), dtype=np.uint8)
 
 
 def upright_size(source: Source) -> tuple[int, int]:
     """Width and height of the photo once turned upright (EXIF), from its header (no pixels decoded)."""
     name = _name(source)
-    return _oriented_size(_open(_read_bytes(source), name), name)
+    with _one_photo(name):
+        return _oriented_size(_open(_read_bytes(source), name), name)
 
 
 def load_crop(source: Source, box: tuple[float, float, float, float], size: int) -> np.ndarray:
     """The region ``box`` (left, top, right, bottom: fractions of the upright photo) as a ``(size, size, 3)``
     uint8 array; a JPEG is decoded only as large as the region needs."""
     name = _name(source)
-    data = _read_bytes(source)
-    image = _open(data, name)
-    width, height = _oriented_size(image, name)
-    left, top, right, bottom = box
-    longest = max((right - left) * width, (bottom - top) * height, 1.0)
-    needed = min(max(width, height), math.ceil(size * max(width, height) / longest))
-    image = _decode(image, name, draft_side=needed, file_size=len(data))
-    try:
-        image = to_rgb(image)
-    except DECODE_ERRORS as exc:
-        raise ImageError(name, f"corrupt or truncated image data ({exc})") from exc
-    w, h = image.size
-    region = image.crop((round(left * w), round(top * h), max(round(right * w), 1), max(round(bottom * h), 1)))
-    return np.asarray(square(region, size), dtype=np.uint8)
+    with _one_photo(name):
+        data = _read_bytes(source)
+        image = _open(data, name)
+        width, height = _oriented_size(image, name)
+        left, top, right, bottom = box
+        longest = max((right - left) * width, (bottom - top) * height, 1.0)
+        needed = min(max(width, height), math.ceil(size * max(width, height) / longest))
+        image = _decode(image, name, draft_side=needed, data=data)
+        return np.asarray(square(_upright_rgb(image, name, size * 2, box), size), dtype=np.uint8)
 
 
 def load_batch(sources: Iterable[Source], size: int, workers: int = 2) -> np.ndarray:
@@ -327,7 +468,8 @@ class Batch:
 def _decode_batch(sources: list[Source], offset: int, size: int, pool: ThreadPoolExecutor) -> Batch:
     def attempt(source: Source) -> np.ndarray | ImageError:
         try:
-            return load_array(source, size)
+            with _one_photo(_name(source)):
+                return load_array(source, size)
         except ImageError as exc:
             return exc
 

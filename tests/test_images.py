@@ -204,3 +204,95 @@ def test_devices_and_fifos_are_refused_without_reading_them(tmp_path: Path) -> N
     assert isinstance(error, ImageError) and "named pipe (FIFO)" in error.reason
     error = without_hanging(lambda: inspect(tmp_path))
     assert isinstance(error, ImageError) and "a folder" in error.reason
+
+
+@pytest.mark.parametrize("size", [(32, 6000), (6000, 32), (1, 3000), (3000, 1)])
+def test_square_fits_extreme_aspect_ratios_without_losing_the_photo(size: tuple[int, int]) -> None:
+    image = Image.new("RGB", size, (200, 30, 30))
+    out = np.asarray(square(image, 128))
+    assert out.shape == (128, 128, 3)
+    assert tuple(out[64, 64]) == (200, 30, 30)  # the strip is there, centred, at least a pixel wide
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_strip_shaped_photo_decodes_at_the_cnn_size(tmp_path: Path, fmt: str) -> None:
+    for size in ((32, 6000), (6000, 32)):
+        path = tmp_path / f"strip{size[0]}.{fmt.lower()}"
+        Image.new("RGB", size, (200, 30, 30)).save(path, format=fmt)
+        array = load_array(path, 128)
+        assert array.shape == (128, 128, 3)
+        assert np.abs(array[64, 64].astype(int) - (200, 30, 30)).max() < 12
+
+
+def test_iter_batches_decodes_strip_shaped_photos_with_the_rest(tmp_path: Path) -> None:
+    good = [make_photo(tmp_path / f"g{i}.png", seed=i, fmt="PNG") for i in range(3)]
+    tall = tmp_path / "tall.jpg"
+    Image.new("RGB", (32, 6000), (200, 30, 30)).save(tall)
+    batches = list(iter_batches([good[0], tall, good[1], good[2]], 128, batch_size=4))
+    assert [i for b in batches for i in b.indices] == [0, 1, 2, 3]
+    assert not [e for b in batches for e in b.errors]
+
+
+def test_any_failure_decoding_one_photo_is_that_photos_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shoelabel.images as images
+
+    good = [make_photo(tmp_path / f"g{i}.png", seed=i, fmt="PNG") for i in range(3)]
+    odd = tmp_path / "odd.png"
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(odd)
+    real_square = images.square
+
+    def failing_square(image: Image.Image, size: int) -> Image.Image:
+        if image.getpixel((0, 0)) == (1, 2, 3):  # the odd photo
+            raise IndexError("index 0 is out of bounds for axis 1 with size 0")
+        return real_square(image, size)
+
+    monkeypatch.setattr(images, "square", failing_square)
+    batches = list(iter_batches([good[0], odd, good[1], good[2]], 32, batch_size=4))
+    assert [i for b in batches for i in b.indices] == [0, 2, 3]
+    [(position, error)] = [e for b in batches for e in b.errors]
+    assert position == 1 and isinstance(error, ImageError)
+    assert "odd.png" in str(error) and "IndexError: index 0 is out of bounds" in error.reason
+    with pytest.raises(ImageError, match=r"odd\.png: cannot decode or resize the image"):
+        load_array(odd, 32)
+
+
+def test_running_out_of_memory_is_not_one_photos_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shoelabel.images as images
+
+    def no_memory(image: Image.Image, size: int) -> Image.Image:
+        raise MemoryError
+
+    monkeypatch.setattr(images, "square", no_memory)
+    photo = make_photo(tmp_path / "g.png", fmt="PNG")
+    with pytest.raises(MemoryError):
+        list(iter_batches([photo], 32, batch_size=4))
+    with pytest.raises(MemoryError):
+        load_array(photo, 32)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_turned_upright_and_cropped_there(
+    tmp_path: Path, orientation: int, mode: str
+) -> None:
+    from PIL import ImageOps
+
+    from shoelabel.images import load_crop
+
+    colours = [(250, 20, 20), (20, 250, 20), (20, 20, 250), (250, 250, 20)]  # quadrants of the stored pixels
+    stored = Image.new("RGB", (200, 120))
+    for n, colour in enumerate(colours):
+        stored.paste(colour, ((n % 2) * 100, (n // 2) * 60, (n % 2) * 100 + 100, (n // 2) * 60 + 60))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"turned{orientation}.png"
+    stored.convert(mode).save(path, exif=exif.tobytes())
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))  # Pillow's own turn
+    decoded = np.asarray(open_rgb(path, max_side=400))
+    assert decoded.shape == upright.shape
+    assert np.abs(decoded.astype(int) - upright).mean() < 2
+    height, width = upright.shape[:2]
+    for box in [(0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0), (0.0, 0.5, 0.5, 1.0)]:
+        inside = upright[int((box[1] + 0.1) * height), int((box[0] + 0.1) * width)]
+        crop = load_crop(path, box, 32)
+        assert np.abs(crop[16, 16].astype(int) - inside).max() < 8, (box, crop[16, 16], inside)
