@@ -32,9 +32,16 @@ from modeling.jobs import (
 )
 from modeling.registry import ARCHITECTURES
 from modeling.rounds import mark_abandoned_rounds, open_round
+from shoelabel.errors import UserError
 from shoelabel.settings import get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: How InceptionV3 trains in a round (``python -m modeling.retrain --mode``); the CNN always trains as a whole.
+INCEPTION_MODES = ("finetune", "head")
+
+
+class FailedBeforeError(UserError):
+    """The attribute's last automatic round failed, and nobody has dismissed its notice yet."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,18 @@ def start_round(
     trigger: str = "app",
     engine: Engine | None = None,
     actor: Actor = OPERATOR,
+    retry_failed: bool = True,
 ) -> StartedJob:
     """Start ``python -m modeling.retrain`` in the background for one attribute (default: every attribute
-    with labels, brand first); ``actor`` must be allowed to train. Raises JobBusyError if a job runs."""
+    with labels, brand first); ``mode`` is InceptionV3's (:data:`INCEPTION_MODES`); ``actor`` must be allowed
+    to train. Raises JobBusyError if a job runs; without ``retry_failed``, FailedBeforeError when the last
+    round of this trigger and attribute failed and its notice is still up (so a failing automatic round
+    is not started again on every answer)."""
     require(actor, Permission.TRAIN)
     if arch not in (*ARCHITECTURES, "both"):
         raise ValueError(f"Unknown architecture {arch!r}.")
+    if mode not in INCEPTION_MODES:
+        raise ValueError(f"Unknown training mode {mode!r}; choose one of: {', '.join(INCEPTION_MODES)}.")
     engine = engine or get_engine()
     attribute_id = BRAND_ID
     if attribute is not None:
@@ -96,6 +109,10 @@ def start_round(
     try:
         mark_abandoned_rounds(engine)
         mark_abandoned_jobs(engine)
+        if not retry_failed and failed_round_notice(engine, attribute_id, trigger):
+            raise FailedBeforeError(
+                f"The last {trigger} round failed (its notice is on every page): dismiss it to try again."
+            )
         first = "inception" if arch in ("both", "inception") else "cnn"
         round_id = open_round(engine, first, trigger, mode if first == "inception" else "train", attribute_id)
         args = ["-m", "modeling.retrain", "--arch", arch, "--mode", mode, "--trigger", trigger]
@@ -106,6 +123,23 @@ def start_round(
         raise
     lock.close_without_release()
     return job
+
+
+def failed_round_notice(engine: Engine, attribute_id: int, trigger: str) -> bool:
+    """Whether the attribute's latest round started by ``trigger`` failed and its job's notice is still up."""
+    with session_scope(engine) as session:
+        latest = session.scalar(
+            select(Round)
+            .where(Round.attribute_id == attribute_id, Round.trigger == trigger)
+            .order_by(Round.id.desc())
+            .limit(1)
+        )
+        if latest is None:
+            return False
+        job = session.scalar(select(Job).where(Job.round_id == latest.id).order_by(Job.id.desc()).limit(1))
+        if job is not None:
+            return job.status == JobStatus.FAILED and job.dismissed_at is None
+        return latest.status == RoundStatus.FAILED
 
 
 def start_refresh(*, all_images: bool = False, engine: Engine | None = None, actor: Actor = OPERATOR) -> StartedJob:

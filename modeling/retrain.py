@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import argparse
 
+from modeling.background import INCEPTION_MODES
 from modeling.cli import add_attribute_argument, run_rounds
 from modeling.registry import ARCHITECTURES
 from shoelabel.cli import command
 
 
-@command
-def main(argv: list[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
+    """The command's arguments (the app's background rounds pass the same ones)."""
     parser = argparse.ArgumentParser(prog="python -m modeling.retrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=[*ARCHITECTURES, "both"], default="both")
     parser.add_argument(
         "--mode",
-        choices=["finetune", "head"],
+        choices=INCEPTION_MODES,
         default="finetune",
         help="inception only: 'head' retrains the classification head on cached features (seconds)",
     )
@@ -30,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
     parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
     add_attribute_argument(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    args = argument_parser().parse_args(argv)
     archs = list(ARCHITECTURES) if args.arch == "both" else [args.arch]
     return run_rounds(
         archs,
