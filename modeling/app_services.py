@@ -3,18 +3,18 @@ metrics ready to chart. Nothing here imports Keras until a model is actually nee
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from db import get_engine, session_scope
 from db.catalog import attributes
-from db.models import BRAND_ID, Round, RoundStatus
+from db.models import BRAND_ID, NOT_A_SHOE, ClassChange, LabelClass, Round, RoundStatus
 from modeling.predict import ModelAnswer, ModelHandle, predict_sources, store_predictions
 from modeling.predict import current_handles as every_current_handle
 from modeling.registry import ARCHITECTURES, current_versions, load_keras
@@ -90,6 +90,46 @@ def store_upload_predictions(
     return stored
 
 
+# --------------------------------------------------------------------------- a model's classes as they are now
+
+
+def class_names_now(names: Iterable[str], attribute_id: int = BRAND_ID, engine: Engine | None = None) -> dict[str, str]:
+    """Each class name a model was trained with -> the attribute's class it is today: its new name after a
+    rename, the class it was merged into after a merge (a name the catalogue does not know stays as it is)."""
+    with session_scope(engine or get_engine()) as session:
+        classes = {c.id: c for c in session.scalars(select(LabelClass).where(LabelClass.attribute_id == attribute_id))}
+        by_name = {c.name.lower(): c for c in classes.values()}
+        renames = select(ClassChange).where(ClassChange.attribute_id == attribute_id, ClassChange.kind == "rename")
+        for change in session.scalars(renames.order_by(ClassChange.id.desc())):  # the latest rename wins
+            if change.class_id in classes:
+                by_name.setdefault(change.old_name.lower(), classes[change.class_id])
+        now = {}
+        for name in names:
+            found = by_name.get(name.strip().lower()) if name != NOT_A_SHOE else None
+            if found is not None and found.merged_into_id in classes:
+                found = classes[found.merged_into_id]
+            now[name] = found.name if found is not None else name
+        return now
+
+
+def answer_now(answer: ModelAnswer, names: Mapping[str, str]) -> ModelAnswer:
+    """``answer`` under today's class names (``names`` from :func:`class_names_now`); the probabilities of
+    classes merged since are added up."""
+    probabilities: dict[str, float] = {}
+    for name, p in answer.probabilities.items():
+        shown = names.get(name, name)
+        probabilities[shown] = probabilities.get(shown, 0.0) + p
+    return ModelAnswer(answer.arch, answer.model_version_id, probabilities)
+
+
+def answers_now(
+    answers: Mapping[str, ModelAnswer], attribute_id: int = BRAND_ID, engine: Engine | None = None
+) -> dict[str, ModelAnswer]:
+    """Each model's answer (by key) under today's class names."""
+    names = class_names_now({n for a in answers.values() for n in a.probabilities}, attribute_id, engine)
+    return {key: answer_now(answer, names) for key, answer in answers.items()}
+
+
 # --------------------------------------------------------------------------- rounds and metrics
 
 
@@ -112,6 +152,7 @@ def round_table(rounds: Sequence[Round]) -> pd.DataFrame:
                 "arch": r.arch,
                 "trigger": r.trigger,
                 "mode": r.mode,
+                "parent": r.parent_model_id,
                 "status": str(r.status),
                 "train images": data.get("n_train"),
                 "reviews since last round": data.get("reviews_since_last_round"),

@@ -8,10 +8,13 @@ round goes on if the page is reloaded or closed. Progress lives in the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from sqlalchemy import Engine, select
 from db import get_engine, session_scope
 from db.access import OPERATOR, Actor, Permission, require
 from db.catalog import require_attribute
-from db.models import BRAND_ID, Job, JobKind, JobStatus, Round, RoundStatus
+from db.models import BRAND_ID, Job, JobKind, JobStatus, Round, RoundStatus, utcnow
 from modeling.jobs import (
     LOCK_FD_ENV,
     JobBusyError,
@@ -29,6 +32,7 @@ from modeling.jobs import (
     job_running,
     mark_abandoned_jobs,
     open_job,
+    set_job_pid,
 )
 from modeling.registry import ARCHITECTURES
 from modeling.rounds import mark_abandoned_rounds, open_round
@@ -77,7 +81,8 @@ def _spawn(engine: Engine, args: list[str], lock: JobLock, kind: JobKind, round_
     except OSError as exc:
         finish_job(engine, job_id, JobStatus.FAILED, f"Could not start the process: {exc}")
         raise
-    return StartedJob(round_id, process.pid, log, job_id)  # the child records its pid (job_record)
+    set_job_pid(engine, job_id, process.pid)  # so that it can be cancelled before it reports (job_record)
+    return StartedJob(round_id, process.pid, log, job_id)
 
 
 def start_round(
@@ -157,6 +162,55 @@ def start_refresh(*, all_images: bool = False, engine: Engine | None = None, act
         raise
     lock.close_without_release()
     return job
+
+
+CANCEL_WAIT_S = 10.0  # how long a cancelled job has to end on SIGTERM before it is killed
+
+
+class NothingToCancelError(UserError):
+    """No job of this machine is running."""
+
+
+def cancel_job(engine: Engine | None = None, *, actor: Actor = OPERATOR) -> int:
+    """Stop the running round or refresh (its whole process group), record who cancelled it, and discard
+    what it left half done; the cancelled job's id. ``actor`` must be allowed to train."""
+    require(actor, Permission.TRAIN)
+    engine = engine or get_engine()
+    with session_scope(engine) as session:
+        job = session.scalar(select(Job).where(Job.status == JobStatus.RUNNING).order_by(Job.id.desc()).limit(1))
+        target = (job.id, job.pid, job.host, job.round_id) if job is not None else None
+    if target is None or target[1] is None or target[2] != socket.gethostname():
+        raise NothingToCancelError("No round or prediction refresh started on this machine is running.")
+    job_id, pid, _, round_id = target
+    _stop_group(pid)
+    lock = JobLock.acquire()  # free now: the process is gone
+    with lock:
+        reason = f"Cancelled by {actor.name}." if actor.name else "Cancelled."
+        with session_scope(engine, write=True) as session:
+            row = session.get(Job, job_id)
+            row.status, row.message, row.finished_at, row.dismissed_at = JobStatus.FAILED, reason, utcnow(), utcnow()
+            row.progress_text = "cancelled"
+            if round_id is not None and (round_row := session.get(Round, round_id)) is not None:
+                round_row.status, round_row.message, round_row.finished_at = RoundStatus.FAILED, reason, utcnow()
+        mark_abandoned_rounds(engine)  # any candidate model it registered is discarded
+        mark_abandoned_jobs(engine)
+    return job_id
+
+
+def _stop_group(pid: int) -> None:
+    """SIGTERM to the job's process group (it runs in its own session), SIGKILL if it has not ended soon."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while job_running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if job_running():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while job_running() and time.monotonic() < deadline + CANCEL_WAIT_S:
+            time.sleep(0.1)
 
 
 @dataclass(frozen=True)

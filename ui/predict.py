@@ -20,6 +20,7 @@ from modeling.predict import ModelAnswer, ModelHandle
 from modeling.registry import ARCH_NAMES
 from shoelabel.images import ImageError, inspect_upload, open_rgb
 from ui import auth, common
+from ui.text import first_model_hint
 
 Upload = tuple[str, bytes]
 
@@ -123,8 +124,7 @@ def render() -> None:
         return
     if not handles:
         st.info(
-            "No trained model yet, so no predictions: train one on the Rounds page. Photos can still be added "
-            "to the review pool.",
+            f"No trained model yet, so no predictions: {first_model_hint(auth.allowed(Permission.TRAIN))}",
             icon=":material/model_training:",
         )
     if not files:
