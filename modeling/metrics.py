@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 @dataclass
@@ -44,6 +43,8 @@ class Metrics:
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Metrics:
     """Metrics over class indices ``y_true`` / ``y_pred`` (into ``class_names``)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # seconds to import: when used
+
     labels = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = support > 0  # macro averages over the brands the evaluation set has
