@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from db.access import Permission
-from ui import auth, common, jobs
+from ui import auth, common, jobs, predict
 
 st.set_page_config(page_title="shoelabel", page_icon="👟", layout="wide")
 
@@ -31,4 +31,5 @@ auth.sidebar(actor)
 common.sidebar(show_reviewer=not actor.signed_in)
 jobs.job_notices()
 page.run()
+predict.warmup()  # the models get ready in the background once the first page is on screen
 common.settle_heap()

@@ -192,8 +192,9 @@ def first_model_due(attribute: str, *, engine: Engine | None = None) -> bool:
 
 def start_first_model(attribute: str, *, engine: Engine | None = None, actor: Actor = OPERATOR) -> bool:
     """Start the attribute's first model in the background when it is due (InceptionV3's head on cached
-    features where an InceptionV3 model exists, else the CNN); False when not due or another job runs."""
-    from modeling.background import start_round
+    features where an InceptionV3 model exists, else the CNN); False when not due, another job runs, or
+    the last such round failed and its notice is still up (it is not started again on every answer)."""
+    from modeling.background import FailedBeforeError, start_round
 
     engine = engine or get_engine()
     if not first_model_due(attribute, engine=engine):
@@ -203,14 +204,17 @@ def start_first_model(attribute: str, *, engine: Engine | None = None, actor: Ac
     try:
         start_round(
             arch,
-            "head" if arch == "inception" else "train",
+            "head",  # InceptionV3's mode; the CNN trains as a whole
             attribute=attribute,
             trigger="first model",
             engine=engine,
             actor=actor,
+            retry_failed=False,
         )
     except JobBusyError:
         return False  # the next answer tries again
+    except FailedBeforeError:
+        return False  # the failure's notice says why; once dismissed, the next answer tries again
     return True
 
 

@@ -8,10 +8,13 @@ round goes on if the page is reloaded or closed. Progress lives in the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from sqlalchemy import Engine, select
 from db import get_engine, session_scope
 from db.access import OPERATOR, Actor, Permission, require
 from db.catalog import require_attribute
-from db.models import BRAND_ID, Job, JobKind, JobStatus, Round, RoundStatus
+from db.models import BRAND_ID, Job, JobKind, JobStatus, Round, RoundStatus, utcnow
 from modeling.jobs import (
     LOCK_FD_ENV,
     JobBusyError,
@@ -29,12 +32,19 @@ from modeling.jobs import (
     job_running,
     mark_abandoned_jobs,
     open_job,
+    set_job_pid,
 )
-from modeling.registry import ARCHITECTURES, DEFAULT_INCEPTION_MODE
+from modeling.registry import ARCHITECTURES, DEFAULT_INCEPTION_MODE, INCEPTION_MODES
 from modeling.rounds import mark_abandoned_rounds, open_round
+from shoelabel.errors import UserError
 from shoelabel.settings import get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: How InceptionV3 trains in a round (``python -m modeling.retrain --mode``); the CNN always trains as a whole.
+
+
+class FailedBeforeError(UserError):
+    """The attribute's last automatic round failed, and nobody has dismissed its notice yet."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,8 @@ def _spawn(engine: Engine, args: list[str], lock: JobLock, kind: JobKind, round_
     except OSError as exc:
         finish_job(engine, job_id, JobStatus.FAILED, f"Could not start the process: {exc}")
         raise
-    return StartedJob(round_id, process.pid, log, job_id)  # the child records its pid (job_record)
+    set_job_pid(engine, job_id, process.pid)  # so that it can be cancelled before it reports (job_record)
+    return StartedJob(round_id, process.pid, log, job_id)
 
 
 def start_round(
@@ -81,12 +92,18 @@ def start_round(
     trigger: str = "app",
     engine: Engine | None = None,
     actor: Actor = OPERATOR,
+    retry_failed: bool = True,
 ) -> StartedJob:
     """Start ``python -m modeling.retrain`` in the background for one attribute (default: every attribute
-    with labels, brand first); ``actor`` must be allowed to train. Raises JobBusyError if a job runs."""
+    with labels, brand first); ``mode`` is InceptionV3's (:data:`INCEPTION_MODES`); ``actor`` must be allowed
+    to train. Raises JobBusyError if a job runs; without ``retry_failed``, FailedBeforeError when the last
+    round of this trigger and attribute failed and its notice is still up (so a failing automatic round
+    is not started again on every answer)."""
     require(actor, Permission.TRAIN)
     if arch not in (*ARCHITECTURES, "both"):
         raise ValueError(f"Unknown architecture {arch!r}.")
+    if mode not in INCEPTION_MODES:
+        raise ValueError(f"Unknown training mode {mode!r}; choose one of: {', '.join(INCEPTION_MODES)}.")
     engine = engine or get_engine()
     attribute_id = BRAND_ID
     if attribute is not None:
@@ -96,6 +113,10 @@ def start_round(
     try:
         mark_abandoned_rounds(engine)
         mark_abandoned_jobs(engine)
+        if not retry_failed and failed_round_notice(engine, attribute_id, trigger):
+            raise FailedBeforeError(
+                f"The last {trigger} round failed (its notice is on every page): dismiss it to try again."
+            )
         first = "inception" if arch in ("both", "inception") else "cnn"
         round_id = open_round(engine, first, trigger, mode if first == "inception" else "train", attribute_id)
         args = ["-m", "modeling.retrain", "--arch", arch, "--mode", mode, "--trigger", trigger]
@@ -106,6 +127,23 @@ def start_round(
         raise
     lock.close_without_release()
     return job
+
+
+def failed_round_notice(engine: Engine, attribute_id: int, trigger: str) -> bool:
+    """Whether the attribute's latest round started by ``trigger`` failed and its job's notice is still up."""
+    with session_scope(engine) as session:
+        latest = session.scalar(
+            select(Round)
+            .where(Round.attribute_id == attribute_id, Round.trigger == trigger)
+            .order_by(Round.id.desc())
+            .limit(1)
+        )
+        if latest is None:
+            return False
+        job = session.scalar(select(Job).where(Job.round_id == latest.id).order_by(Job.id.desc()).limit(1))
+        if job is not None:
+            return job.status == JobStatus.FAILED and job.dismissed_at is None
+        return latest.status == RoundStatus.FAILED
 
 
 def start_refresh(*, all_images: bool = False, engine: Engine | None = None, actor: Actor = OPERATOR) -> StartedJob:
@@ -123,6 +161,55 @@ def start_refresh(*, all_images: bool = False, engine: Engine | None = None, act
         raise
     lock.close_without_release()
     return job
+
+
+CANCEL_WAIT_S = 10.0  # how long a cancelled job has to end on SIGTERM before it is killed
+
+
+class NothingToCancelError(UserError):
+    """No job of this machine is running."""
+
+
+def cancel_job(engine: Engine | None = None, *, actor: Actor = OPERATOR) -> int:
+    """Stop the running round or refresh (its whole process group), record who cancelled it, and discard
+    what it left half done; the cancelled job's id. ``actor`` must be allowed to train."""
+    require(actor, Permission.TRAIN)
+    engine = engine or get_engine()
+    with session_scope(engine) as session:
+        job = session.scalar(select(Job).where(Job.status == JobStatus.RUNNING).order_by(Job.id.desc()).limit(1))
+        target = (job.id, job.pid, job.host, job.round_id) if job is not None else None
+    if target is None or target[1] is None or target[2] != socket.gethostname():
+        raise NothingToCancelError("No round or prediction refresh started on this machine is running.")
+    job_id, pid, _, round_id = target
+    _stop_group(pid)
+    lock = JobLock.acquire()  # free now: the process is gone
+    with lock:
+        reason = f"Cancelled by {actor.name}." if actor.name else "Cancelled."
+        with session_scope(engine, write=True) as session:
+            row = session.get(Job, job_id)
+            row.status, row.message, row.finished_at, row.dismissed_at = JobStatus.FAILED, reason, utcnow(), utcnow()
+            row.progress_text = "cancelled"
+            if round_id is not None and (round_row := session.get(Round, round_id)) is not None:
+                round_row.status, round_row.message, round_row.finished_at = RoundStatus.FAILED, reason, utcnow()
+        mark_abandoned_rounds(engine)  # any candidate model it registered is discarded
+        mark_abandoned_jobs(engine)
+    return job_id
+
+
+def _stop_group(pid: int) -> None:
+    """SIGTERM to the job's process group (it runs in its own session), SIGKILL if it has not ended soon."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while job_running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if job_running():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while job_running() and time.monotonic() < deadline + CANCEL_WAIT_S:
+            time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, select
 
 from db import DatabaseBusyError, session_scope
 from db.access import OPERATOR, Actor, Permission, require
-from db.models import Job, JobKind, JobStatus, utcnow
+from db.models import Job, JobKind, JobStatus, Round, utcnow
 from shoelabel.errors import BusyError
 from shoelabel.progress import Progress, Throttled, silent, time_left
 from shoelabel.settings import get_settings
@@ -188,14 +189,33 @@ def job_record(engine: Engine, job_id: int | None) -> Iterator[JobRecord]:
             finish_job(engine, job_id, JobStatus.DONE)
 
 
+DIED = "The process running this job ended before it finished"
+#: A line of a log that says why a process stopped: ``error: ...`` (a command's or argparse's message) or the
+#: last line of a traceback (``ValueError: ...``).
+ERROR_LINE = re.compile(r"(?:^|: )error: |^[A-Za-z_][\w.]*(?:Error|Exception)(?::|$)")
+
+
+def log_error(path: str | Path) -> str:
+    """The last line of a log that says what went wrong ('' when none does)."""
+    for line in reversed(log_tail(path, lines=LOG_TAIL_LINES * 5).splitlines()):
+        if ERROR_LINE.search(line.strip()):
+            return line.strip()
+    return ""
+
+
 def mark_abandoned_jobs(engine: Engine) -> int:
-    """Jobs left 'running' by a process that is gone become 'failed'. Call only while holding the
-    job lock, or when no process holds it (then none can really be running)."""
+    """Jobs left 'running' by a process that is gone become 'failed', with the error its log ends on (a
+    process that stops on a wrong argument or an early error never reports to its row). Call only while
+    holding the job lock, or when no process holds it (then none can really be running)."""
     with session_scope(engine, write=True) as session:
         rows = list(session.scalars(select(Job).where(Job.status == JobStatus.RUNNING)))
         for row in rows:
+            reason = log_error(row.log_path)
             row.status, row.finished_at, row.progress_text = JobStatus.FAILED, utcnow(), "failed"
-            row.message = "The process running this job ended before it finished (killed, or out of memory?)."
+            row.message = f"{DIED}: {reason}" if reason else f"{DIED} (killed, or out of memory?)."
+            round_row = session.get(Round, row.round_id) if row.round_id is not None else None
+            if reason and round_row is not None and reason not in round_row.message:
+                round_row.message = (round_row.message + "\n" if round_row.message else "") + reason
         return len(rows)
 
 

@@ -2,22 +2,25 @@
 
 A model's predictions on its own training images say little about their labels,
 so each image is scored by a classifier that was fitted without it.
+
+cleanlab and scikit-learn are imported when first used: they take seconds to import, and the app's first
+page imports this module (through the review strategies) without needing them.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from cleanlab.filter import find_label_issues
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 
 def out_of_fold_probabilities(
     features: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0, c: float = 0.05
 ) -> np.ndarray:
     """``(n, n_classes)`` probabilities, each row from a logistic regression not fitted on that row."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     labels = np.asarray(labels)
     counts = np.bincount(labels, minlength=n_classes)
     folds = int(min(folds, counts[counts > 0].min()))
@@ -50,6 +53,8 @@ def likely_mislabelled_scores(given: np.ndarray, probs: np.ndarray) -> np.ndarra
     p_given = probs[np.arange(len(given)), given]  # cleanlab's "self_confidence" label quality score
     flagged = np.zeros(len(given), dtype=bool)
     if len(np.unique(given)) > 1:  # one brand given: no other brand has a self-confidence to reach
+        from cleanlab.filter import find_label_issues
+
         # confident_learning keeps no module state (the prune_by_* filters do) and n_jobs=1 never forks the app
         flagged = find_label_issues(given, probs, filter_by="confident_learning", n_jobs=1)
     return np.where(flagged, 2.0 - p_given, np.minimum(1.0 - p_given, _BELOW_ONE))

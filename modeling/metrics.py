@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 @dataclass
@@ -43,6 +43,8 @@ class Metrics:
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Metrics:
     """Metrics over class indices ``y_true`` / ``y_pred`` (into ``class_names``)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # seconds to import: when used
+
     labels = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = support > 0  # macro averages over the brands the evaluation set has
@@ -138,3 +140,53 @@ def plot_confusion(metrics: Metrics, path: Path, title: str = "Confusion matrix"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def through_names(metrics: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """A held-out Metrics dict read through today's classes (``names``: the model's class -> the class it is
+    now): a renamed class under its new name; classes merged since as one, their confusion matrix rows and
+    columns summed and the per-class figures, accuracy and macro averages computed again from it."""
+    shown = dict(metrics)
+    old = list(metrics.get("class_names") or [])
+    new = [names.get(name, name) for name in old]
+    if new == old:
+        return shown
+    merged = list(dict.fromkeys(new))
+    shown["class_names"] = merged
+    confusion = metrics.get("confusion")
+    if len(merged) == len(old) or not confusion:  # renames only: the same figures under the new names
+        shown["per_class"] = {names.get(k, k): v for k, v in (metrics.get("per_class") or {}).items()}
+        return shown
+    position = [merged.index(name) for name in new]
+    matrix = np.zeros((len(merged), len(merged)), dtype=np.int64)
+    for i, row in enumerate(confusion):
+        for j, count in enumerate(row):
+            matrix[position[i], position[j]] += int(count)
+    shown["confusion"] = matrix.tolist()
+    shown.update(_figures(matrix, merged))
+    return shown
+
+
+def _figures(matrix: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Accuracy, macro averages and per-class figures of a confusion matrix (rows: true, columns: predicted)."""
+    hits = np.diag(matrix).astype(float)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(hits), where=total > 0)
+    present = support > 0
+
+    def macro(values: np.ndarray) -> float:
+        return float(np.mean(values[present])) if present.any() else 0.0
+
+    return {
+        "accuracy": float(hits.sum() / matrix.sum()) if matrix.sum() else 0.0,
+        "macro_precision": macro(precision),
+        "macro_recall": macro(recall),
+        "macro_f1": macro(f1),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
+        },
+    }

@@ -38,7 +38,14 @@ from modeling import uncertainty
 from modeling.feature_cache import INCEPTION_CUT, FeatureCache, inception_activation_cache
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.queue_scores import score_images
-from modeling.registry import ARCHITECTURES, ModelNotFoundError, current_versions, every_current_version, load_keras
+from modeling.registry import (
+    ARCHITECTURES,
+    INFERENCE_LOCK,
+    ModelNotFoundError,
+    current_versions,
+    every_current_version,
+    load_keras,
+)
 from modeling.shoe_crop import CROP_WEIGHT, Box, class_activation_map, is_large, shoe_box
 from shoelabel.cli import command
 from shoelabel.csvcells import neutralise
@@ -164,7 +171,8 @@ class FixedBatches:
             n = len(part)
             if n < self.batch_size:
                 part = np.concatenate([part, np.zeros((self.batch_size - n, *part.shape[1:]), part.dtype)])
-            outputs.append(np.asarray(self.model.predict_on_batch(part))[:n])
+            with INFERENCE_LOCK:  # one thread at a time per process (see INFERENCE_LOCK)
+                outputs.append(np.asarray(self.model.predict_on_batch(part))[:n])
         return np.concatenate(outputs)
 
 
@@ -175,7 +183,8 @@ class ShoeLook:
     def __init__(self, model: keras.Model, lower: FixedBatches, upper: FixedBatches, input_size: int) -> None:
         self.lower, self.upper, self.input_size = lower, upper, input_size
         self.top = FixedBatches(_inception_top(model), upper.batch_size)  # mixed8 -> mixed10 maps
-        self.kernel = np.asarray(model.get_layer("brand").kernel, dtype=np.float32)
+        with INFERENCE_LOCK:  # not while another thread's call has the weights
+            self.kernel = np.asarray(model.get_layer("brand").kernel, dtype=np.float32)
 
     def boxes(self, paths: Sequence[Source], cut: np.ndarray, probs: np.ndarray) -> dict[int, Box]:
         """The crop box of each large photo whose map points at a small part of it, by position."""

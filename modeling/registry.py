@@ -34,6 +34,11 @@ DEFAULT_INCEPTION_MODE = "head"
 MODELS_IN_MEMORY = 4  # the two current models, and room for a round's candidates
 _loaded: OrderedDict[str, Any] = OrderedDict()  # least recently used first
 _load_lock = threading.Lock()
+#: Held while a loaded model runs. Keras on JAX donates a model's weight buffers to each call and puts new
+#: ones back after it, so two threads running one model (or two parts of it: InceptionV3's lower and upper
+#: networks share its weights) at once fail with "Buffer has been deleted or donated". The app's sessions
+#: are threads of one process: they take turns (each call uses every core anyway).
+INFERENCE_LOCK = threading.RLock()
 
 
 class ModelNotFoundError(UserError, LookupError):

@@ -15,8 +15,8 @@ from modeling.registry import ARCHITECTURES, DEFAULT_INCEPTION_MODE, INCEPTION_M
 from shoelabel.cli import command
 
 
-@command
-def main(argv: list[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
+    """The command's arguments (the app's background rounds pass the same ones)."""
     parser = argparse.ArgumentParser(prog="python -m modeling.retrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=[*ARCHITECTURES, "both"], default="both")
     parser.add_argument(
@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
     parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)  # set by the app
     add_attribute_argument(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    args = argument_parser().parse_args(argv)
     archs = list(ARCHITECTURES) if args.arch == "both" else [args.arch]
     return run_rounds(
         archs,

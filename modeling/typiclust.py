@@ -10,7 +10,6 @@ more than uncertain ones, which a model that knows nothing cannot rank anyway.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 NEIGHBOURS = 20  # the nearest neighbours typicality is measured over (the paper's choice)
 
@@ -36,6 +35,8 @@ def typical_picks(features: np.ndarray, budget: int, seed: int = 0) -> list[int]
         return []
     clusters = min(budget, n)
     unit = features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)  # cosine geometry
+    from sklearn.cluster import KMeans  # seconds to import: not on the app's first page
+
     assignment = KMeans(n_clusters=clusters, n_init=3, random_state=seed).fit_predict(unit)
     sizes = np.bincount(assignment, minlength=clusters)
     picks = []

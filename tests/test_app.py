@@ -167,7 +167,7 @@ def test_empty_queue_suggests_other_queues(reviewing: AppTest, catalogue: Engine
         reviewing.button(key=f"brand_{shown_image(reviewing)}_1").click().run()
     assert_clean(reviewing)
     assert reviewing.session_state["review_queue"] == []
-    assert any("unreviewed" in s.value and "likely_mislabelled" in s.value for s in reviewing.success)
+    assert any("unreviewed" in s.value and "likely mislabelled" in s.value for s in reviewing.success)
 
 
 def test_likely_mislabelled_reviews_labelled_photos(reviewing: AppTest, catalogue: Engine) -> None:
@@ -383,7 +383,7 @@ def test_disagreement_with_one_model_says_it_ranks_like_margin(cnn_only: Engine)
     at = new_app().run()
     at.selectbox(key="strategy").set_value("disagreement").run()
     assert_clean(at)
-    assert any("only the CNN model" in i and "like **margin**" in i for i in texts(at.sidebar.info))
+    assert any("only the CNN model" in i and "like **smallest margin**" in i for i in texts(at.sidebar.info))
     at.selectbox(key="strategy").set_value("margin").run()
     assert not at.sidebar.info
 
@@ -471,7 +471,7 @@ def test_progress_shows_the_time_elapsed_and_an_estimate_of_the_time_left() -> N
     started = utcnow()
     running = Round(id=7, arch="inception", mode="head", started_at=started, progress=0.25, progress_text="epoch 3")
     line = progress_text(running, now=started + timedelta(seconds=90))
-    assert line == "Round 7 (inception, head): epoch 3 · 25% · 1m 30s elapsed, about 4m 30s left"
+    assert line == "Round 7 (InceptionV3, head only): epoch 3 · 25% · 1m 30s elapsed, about 4m 30s left"
     running.progress = 0.01  # too little done to tell
     assert progress_text(running, now=started + timedelta(seconds=5)).endswith("5s elapsed, estimating the time left")
 

@@ -29,6 +29,7 @@ from feedback.reviews import record_review, send_to_review
 from modeling.registry import ARCHITECTURES
 from shoelabel.images import ImageError
 from ui import auth, common
+from ui.text import readable
 
 PAGE_SIZES = (24, 48, 96)  # photos per page of the grid
 CONFLICTS_PER_PAGE = 10
@@ -129,13 +130,11 @@ def _caption(row: ImageRow) -> str:
     return "  \n".join(parts)
 
 
-def _text_table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
-    """Rows as aligned plain text (shown with ``st.code``: fast, and nothing in it is read as markup)."""
-    lines = [header, *rows] if header else rows
-    widths = [max(len(cell) for cell in column) for column in zip(*lines, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    """Rows as a table; every cell escaped (a table reads Markdown), so names from users stay text."""
+    import pandas as pd
+
+    st.table(pd.DataFrame([[common.plain(cell) for cell in row] for row in rows], columns=header), hide_index=True)
 
 
 def _when(at: object) -> str:
@@ -144,7 +143,7 @@ def _when(at: object) -> str:
 
 @st.dialog("Photo details", width="large")
 def details_dialog(image_id: int) -> None:
-    """Everything about one photo. Drawn as text, not data grids: opening it loads nothing heavy."""
+    """Everything about one photo, in tables (not data grids: opening it loads nothing heavy)."""
     details = common.shown_or_none(image_details, image_id, engine=common.engine())
     if details is None:
         st.error(f"Photo #{image_id} is not in the catalogue.")
@@ -159,7 +158,7 @@ def details_dialog(image_id: int) -> None:
     facts = [
         ("file", details.path),
         ("size", f"{details.width}×{details.height} {details.format}, {details.file_size / 1024:.0f} KiB"),
-        ("split", details.split),
+        ("split", readable(details.split)),
         ("source", details.source or "-"),
         ("added", f"{_when(details.added_at)} UTC"),
         ("imported as", details.imported or "no brand"),
@@ -168,7 +167,7 @@ def details_dialog(image_id: int) -> None:
     facts += [(f"answer of {a.reviewer}", f"{a.value} ({_when(a.at)})") for a in label.answers.values()]
     with right:
         st.markdown(f"**Photo #{details.image_id}**")
-        st.code(_text_table(facts), language=None, wrap_lines=True)
+        _table(facts, ("", "value"))
         if auth.allowed(Permission.REVIEW):
             _photo_actions(details.image_id)
     st.markdown("**Reviews** (oldest first; undone ones stay listed)")
@@ -177,7 +176,7 @@ def details_dialog(image_id: int) -> None:
             (
                 _when(r["at"]),
                 r["reviewer"],
-                r["action"],
+                readable(r["action"]),
                 r["attribute"],
                 r["class"] or "-",
                 "-" if r["model_version_id"] is None else f"v{r['model_version_id']}",
@@ -187,16 +186,16 @@ def details_dialog(image_id: int) -> None:
             for r in details.reviews
         ]
         header = ("at", "reviewer", "action", "attribute", "answer", "model shown", "settles", "undone at")
-        st.code(_text_table(rows, header), language=None)
+        _table(rows, header)
     else:
         st.caption("No reviews yet.")
     st.markdown("**Predictions**")
     if details.predictions:
         rows = [
             (
-                f"{p['arch']} v{p['model_version_id']}",
-                p["model_status"],
-                p["kind"],
+                f"{readable(p['arch'])} v{p['model_version_id']}",
+                readable(p["model_status"]),
+                readable(p["kind"]),
                 p["brand"],
                 f"{p['confidence']:.2f}",
                 ", ".join(f"{b} {v:.2f}" for b, v in sorted(p["probabilities"].items())),
@@ -205,7 +204,7 @@ def details_dialog(image_id: int) -> None:
             for p in details.predictions
         ]
         header = ("model", "status", "kind", "brand", "confidence", "probabilities", "at")
-        st.code(_text_table(rows, header), language=None)
+        _table(rows, header)
     else:
         st.caption("No model has predicted this photo yet.")
 

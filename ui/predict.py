@@ -10,8 +10,11 @@ import streamlit as st
 from db.access import Permission
 from feedback.uploads import store_uploads
 from modeling.app_services import (
+    KnownPhoto,
     UploadPrediction,
+    Warmup,
     current_handles,
+    known_photos,
     load_model,
     predict_uploads,
     store_upload_predictions,
@@ -19,9 +22,43 @@ from modeling.app_services import (
 from modeling.predict import ModelAnswer, ModelHandle
 from modeling.registry import ARCH_NAMES
 from shoelabel.images import ImageError, inspect_upload, open_rgb
+from shoelabel.settings import get_settings
 from ui import auth, common
+from ui.text import first_model_hint
 
 Upload = tuple[str, bytes]
+
+
+def warmup() -> Warmup:
+    """The current models made ready in a background thread, started once per server process (and database)
+    by the first page drawn, after it is on screen, so that the first uploads are answered in seconds."""
+    return _warmup(get_settings().db_url)
+
+
+@st.cache_resource(show_spinner=False)
+def _warmup(db_url: str) -> Warmup:
+    return Warmup(common.engine()).start()
+
+
+@st.fragment(run_every=1.0)
+def _warmup_status() -> None:
+    """While the models are being made ready: which are, and which still load (it redraws until done)."""
+    state = warmup()
+    if state.done:
+        if st.session_state.pop("predict_warming", False):
+            st.rerun()  # the last one just got ready: draw the page without this line
+        return
+    st.session_state["predict_warming"] = True
+    parts = []
+    for model in state.models:
+        if model.state == "ready":
+            parts.append(f"{model.label} ready ({model.seconds:.1f} s)")
+        elif model.state == "failed":
+            parts.append(f"{model.label} could not load: {model.error}")
+        else:
+            parts.append(f"{model.label} {model.state}")
+    ready = sum(model.state in ("ready", "failed") for model in state.models)
+    st.progress(ready / max(len(state.models), 1), text=common.plain("Getting the models ready: " + " · ".join(parts)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)  # current models, and the ones just replaced
@@ -71,9 +108,18 @@ def _problem(sha256: str, name: str, _data: bytes) -> str | None:
     return None
 
 
-def _show(upload: Upload, result: UploadPrediction | None, sha256: str) -> None:
+def _known(known: KnownPhoto | None) -> None:
+    """What the catalogue says of a photo it has already."""
+    if known is None:
+        return
+    labels = " · ".join(f"{name}: {value}" for name, value in known.labels.items())
+    st.info(common.plain(f"In the catalogue as photo #{known.image_id}. {labels}"), icon=":material/label:")
+
+
+def _show(upload: Upload, result: UploadPrediction | None, sha256: str, known: KnownPhoto | None = None) -> None:
     name, data = upload
     with st.container(border=True):
+        _known(known)
         problem = _problem(sha256, name, data) or (result.error if result is not None else None)
         if problem:
             st.error(common.plain(problem), icon=":material/broken_image:")
@@ -115,6 +161,8 @@ def _add_to_pool(uploads: list[Upload], shas: list[str], results: list[UploadPre
 
 def render() -> None:
     st.title("Predict")
+    with common.guard():
+        _warmup_status()
     files = st.file_uploader(
         "Photos of shoes", accept_multiple_files=True, key="predict_files", help="JPEG, PNG, WebP or BMP."
     )
@@ -123,8 +171,7 @@ def render() -> None:
         return
     if not handles:
         st.info(
-            "No trained model yet, so no predictions: train one on the Rounds page. Photos can still be added "
-            "to the review pool.",
+            f"No trained model yet, so no predictions: {first_model_hint(auth.allowed(Permission.TRAIN))}",
             icon=":material/model_training:",
         )
     if not files:
@@ -135,6 +182,7 @@ def render() -> None:
     uploads: list[Upload] = [(f.name, f.getvalue()) for f in files]
     shas = [hashlib.sha256(data).hexdigest() for _, data in uploads]
     results: list[UploadPrediction] | None = None
+    known = common.shown_or_none(known_photos, shas, common.engine()) or {}
     if handles:
         try:
             with st.spinner("Loading the models (once) and predicting..."):
@@ -146,7 +194,7 @@ def render() -> None:
             common.show_error(exc)
     for i, upload in enumerate(uploads):
         with common.guard():
-            _show(upload, results[i] if results else None, shas[i])
+            _show(upload, results[i] if results else None, shas[i], known.get(shas[i]))
     if not auth.allowed(Permission.IMPORT):
         return  # an admin adds photos to the catalogue
     if st.button("Add these photos to the review pool", type="primary", key="add_to_pool"):

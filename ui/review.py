@@ -9,6 +9,7 @@ fragment: an answer reruns only it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import logging
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import streamlit as st
 
 from db import DatabaseBusyError
-from db.models import BRAND, ReviewAction, utcnow
+from db.access import Permission
+from db.models import BRAND, BRAND_ID, ReviewAction, utcnow
 from feedback.attribute_queue import (
     next_attribute_items,
     pending_attribute_count,
@@ -40,10 +42,12 @@ from feedback.queue import (
 )
 from feedback.reviews import UNDO_DEPTH, UNDO_WINDOW, record_review, undo_last
 from feedback.strategies import STRATEGIES, get_strategy
+from modeling.app_services import answers_now
 from modeling.predict import ModelAnswer
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError
 from ui import auth, common
+from ui.text import readable
 
 log = logging.getLogger("shoelabel.app")
 
@@ -217,9 +221,10 @@ def queue_settings() -> tuple[str | None, str, str]:
             key="strategy",
             on_change=_keep_choice,
             args=("strategy",),
-            help="Which photos come first: the ones the models are least sure about (least_confidence, "
-            "margin, entropy), disagree on, spread over the feature space (diverse), at random, or "
-            "labelled photos the models contradict (likely_mislabelled).",
+            format_func=lambda name: readable(name).capitalize(),
+            help="Which photos come first: the ones the models are least sure about (least confident, "
+            "smallest margin, highest entropy), disagree on, spread over the feature space (diverse), at random, "
+            "or labelled photos the models contradict (likely mislabelled).",
         )
         scopes = list(get_strategy(strategy).scopes)
         chosen = st.session_state.get("queue_scope")
@@ -248,14 +253,14 @@ def _strategy_notice(strategy: str) -> None:
     if strategy == "disagreement" and len(models) < 2:
         only = f"only the {ARCH_NAMES.get(models[0], models[0])} model" if models else "no model"
         st.info(
-            f"There is {only} yet, so there is no committee to disagree: **disagreement** ranks the photos "
-            "like **margin** until both models are trained.",
+            f"There is {only} yet, so there is no committee to disagree: **models disagree** ranks the "
+            "photos like **smallest margin** until both models are trained.",
             icon=":material/info:",
         )
     elif strategy == "diverse" and "inception" not in models:
         st.info(
             "There is no InceptionV3 model yet, so there are no features to spread the photos over: **diverse** "
-            "ranks them like **least_confidence** until one is trained.",
+            "ranks them like **least confident** until one is trained.",
             icon=":material/info:",
         )
 
@@ -290,9 +295,19 @@ def _queue(reviewer: str, attribute: str | None, strategy: str, scope: str) -> l
             items = next_attribute_items(
                 reviewer, common.session_id(), attribute, k=2, first=prefer, engine=common.engine()
             )
-        state["review_queue"] = items
+        state["review_queue"] = _named_now(items, attribute)
         state["review_queue_key"] = key
     return state["review_queue"]
+
+
+def _named_now(items: list[QueueItem], attribute: str | None) -> list[QueueItem]:
+    """The models' answers under today's class names (a model trained before a rename or merge still says
+    the old ones)."""
+    attribute_id = attribute_ids(engine=common.engine()).get(attribute or BRAND, BRAND_ID)
+    return [
+        dataclasses.replace(item, predictions=answers_now(item.predictions, attribute_id, common.engine()))
+        for item in items
+    ]
 
 
 def _current(image_id: int) -> QueueItem | None:
@@ -338,7 +353,10 @@ def _answer(image_id: int, action: ReviewAction, brand: str | None) -> None:
         state["review_error"] = common.error_text(exc)
         return
     state.setdefault("review_ids", []).append(review_id)  # what Undo may take back in this tab
-    answer = f"photo #{image_id} {ACTION_WORDS[action]}" + (f" {brand}" if brand else "")
+    words = ACTION_WORDS[action]
+    if action == ReviewAction.CORRECT and item.label.brand is None and shown is None:
+        words = "answered"  # nothing to correct: no class yet and no model's answer (a new attribute)
+    answer = f"photo #{image_id} {words}" + (f" {brand}" if brand else "")
     state.setdefault("review_answers", {})[review_id] = answer  # how Undo names it
     state["review_done"] += 1
     state.pop("review_error", None)
@@ -481,10 +499,12 @@ def _keyed_brands(item: QueueItem, brands: list[str]) -> list[str]:
 
 def _predictions(item: QueueItem, keyed: list[str]) -> None:
     if not item.predictions:
-        st.info(
-            "No model has predicted this photo yet. Train models on the Rounds page, or refresh predictions there.",
-            icon=":material/model_training:",
+        how = (
+            "Train models on the Rounds page, or refresh predictions there."
+            if auth.allowed(Permission.TRAIN)
+            else "An admin trains models and refreshes predictions on the Rounds page."
         )
+        st.info(f"No model has predicted this photo yet. {how}", icon=":material/model_training:")
         return
     for view in _shown_answers(item):
         st.markdown(
@@ -623,11 +643,11 @@ def _empty_queue(reviewer: str, strategy: str, scope: str) -> None:
     elif scope == "unlabelled":
         advice = (
             "Every photo here has a brand or a decision. To check imported labels, choose the photos "
-            "**unreviewed** in the sidebar, or the strategy **likely_mislabelled** to see the labels the "
+            "**unreviewed** in the sidebar, or the strategy **likely mislabelled** to see the labels the "
             "models doubt most. New photos can be added on the Import or Predict pages."
         )
     else:
-        advice = "Every photo has been decided. Try the strategy **likely_mislabelled** to double-check labels."
+        advice = "Every photo has been decided. Try the strategy **likely mislabelled** to double-check labels."
     shown = st.info if left else st.success
     shown(f"Nothing left for you in the **{scope}** queue ({strategy}). {advice}", icon=":material/done_all:")
     if put_off:

@@ -20,6 +20,7 @@ from db.models import BRAND, BRAND_ID, Round, RoundStatus, utcnow
 from feedback.classes import attribute_ids
 from modeling.app_services import (
     ModelReport,
+    class_names_now,
     comparison_frame,
     confusion_frame,
     current_models,
@@ -29,12 +30,14 @@ from modeling.app_services import (
     round_table,
     top_confusions,
 )
-from modeling.background import job_state, start_refresh, start_round
-from modeling.registry import ARCH_NAMES, ARCHITECTURES
+from modeling.background import cancel_job, job_state, start_refresh, start_round
+from modeling.metrics import through_names
+from modeling.registry import ARCH_NAMES, ARCHITECTURES, INCEPTION_MODES
 from modeling.rounds import latest_rounds
 from shoelabel.progress import time_left
 from ui import auth, common
 from ui.jobs import duration
+from ui.text import first_model_hint, readable
 
 POLL_SECONDS = 2.0
 STATUS_ICONS = {
@@ -45,6 +48,11 @@ STATUS_ICONS = {
 }
 MISSING = "–"  # a table cell with no value (a first round has no model to compare with)
 MATRIX_CLASSES = 15  # more classes than this, and the page lists the most frequent mistakes instead of a matrix
+EVERY_ATTRIBUTE = "every attribute with labels"  # the Retrain form's choice that trains them all, brand first
+MODE_HELP = {
+    "head": "head only: the classifier is refitted on the frozen features (seconds)",
+    "finetune": "fine-tune: the top Inception blocks learn too (minutes)",
+}
 #: Why a round of a model that has no current version yet takes long: it starts from nothing.
 FIRST_TRAINING = {
     "inception": "InceptionV3 first computes and caches the activations of every photo",
@@ -58,9 +66,14 @@ FIRST_TRAINING = {
 def _start_round() -> None:
     """Retrain's callback: runs before the page is drawn, so the page already shows the round running."""
     state = st.session_state
+    attribute = state.get("retrain_attribute", EVERY_ATTRIBUTE)
     try:
         job = start_round(
-            state["retrain_arch"], state["retrain_mode"], engine=common.engine(), actor=auth.current_actor()
+            state["retrain_arch"],
+            state["retrain_mode"],
+            attribute=None if attribute == EVERY_ATTRIBUTE else attribute,
+            engine=common.engine(),
+            actor=auth.current_actor(),
         )
     except Exception as exc:
         state["rounds_flash"] = ("error", common.error_text(exc))
@@ -83,6 +96,15 @@ def _start_refresh() -> None:
     )
 
 
+def _cancel() -> None:
+    try:
+        job_id = cancel_job(common.engine(), actor=auth.current_actor())
+    except Exception as exc:
+        st.session_state["rounds_flash"] = ("error", common.error_text(exc))
+        return
+    st.session_state["rounds_flash"] = ("success", f"Job {job_id} cancelled; what it had half done is discarded.")
+
+
 def _first_training(arch: str, current: set[str]) -> str | None:
     """A warning when ``arch`` ("both" or one model) includes a model with no current version, whose first
     training takes ten minutes or more; None otherwise."""
@@ -100,7 +122,9 @@ def _first_training(arch: str, current: set[str]) -> str | None:
 def _busy_reason(running: bool, job: Round | None) -> str | None:
     if not running:
         return None
-    what = f"Round {job.id} ({job.arch}) is running" if job is not None else "A round or a prediction refresh runs"
+    what = "A round or a prediction refresh runs"
+    if job is not None:
+        what = f"Round {job.id} ({round_model(job)}) is running"
     return f"{what}, and one job runs at a time."
 
 
@@ -111,49 +135,20 @@ def controls() -> None:
     try:
         state = job_state(common.engine())
         current = {report.arch for report in current_models(common.engine())}
+        attributes = list(common.shown_or_none(attribute_ids, engine=common.engine()) or [BRAND])
     except Exception as exc:
         common.show_error(exc)
         return
     st.session_state["rounds_job_running"] = state.running  # job_status redraws the page when this changes
     busy = _busy_reason(state.running, state.round)
     with st.container(border=True):
-        arch_col, mode_col, buttons = st.columns([2, 2, 2], vertical_alignment="bottom")
-        arch = arch_col.radio(
-            "Models to retrain",
-            ["both", "inception", "cnn"],
-            horizontal=True,
-            key="retrain_arch",
-            help="InceptionV3 (pretrained on ImageNet) and the small CNN trained from scratch.",
-        )
-        mode_col.radio(
-            "InceptionV3 training",
-            ["head", "finetune"],
-            horizontal=True,
-            key="retrain_mode",
-            disabled=arch == "cnn",
-            help="head: the classifier is refitted on the frozen features (seconds); finetune: the top Inception "
-            "blocks learn too (minutes). "
-            "Only for InceptionV3: the CNN always trains as a whole.",
-        )
-        with buttons:
-            st.button(
-                "Retrain",
-                type="primary",
-                key="retrain",
-                icon=":material/model_training:",
-                on_click=_start_round,
-                disabled=busy is not None,
-                help=busy,
-            )
-            st.button(
-                "Refresh predictions",
-                key="refresh",
-                on_click=_start_refresh,
-                disabled=busy is not None,
-                help=busy or "Predict photos the current models have not seen.",
-            )
+        arch = _training_choices(attributes)
+        _buttons(busy)
         if busy:
-            st.caption(f"Retrain and Refresh predictions are off until it ends: {busy} Its progress shows below.")
+            st.caption(
+                f"Retrain and Refresh predictions are off until it ends: {busy} Its progress shows below; "
+                "Cancel stops it."
+            )
         elif slow := _first_training(arch, current):
             st.warning(slow, icon=":material/timer:")
         st.caption(
@@ -165,6 +160,74 @@ def controls() -> None:
         (st.success if kind == "success" else st.error)(text)
 
 
+def _training_choices(attributes: list[str]) -> str:
+    """The Retrain form's choices: the attribute, the models, InceptionV3's mode; the models chosen."""
+    attribute_col, arch_col, mode_col = st.columns([2, 2, 3], vertical_alignment="bottom")
+    attribute_col.selectbox(
+        "Attribute to train",
+        [EVERY_ATTRIBUTE, *attributes] if len(attributes) > 1 else [BRAND],
+        key="retrain_attribute",
+        format_func=common.plain,
+        help="Each attribute has its own models; the first choice trains every attribute with labels, brand first.",
+    )
+    arch = arch_col.radio(
+        "Models to retrain",
+        ["both", *ARCHITECTURES],
+        horizontal=True,
+        key="retrain_arch",
+        format_func=readable,
+        help="InceptionV3 (pretrained on ImageNet) and the small CNN trained from scratch.",
+    )
+    mode_col.radio(
+        "InceptionV3 training",
+        list(INCEPTION_MODES),
+        horizontal=True,
+        key="retrain_mode",
+        format_func=readable,
+        disabled=arch == "cnn",
+        help=f"{MODE_HELP['finetune']}; {MODE_HELP['head']}. Only for InceptionV3: the CNN always trains as a whole.",
+    )
+    return arch
+
+
+def _buttons(busy: str | None) -> None:
+    retrain, refresh, cancel, _ = st.columns([1, 1, 1, 2])
+    retrain.button(
+        "Retrain",
+        type="primary",
+        key="retrain",
+        icon=":material/model_training:",
+        on_click=_start_round,
+        disabled=busy is not None,
+        help=busy,
+    )
+    refresh.button(
+        "Refresh predictions",
+        key="refresh",
+        on_click=_start_refresh,
+        disabled=busy is not None,
+        help=busy or "Predict photos the current models have not seen.",
+    )
+    if busy:
+        cancel.button(
+            "Cancel",
+            key="cancel_job",
+            icon=":material/stop_circle:",
+            on_click=_cancel,
+            help="Stop the running round or refresh; a candidate model it trained is discarded.",
+        )
+
+
+def round_model(r: Round) -> str:
+    """What a round trained, in words: "CNN, continued from v3", "InceptionV3, head only from v5"."""
+    name = ARCH_NAMES.get(r.arch, r.arch)
+    parent = getattr(r, "parent_model_id", None)
+    if r.arch != "inception":
+        return f"{name}, continued from v{parent}" if parent else f"{name}, first model"
+    how = readable(r.mode)
+    return f"{name}, {how} from v{parent}" if parent else f"{name}, {how}"
+
+
 def progress_text(r: Round, now: datetime | None = None) -> str:
     """A running round's progress line: what it does, the share done, the time elapsed and an estimate of the
     time left (from the share done so far, once there is enough of it)."""
@@ -174,7 +237,7 @@ def progress_text(r: Round, now: datetime | None = None) -> str:
     times = f"{duration(elapsed)} elapsed, " + (
         f"about {duration(left)} left" if left is not None else "estimating the time left"
     )
-    return f"Round {r.id} ({r.arch}, {r.mode}): {r.progress_text or 'working'} · {fraction:.0%} · {times}"
+    return f"Round {r.id} ({round_model(r)}): {r.progress_text or 'working'} · {fraction:.0%} · {times}"
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -199,14 +262,31 @@ def job_status() -> None:
 # --------------------------------------------------------------------------- results
 
 
+def _now(metrics: dict | None, attribute_id: int) -> dict | None:
+    """A held-out Metrics dict under today's class names (renames and merges since the round)."""
+    if not metrics or not metrics.get("class_names"):
+        return metrics
+    return through_names(metrics, class_names_now(metrics["class_names"], attribute_id, common.engine()))
+
+
+def _round_now(r: Round) -> Round:
+    """A finished round whose candidate and current figures name today's classes (a copy: nothing is saved)."""
+    metrics = dict(r.metrics or {})
+    for part in ("candidate", "current"):
+        metrics[part] = _now(metrics.get(part), r.attribute_id)
+    shown = Round(id=r.id, arch=r.arch, mode=r.mode, status=r.status, message=r.message, metrics=metrics)
+    shown.parent_model_id, shown.attribute_id = r.parent_model_id, r.attribute_id
+    return shown
+
+
 def _results(rounds: list) -> None:
-    latest = latest_results(rounds)
+    latest = [_round_now(r) for r in latest_results(rounds)]
     if not latest:
         return
     st.subheader("Latest results")
     for column, r in zip(st.columns(len(latest)), latest, strict=True):
         with column, st.container(border=True):
-            what = common.plain(f"{r.arch} ({r.mode})")
+            what = common.plain(round_model(r))
             st.markdown(f"{STATUS_ICONS.get(r.status, '')} **Round {r.id}**: {what}, **{common.plain(r.status)}**")
             if r.message:
                 st.caption(common.plain(r.message))
@@ -224,18 +304,25 @@ def _history(rounds: list) -> None:
     if history.empty:
         st.caption("No evaluated round yet.")
         return
-    history["score"] = history["metric"] + ", " + history["held-out photos"]
+    history["score"] = history["metric"] + ", " + history["held-out photos"] + " held-out photos"
+    history["model"] = [ARCH_NAMES.get(arch, arch) for arch in history["arch"]]
+    legend = {"orient": "bottom", "direction": "vertical", "titleLimit": 0, "labelLimit": 0}
     chart = (
         alt.Chart(history)
         .mark_line(point=True)
         .encode(
             x=alt.X("round:O", title="round"),
             y=alt.Y("value:Q", title="held-out score", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("arch:N", title="model", scale=alt.Scale(scheme="tableau10")),
-            strokeDash=alt.StrokeDash("score:N", title="score, on which held-out photos"),
-            tooltip=["round", "arch", "score", "n", alt.Tooltip("value:Q", format=".3f"), "status"],
+            color=alt.Color("model:N", title="model", scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(**legend)),
+            # the dash tells the scores apart: the legend draws it as a line, not as the points every series has
+            strokeDash=alt.StrokeDash(
+                "score:N",
+                title="score",
+                legend=alt.Legend(**legend, symbolType="stroke", symbolStrokeWidth=2, symbolSize=400),
+            ),
+            tooltip=["round", "model", "score", "n", alt.Tooltip("value:Q", format=".3f"), "status"],
         )
-        .properties(height=280)
+        .properties(height=320)
     )
     st.altair_chart(chart, width="stretch")
     if history["held-out photos"].nunique() > 2:
@@ -262,9 +349,10 @@ def _confusion_chart(metrics: dict) -> alt.Chart:
     return (cells + text).properties(width=alt.Step(56), height=alt.Step(56))
 
 
-def _model(report: ModelReport) -> None:
-    st.markdown(f"**{common.plain(report.label)}** (current since {report.created_at:%Y-%m-%d %H:%M} UTC)")
-    metrics = report.metrics
+def _model(report: ModelReport, attribute_id: int) -> None:
+    name = f"{ARCH_NAMES.get(report.arch, report.arch)} v{report.version_id}"
+    st.markdown(f"**{common.plain(name)}** (current since {report.created_at:%Y-%m-%d %H:%M} UTC)")
+    metrics = _now(report.metrics, attribute_id)
     if not metrics:
         st.caption("Promoted without a held-out evaluation (no held-out photos at the time).")
         return
@@ -276,15 +364,7 @@ def _model(report: ModelReport) -> None:
         st.caption("Rows: true class; columns: predicted class; shade: share of the row.")
     else:  # a matrix of dozens of classes is unreadable: its largest cells off the diagonal say the same
         st.markdown("**Most frequent mistakes**")
-        st.dataframe(
-            top_confusions(metrics),
-            hide_index=True,
-            column_config={
-                "share": st.column_config.ProgressColumn(
-                    "share of the true class", min_value=0.0, max_value=1.0, format="%.0f%%"
-                )
-            },
-        )
+        st.dataframe(mistakes_frame(metrics), hide_index=True, column_config={"share": MISTAKE_SHARE})
     bar = st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f", width="small")
     st.dataframe(
         per_class_frame(metrics),
@@ -298,15 +378,28 @@ def _model(report: ModelReport) -> None:
     )
 
 
+MISTAKE_SHARE = st.column_config.ProgressColumn(
+    "share of the true class", min_value=0.0, max_value=100.0, format="%.0f%%"
+)
+
+
+def mistakes_frame(metrics: dict) -> pd.DataFrame:
+    """The most frequent mistakes, their share of the true class in percent (what the bar's format prints)."""
+    frame = top_confusions(metrics)
+    if not frame.empty:
+        frame["share"] = (100 * frame["share"]).round(1)
+    return frame
+
+
 def _current_models(attribute_id: int) -> None:
     reports = current_models(common.engine(), attribute_id)
     st.subheader("Current models")
     if not reports:
-        st.caption("No model yet: press Retrain to train the first ones from the labelled photos.")
+        st.caption(f"No model yet: {first_model_hint(auth.allowed(Permission.TRAIN))}")
         return
     for column, report in zip(st.columns(len(reports)), reports, strict=True):
         with column:
-            _model(report)
+            _model(report, attribute_id)
 
 
 def _cell(value: Any, fmt: str | Callable[[Any], str]) -> str:
@@ -332,6 +425,15 @@ def _scores(accuracy: Any, f1: Any) -> str:
     return f"{_cell(accuracy, '.3f')} / {_cell(f1, '.3f')}"
 
 
+class _RoundRow:
+    """A row of :func:`round_table` as :func:`round_model` reads a round."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.arch, self.mode = row["arch"], row["mode"]
+        parent = row.get("parent")
+        self.parent_model_id = None if parent is None or pd.isna(parent) else int(parent)
+
+
 def rounds_frame(rounds: list) -> pd.DataFrame:
     """The All rounds table as text, few columns wide so that it fits the page: one column for the model and
     its training mode, one for each model's accuracy and macro F1, a dash where a value is missing."""
@@ -341,7 +443,7 @@ def rounds_frame(rounds: list) -> pd.DataFrame:
         {
             "round": frame["round"],
             "started (UTC)": [_cell(r["started"], "%Y-%m-%d %H:%M") for r in rows],
-            "model": [common.plain(f"{r['arch']} ({r['mode']})") for r in rows],
+            "model": [common.plain(round_model(_RoundRow(r))) for r in rows],
             "status": frame["status"],
             "photos trained on": [_cell(r["train images"], ".0f") for r in rows],
             "reviews since last round": [_cell(r["reviews since last round"], ".0f") for r in rows],
@@ -377,7 +479,7 @@ def render() -> None:
     if rounds is None:
         return
     if not rounds:
-        st.info("No round yet. Press Retrain to train the first models on the labelled photos.", icon=":material/info:")
+        st.info(f"No round yet: {first_model_hint(auth.allowed(Permission.TRAIN))}", icon=":material/info:")
     with common.guard():
         if common.catalogue_counts().get("holdout", 0) == 0:
             st.warning(
