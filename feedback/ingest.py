@@ -61,6 +61,7 @@ from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
 from shoelabel.errors import UserError
 from shoelabel.images import FolderError, ImageError, ImageInfo, inspect, open_folder
+from shoelabel.paths import file_path, shown_path, stored_path
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
 WAIT_HELP = (
@@ -109,7 +110,7 @@ class IngestReport:
 
     def summary(self) -> str:
         lines = [
-            f"Folder: {self.folder} ({LAYOUTS[self.labelled]})",
+            f"Folder: {shown_path(self.folder)} ({LAYOUTS[self.labelled]})",
             f"Images added: {self.added}",
             f"Already stored (same content): {self.already_stored}",
             f"Duplicates within the folder: {len(self.duplicates_in_folder)}",
@@ -257,7 +258,7 @@ def ingest_folder(
             total = listing.count(left_out, found=meter.found)
         except FolderError as exc:
             raise _folder_error(exc) from exc
-        report.skipped += [(str(path.relative_to(folder)), reason) for path, reason in left_out]
+        report.skipped += [(shown_path(path.relative_to(folder)), reason) for path, reason in left_out]
         meter.start(total)
         with closing(_checked_chunks(listing.files(), meter)) as chunks:
             for chunk in chunks:
@@ -297,7 +298,7 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
     folder = report.folder
     readable: list[tuple[Path, str, ImageInfo, str | None]] = []
     for path, brand_name, result in chunk:
-        relative = str(path.relative_to(folder))
+        relative = shown_path(path.relative_to(folder))
         if isinstance(result, ImageError):
             report.skipped.append((relative, result.reason))
         else:
@@ -319,12 +320,13 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
         first_in_chunk[info.sha256] = relative
         existing = stored.get(info.sha256)
         if existing is None:
-            added.append(image_values(info, path, source=f"ingest:{folder}", brand=brand))
+            added.append(image_values(info, path, source=f"ingest:{shown_path(folder)}", brand=brand))
             added_brands.append(brand)
             if brand and brand.attribute_id == BRAND_ID:
                 report.added_per_brand[brand.name] += 1
         elif _other_file_here(existing.path, path, folder):
-            report.duplicates_in_folder.append((relative, str(Path(existing.path).relative_to(folder))))
+            first = Path(file_path(existing.path)).relative_to(folder)
+            report.duplicates_in_folder.append((relative, shown_path(first)))
         elif brand is None:
             report.already_stored += 1
         else:
@@ -340,7 +342,8 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
 
 
 def _other_file_here(stored: str, path: Path, folder: Path) -> bool:
-    return stored != str(path) and Path(stored).is_relative_to(folder) and os.path.lexists(stored)
+    other = file_path(stored)
+    return stored != stored_path(path) and Path(other).is_relative_to(folder) and os.path.lexists(other)
 
 
 def _offer(
@@ -360,7 +363,7 @@ def image_values(info: ImageInfo, path: Path, *, source: str, brand: LabelClass 
     """The catalogue row of a checked photo: labelled photos train, the others wait in the pool."""
     return {
         "sha256": info.sha256,
-        "path": str(path),
+        "path": stored_path(path),  # a name that is not UTF-8 as a file:// URL (see shoelabel.paths)
         "width": info.width,
         "height": info.height,
         "format": info.format,

@@ -77,6 +77,7 @@ from shoelabel.manifest_files import (
     attribute_columns,
     read_records,
 )
+from shoelabel.paths import file_path, shown_path
 
 SPLITS = (Split.TRAIN.value, Split.HOLDOUT.value)
 
@@ -195,9 +196,9 @@ def export_folder(target: str | Path, *, attribute: str = BRAND, engine: Engine 
         label = row.brand if name == BRAND else row.labels.get(name, "")
         if not label:
             continue
-        source = Path(row.path)
+        source = Path(file_path(row.path))
         if not source.is_file():
-            report.missing.append((row.path, label))
+            report.missing.append((shown_path(row.path), label))
             continue
         folder = target / _safe_folder_name(label)
         folder.mkdir(parents=True, exist_ok=True)
@@ -373,7 +374,7 @@ def import_manifest(
 
 
 def _resolve(root: Path, stored: str) -> Path:
-    path = Path(stored).expanduser()
+    path = Path(file_path(stored)).expanduser()  # a stored path may be a file:// URL (see shoelabel.paths)
     return path if path.is_absolute() else root / path
 
 
@@ -400,7 +401,7 @@ def _apply(
     stored = image_by_hash(session, sha)
     if stored is None:
         assert info is not None, "a photo not stored was checked from its file"
-        image = new_image(session, info, path.resolve(), source=f"manifest:{report.manifest}", brand=brand)
+        image = new_image(session, info, path.resolve(), source=f"manifest:{shown_path(report.manifest)}", brand=brand)
         image.imported_labels += [ImportedLabel(attribute_id=c.attribute_id, class_id=c.id) for c in others]
         if row.split == Split.HOLDOUT.value:
             if brand is not None and brand.name in frozen:

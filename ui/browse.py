@@ -27,6 +27,7 @@ from feedback.browse import (
 from feedback.reviews import record_review
 from modeling.registry import ARCHITECTURES
 from shoelabel.images import ImageError
+from shoelabel.paths import shown_path
 from ui import auth, common
 
 PAGE_SIZES = (24, 48, 96)  # photos per page of the grid
@@ -156,7 +157,7 @@ def details_dialog(image_id: int) -> None:
             st.warning(f"Cannot show this photo: {common.plain(exc.reason)}")
     label = details.label
     facts = [
-        ("file", details.path),
+        ("file", shown_path(details.path)),
         ("size", f"{details.width}×{details.height} {details.format}, {details.file_size / 1024:.0f} KiB"),
         ("split", details.split),
         ("source", details.source or "-"),

@@ -41,6 +41,7 @@ from feedback.strategies import STRATEGIES, get_strategy
 from modeling.predict import ModelAnswer
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError
+from shoelabel.paths import shown_path
 from ui import auth, common
 
 log = logging.getLogger("shoelabel.app")
@@ -403,7 +404,7 @@ def _photo(item: QueueItem) -> None:
         label_text = "no label yet"
     else:
         label_text = f"labelled **{plain(label.value)}** ({'imported' if label.origin == 'import' else 'reviewed'})"
-    name = plain(Path(item.path).name)
+    name = plain(Path(shown_path(item.path)).name)
     st.caption(f"Photo #{item.image_id} · {name} · {item.width}×{item.height} · {label_text}")
 
 
