@@ -2,7 +2,8 @@
 
 ``python -m feedback.ingest PATH [--holdout-fraction 0.15] [--seed 0]``
 
-A folder of class subfolders is labelled (the subfolder name is the brand); a flat
+A folder of class subfolders is labelled (the subfolder name is the brand: any
+folder is a subfolder, even one called ``x.jpg``, which the summary points out); a flat
 folder is unlabelled and goes to the review pool. Files are decoded by content;
 bad ones are reported by name with the reason and skipped; the same photo twice
 is stored once. A stratified, seeded held-out split is drawn per brand and its
@@ -60,8 +61,16 @@ from feedback.stratify import top_up_holdout
 from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
 from shoelabel.errors import UserError
-from shoelabel.images import FolderError, ImageError, ImageInfo, inspect, open_folder
-from shoelabel.paths import file_path, shown_path, stored_path
+from shoelabel.images import (
+    IMAGE_SUFFIXES,
+    FolderError,
+    FolderListing,
+    ImageError,
+    ImageInfo,
+    inspect,
+    open_folder,
+)
+from shoelabel.paths import file_path, os_error_text, shown_path, stored_path
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
 WAIT_HELP = (
@@ -98,6 +107,7 @@ class IngestReport:
     added_ids: set[int] = field(default_factory=set)  # the images this ingest added
     attribute_id: int = BRAND_ID  # the attribute a labelled folder's subfolders are classes of
     holdout_topped_up: int = 0  # photos held out for the classes of an attribute other than brand
+    named_like_files: list[str] = field(default_factory=list)  # class subfolders called like photos (x.jpg)
 
     @property
     def usable(self) -> int:
@@ -124,6 +134,11 @@ class IngestReport:
             lines.append(f"  {name}: stored as {kept!r}, folder says {offered!r}; kept {kept!r} (correct it in review)")
         lines.append(f"Skipped: {len(self.skipped)}")
         lines += [f"  {name}: {reason}" for name, reason in self.skipped]
+        lines += [
+            f"Note: {name!r} is a subfolder, so its photos are labelled {name!r}; rename the folder if that is "
+            "not a class."
+            for name in self.named_like_files
+        ]
         return "\n".join(lines + brand_lines(self.added_per_brand, self.holdout_drawn, self.totals_per_brand))
 
 
@@ -234,22 +249,15 @@ def ingest_folder(
     folder = import_roots(actor).check(folder)
     if not 0.0 <= holdout_fraction < 1.0:
         raise IngestError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
-    folder = Path(folder).expanduser().resolve()
-    try:
-        listing = open_folder(folder)
-    except FolderError as exc:
-        raise _folder_error(exc) from exc
-    for brand in listing.classes:
-        try:
-            clean_class_name(brand)
-        except ClassError as exc:
-            raise IngestError(f"Subfolder {brand!r} of {folder} is not a usable {attribute} name: {exc}") from exc
+    listing = _listing(Path(folder), attribute)
+    folder = listing.folder
     engine = engine or get_engine()
     attribute_id = BRAND_ID
     if attribute != BRAND:
         with session_scope(engine, write=True) as session:
             attribute_id = get_or_create_attribute(session, attribute).id
     report = IngestReport(folder=folder, labelled=listing.labelled, attribute_id=attribute_id)
+    report.named_like_files = [name for name in listing.classes if Path(name).suffix.lower() in IMAGE_SUFFIXES]
     meter = _Meter(progress, show_bar)
     committed = 0
     try:
@@ -283,6 +291,25 @@ def ingest_folder(
     finally:
         meter.close()
     return report
+
+
+def _listing(folder: Path, attribute: str) -> FolderListing:
+    """The folder's listing, its subfolders checked as class names (nothing is read yet)."""
+    try:
+        folder = folder.expanduser().resolve()
+        listing = open_folder(folder)
+    except FolderError as exc:
+        raise _folder_error(exc) from exc
+    except OSError as exc:  # a path too long for the system, a folder that may not be read
+        raise IngestError(f"Cannot read the folder {os_error_text(folder, exc)}.") from exc
+    for brand in listing.classes:
+        try:
+            clean_class_name(brand)
+        except ClassError as exc:
+            raise IngestError(
+                f"Subfolder {brand!r} of {shown_path(folder)} is not a usable {attribute} name: {exc}"
+            ) from exc
+    return listing
 
 
 def _folder_error(exc: FolderError) -> IngestError:

@@ -31,6 +31,7 @@ import argparse
 import csv
 import io
 import json
+import shlex
 import shutil
 import sys
 from collections import Counter
@@ -72,6 +73,7 @@ from shoelabel.images import ImageError, ImageInfo, inspect
 from shoelabel.manifest_files import (
     COLUMNS,
     FORMAT,
+    NOT_ATTRIBUTES,
     VERSION,
     ManifestError,
     attribute_columns,
@@ -107,8 +109,18 @@ class ManifestRow:
 
 
 def other_attributes(session: Session) -> list[str]:
-    """The attributes besides brand, in their order: the manifest's columns after ``origin``."""
-    return [a.name for a in attributes(session) if a.id != BRAND_ID]
+    """The attributes besides brand, in their order: the manifest's columns after ``origin``.
+
+    An attribute named like a manifest's own column (made before such names were refused) would overwrite
+    that column in every row: :class:`ManifestError`, naming it and the command that renames it."""
+    names = [a.name for a in attributes(session) if a.id != BRAND_ID]
+    for name in names:
+        if clean_attribute_name(name) in NOT_ATTRIBUTES:
+            raise ManifestError(
+                f"The attribute {name!r} has the name of a manifest column, so a manifest cannot hold it. Rename "
+                f"it, then export again: python -m feedback.classes rename-attribute {shlex.quote(name)} NEW_NAME"
+            )
+    return names
 
 
 def labelled_rows(session: Session) -> list[ManifestRow]:

@@ -9,6 +9,7 @@ store; such a path is stored as a ``file://`` URL whose bytes outside ASCII are 
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
@@ -51,3 +52,23 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def short_path(path: str | Path, longest: int = 120) -> str:
+    """``path`` for a message, its middle left out when it is longer than ``longest`` characters."""
+    text = shown_path(path)
+    if len(text) <= longest:
+        return text
+    return f"{text[: longest * 2 // 3]}...{text[-(longest // 3) :]}"
+
+
+def os_error_text(path: str | Path, exc: OSError) -> str:
+    """``'<path>: <reason>'`` for a message about a file or folder that cannot be used; a path too long for the
+    system is shortened and said to be too long."""
+    if exc.errno == errno.ENAMETOOLONG:
+        longest = max((len(os.fsencode(part)) for part in Path(path).parts), default=0)
+        return (
+            f"{short_path(path)}: the path is too long for this system ({len(os.fspath(path)):,} characters, "
+            f"its longest name {longest:,} bytes; the limits are usually 4,096 and 255): check the path"
+        )
+    return f"{short_path(path, 400)}: {exc.strerror or exc}"
