@@ -43,7 +43,21 @@ def read_records(source: Path) -> list[tuple[int, object]]:
         records = list(enumerate(_json_records(source, text), start=1))
     else:
         records = list(csv_records(source, text))
+    for number, record in records:
+        _check_paths(source, number, record)
     return records
+
+
+def _check_paths(source: Path, number: int, record: object) -> None:
+    """Refuse a path no file can have (a NUL character), naming the row."""
+    if not isinstance(record, dict):
+        return
+    for column in ("path", "file"):
+        if "\x00" in str(record.get(column) or ""):
+            where = f"{source}, {'entry' if source.suffix.lower() == '.json' else 'line'} {number}"
+            raise ManifestError(
+                f"{where}: the {column} holds a NUL character (\\x00), which no file name can: correct the path."
+            )
 
 
 def attribute_columns(record: dict[str, object]) -> list[str]:
@@ -175,6 +189,11 @@ def _json_records(source: Path, text: str) -> list[object]:
         raise ManifestError(f"{source} is not valid JSON: {exc}") from exc
     except _RepeatedKeyError as exc:
         raise ManifestError(f"{source}: {exc}; keep one of them.") from exc
+    except RecursionError as exc:
+        raise ManifestError(
+            f"{source} is nested too deeply to be a manifest: a manifest is an object with an 'images' list of "
+            "flat entries."
+        ) from exc
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         raise ManifestError(f"{source} is not a {FORMAT} file: it needs an 'images' list.")
     version = document.get("version", VERSION)
