@@ -252,10 +252,7 @@ def ingest_folder(
     listing = _listing(Path(folder), attribute)
     folder = listing.folder
     engine = engine or get_engine()
-    attribute_id = BRAND_ID
-    if attribute != BRAND:
-        with session_scope(engine, write=True) as session:
-            attribute_id = get_or_create_attribute(session, attribute).id
+    attribute_id = _attribute_id(engine, attribute)
     report = IngestReport(folder=folder, labelled=listing.labelled, attribute_id=attribute_id)
     report.named_like_files = [name for name in listing.classes if Path(name).suffix.lower() in IMAGE_SUFFIXES]
     meter = _Meter(progress, show_bar)
@@ -274,13 +271,7 @@ def ingest_folder(
                     _store_chunk(session, report, chunk)
                 committed = report.added + report.newly_labelled
         with session_scope(engine, write=True) as session:
-            if holdout_fraction > 0 and attribute_id == BRAND_ID:
-                report.holdout_drawn = draw_holdout(session, holdout_fraction, seed)
-            elif holdout_fraction > 0:
-                report.holdout_topped_up = top_up_holdout(
-                    session, attribute_id, holdout_fraction, seed, among=report.added_ids
-                )
-            report.totals_per_brand = split_counts(session)
+            _hold_out(session, report, holdout_fraction, seed)
     except DatabaseBusyError as exc:
         if not committed:
             raise
@@ -291,6 +282,23 @@ def ingest_folder(
     finally:
         meter.close()
     return report
+
+
+def _attribute_id(engine: Engine, attribute: str) -> int:
+    """The id of the attribute a labelled folder's subfolders are classes of (added if the catalogue lacks it)."""
+    if attribute == BRAND:
+        return BRAND_ID
+    with session_scope(engine, write=True) as session:
+        return get_or_create_attribute(session, attribute).id
+
+
+def _hold_out(session: Session, report: IngestReport, fraction: float, seed: int) -> None:
+    """Draw the held-out photos once every chunk is stored (topped up for an attribute besides brand)."""
+    if fraction > 0 and report.attribute_id == BRAND_ID:
+        report.holdout_drawn = draw_holdout(session, fraction, seed)
+    elif fraction > 0:
+        report.holdout_topped_up = top_up_holdout(session, report.attribute_id, fraction, seed, among=report.added_ids)
+    report.totals_per_brand = split_counts(session)
 
 
 def _listing(folder: Path, attribute: str) -> FolderListing:
