@@ -1,7 +1,9 @@
 """Small shared queries on the attributes, their classes and the image catalogue.
 
-A name is matched without regard to case or extra spaces. A class merged into another is
-found as the class it was merged into, and is no longer listed.
+A name is matched without regard to case or extra spaces, after NFKC normalisation with control and
+format characters (Unicode Cc and Cf: escape sequences, zero-width spaces, direction marks) taken out:
+``(not a\u200b shoe)`` is the reserved not-a-shoe name, and ``ＮＩＫＥ`` is ``NIKE``. A class merged into
+another is found as the class it was merged into, and is no longer listed.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from sqlalchemy.orm import Session
 
 from db.models import BRAND_ID, NOT_A_SHOE, Attribute, ClassChange, Image, ImportedLabel, LabelClass, Review
 from shoelabel.errors import UserError
+from shoelabel.manifest_files import NOT_ATTRIBUTES
+from shoelabel.names import normal_name
 
 MAX_CLASS_LENGTH = 120
 MAX_ATTRIBUTE_LENGTH = 60
+#: Names no attribute may take: the manifests' own columns, and the not-a-shoe answer.
+RESERVED_ATTRIBUTE_NAMES = frozenset(NOT_ATTRIBUTES | {NOT_A_SHOE})
 
 
 class ClassError(UserError, ValueError):
@@ -21,7 +27,7 @@ class ClassError(UserError, ValueError):
 
 
 def _clean(name: str, what: str, longest: int) -> str:
-    cleaned = " ".join(str(name).split())
+    cleaned = normal_name(name)
     if not cleaned:
         raise ClassError(f"A {what} name cannot be empty.")
     if len(cleaned) > longest:
@@ -38,6 +44,18 @@ def clean_class_name(name: str) -> str:
 
 def clean_attribute_name(name: str) -> str:
     return _clean(name, "attribute", MAX_ATTRIBUTE_LENGTH).lower()
+
+
+def new_attribute_name(name: str) -> str:
+    """The cleaned name for a new (or renamed) attribute; :class:`ClassError` for a reserved one."""
+    cleaned = clean_attribute_name(name)
+    if cleaned in RESERVED_ATTRIBUTE_NAMES:
+        reserved = ", ".join(sorted(RESERVED_ATTRIBUTE_NAMES))
+        raise ClassError(
+            f"{cleaned!r} cannot be an attribute name: manifests use it for their own column, or it is an answer "
+            f"(reserved: {reserved}). Choose another name, e.g. {cleaned.strip('()').replace(' ', '_')}_label."
+        )
+    return cleaned
 
 
 # --------------------------------------------------------------------------- attributes
@@ -66,7 +84,7 @@ def get_or_create_attribute(session: Session, name: str) -> Attribute:
     attribute = find_attribute(session, name)
     if attribute is None:
         last = session.scalar(select(func.max(Attribute.position))) or 0
-        attribute = Attribute(name=clean_attribute_name(name), position=last + 1)
+        attribute = Attribute(name=new_attribute_name(name), position=last + 1)
         session.add(attribute)
         session.flush()
     return attribute

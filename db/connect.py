@@ -17,6 +17,7 @@ trying again works.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from shoelabel.errors import BusyError, UserError
 from shoelabel.settings import number_setting
@@ -80,22 +81,45 @@ def busy_error(engine: Engine, exc: OperationalError) -> DatabaseBusyError | Non
 
 def unavailable_error(engine: Engine, exc: OperationalError) -> DatabaseUnavailableError:
     reason = " ".join(str(exc.orig or exc).split())
+    if engine.dialect.name == "sqlite":
+        advice = (
+            "The file and its folder must be writable (SQLite writes beside the file even to read) on a disk that "
+            "is not full; or set SHOELABEL_HOME (or SHOELABEL_DB) to another place."
+        )
+    else:
+        advice = (
+            "Check SHOELABEL_DB: for PostgreSQL the server must be running and the role and database must exist "
+            "(see Team server in the README)."
+        )
     return DatabaseUnavailableError(
-        f"Cannot open the database {engine.url.render_as_string(hide_password=True)} ({reason}). "
-        "Check SHOELABEL_DB: for PostgreSQL the server must be running and the role and database must exist "
-        "(see Team server in the README)."
+        f"Cannot open the database {engine.url.render_as_string(hide_password=True)} ({reason}). {advice}"
     )
 
 
 def create_db_engine(url: str) -> Engine:
-    """A new engine for ``url``, with the busy timeout and the writers' lock (see the module docstring)."""
-    backend = make_url(url).get_backend_name()
+    """A new engine for ``url``, with the busy timeout and the writers' lock (see the module docstring);
+    :class:`DatabaseUnavailableError` for a URL that is malformed or names a database shoelabel cannot use."""
+    try:
+        parsed = make_url(url)
+        backend, _port = parsed.get_backend_name(), parsed.port
+        parsed.get_dialect().import_dbapi()  # the driver it names is installed
+    except (ArgumentError, ValueError, ImportError) as exc:  # a parse error, a bad port, an unknown dialect
+        raise DatabaseUnavailableError(
+            f"SHOELABEL_DB={_without_password(url)!r} is not a database URL shoelabel can use ({exc}). Give "
+            "sqlite:////absolute/path/shoelabel.db, or postgresql+psycopg://USER@HOST/DATABASE for a team server "
+            "(see Team server in the README)."
+        ) from exc
     if backend == "sqlite":
         return _sqlite_engine(url)
     engine = create_engine(url, pool_pre_ping=True)
     if backend == "postgresql":
         _set_up_postgresql(engine)
     return engine
+
+
+def _without_password(url: str) -> str:
+    """``url`` with whatever stands between ``user:`` and ``@`` hidden (it may be a password)."""
+    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 def _sqlite_engine(url: str) -> Engine:

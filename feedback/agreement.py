@@ -42,6 +42,7 @@ from db.access import Actor, Permission, require
 from db.labels import DECISIVE, NOT_A_SHOE, ReviewRow, effective_labels, review_rows
 from db.models import BRAND_ID, Image, Review, ReviewAction, TeamSetting, utcnow
 from shoelabel.errors import UserError
+from shoelabel.paths import shown_path
 
 QC_SHARE_KEY = "quality_control_share"
 DEFAULT_QC_SHARE = 0.0  # off until an admin turns it on
@@ -196,7 +197,7 @@ class Disagreement:
 
     @property
     def file(self) -> str:
-        return Path(self.path).name
+        return Path(shown_path(self.path)).name
 
 
 @dataclass

@@ -5,6 +5,7 @@
 ``python -m feedback.classes add-class --attribute colour Black White``
 ``python -m feedback.classes rename --attribute brand "ADIDAS Originals" "Adidas Originals"``
 ``python -m feedback.classes merge --attribute brand ADIDAS Adidas``   ADIDAS becomes Adidas
+``python -m feedback.classes rename-attribute colour color``   an attribute's new name (not brand's)
 ``python -m feedback.classes history``                       every rename and merge, who and when
 
 A rename or a merge rewrites no answer: each stays stored as it was given, the history shows
@@ -32,9 +33,10 @@ from db.catalog import (
     find_class,
     get_or_create_attribute,
     get_or_create_class,
+    new_attribute_name,
     require_attribute,
 )
-from db.models import Attribute, ClassChange, LabelClass
+from db.models import BRAND_ID, Attribute, ClassChange, LabelClass
 from shoelabel.cli import command
 
 
@@ -83,6 +85,22 @@ def add_classes(
         for name in names:
             get_or_create_class(session, name, found.id)
         return class_names(session, found.id)
+
+
+def rename_attribute(old: str, new: str, *, engine: Engine | None = None, actor: Actor = OPERATOR) -> str:
+    """Give an attribute other than brand a new name; returns it. Its classes, answers and models stay its own
+    (they refer to it by number)."""
+    require(actor, Permission.SCHEMA)
+    new = new_attribute_name(new)
+    with session_scope(engine or get_engine(), write=True) as session:
+        found = require_attribute(session, old)
+        if found.id == BRAND_ID:
+            raise ClassError("brand cannot be renamed: it is the attribute every catalogue has.")
+        clash = session.scalar(select(Attribute).where(func.lower(Attribute.name) == new, Attribute.id != found.id))
+        if clash is not None:
+            raise ClassError(f"There is an attribute {clash.name!r} already: choose another name.")
+        found.name = new
+        return new
 
 
 def _class(session: Session, attribute: Attribute, name: str) -> LabelClass:
@@ -189,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     merged = commands.add_parser("merge", help="merge SOURCE into INTO: its photos are labelled INTO from now on")
     merged.add_argument("source")
     merged.add_argument("into")
+    attribute = commands.add_parser("rename-attribute", help="give an attribute (not brand) a new name")
+    attribute.add_argument("old")
+    attribute.add_argument("new")
     for sub in (classes, renamed, merged):
         sub.add_argument("--attribute", default="brand", help="the attribute the classes belong to (default brand)")
     args = parser.parse_args(argv)
@@ -205,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Attribute {add_attribute(args.name)!r} is ready: answer it in the app, or import a manifest column.")
     elif args.command == "add-class":
         print(f"{args.attribute}: {', '.join(add_classes(args.attribute, args.names))}")
+    elif args.command == "rename-attribute":
+        print(f"Attribute {args.old!r} is now {rename_attribute(args.old, args.new)!r}.")
     elif args.command == "rename":
         print(describe(rename_class(args.attribute, args.old, args.new)))
     else:

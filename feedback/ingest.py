@@ -2,7 +2,8 @@
 
 ``python -m feedback.ingest PATH [--holdout-fraction 0.15] [--seed 0]``
 
-A folder of class subfolders is labelled (the subfolder name is the brand); a flat
+A folder of class subfolders is labelled (the subfolder name is the brand: any
+folder is a subfolder, even one called ``x.jpg``, which the summary points out); a flat
 folder is unlabelled and goes to the review pool. Files are decoded by content;
 bad ones are reported by name with the reason and skipped; the same photo twice
 is stored once. A stratified, seeded held-out split is drawn per brand and its
@@ -60,7 +61,16 @@ from feedback.stratify import top_up_holdout
 from modeling.arrivals import predict_arrivals_in_terminal
 from shoelabel.cli import command, fail_if_nothing
 from shoelabel.errors import UserError
-from shoelabel.images import FolderError, ImageError, ImageInfo, inspect, open_folder
+from shoelabel.images import (
+    IMAGE_SUFFIXES,
+    FolderError,
+    FolderListing,
+    ImageError,
+    ImageInfo,
+    inspect,
+    open_folder,
+)
+from shoelabel.paths import file_path, os_error_text, shown_path, stored_path
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
 WAIT_HELP = (
@@ -97,6 +107,7 @@ class IngestReport:
     added_ids: set[int] = field(default_factory=set)  # the images this ingest added
     attribute_id: int = BRAND_ID  # the attribute a labelled folder's subfolders are classes of
     holdout_topped_up: int = 0  # photos held out for the classes of an attribute other than brand
+    named_like_files: list[str] = field(default_factory=list)  # class subfolders called like photos (x.jpg)
 
     @property
     def usable(self) -> int:
@@ -109,7 +120,7 @@ class IngestReport:
 
     def summary(self) -> str:
         lines = [
-            f"Folder: {self.folder} ({LAYOUTS[self.labelled]})",
+            f"Folder: {shown_path(self.folder)} ({LAYOUTS[self.labelled]})",
             f"Images added: {self.added}",
             f"Already stored (same content): {self.already_stored}",
             f"Duplicates within the folder: {len(self.duplicates_in_folder)}",
@@ -123,6 +134,11 @@ class IngestReport:
             lines.append(f"  {name}: stored as {kept!r}, folder says {offered!r}; kept {kept!r} (correct it in review)")
         lines.append(f"Skipped: {len(self.skipped)}")
         lines += [f"  {name}: {reason}" for name, reason in self.skipped]
+        lines += [
+            f"Note: {name!r} is a subfolder, so its photos are labelled {name!r}; rename the folder if that is "
+            "not a class."
+            for name in self.named_like_files
+        ]
         return "\n".join(lines + brand_lines(self.added_per_brand, self.holdout_drawn, self.totals_per_brand))
 
 
@@ -233,22 +249,12 @@ def ingest_folder(
     folder = import_roots(actor).check(folder)
     if not 0.0 <= holdout_fraction < 1.0:
         raise IngestError(f"--holdout-fraction must be in [0, 1), got {holdout_fraction}")
-    folder = Path(folder).expanduser().resolve()
-    try:
-        listing = open_folder(folder)
-    except FolderError as exc:
-        raise _folder_error(exc) from exc
-    for brand in listing.classes:
-        try:
-            clean_class_name(brand)
-        except ClassError as exc:
-            raise IngestError(f"Subfolder {brand!r} of {folder} is not a usable {attribute} name: {exc}") from exc
+    listing = _listing(Path(folder), attribute)
+    folder = listing.folder
     engine = engine or get_engine()
-    attribute_id = BRAND_ID
-    if attribute != BRAND:
-        with session_scope(engine, write=True) as session:
-            attribute_id = get_or_create_attribute(session, attribute).id
+    attribute_id = _attribute_id(engine, attribute)
     report = IngestReport(folder=folder, labelled=listing.labelled, attribute_id=attribute_id)
+    report.named_like_files = [name for name in listing.classes if Path(name).suffix.lower() in IMAGE_SUFFIXES]
     meter = _Meter(progress, show_bar)
     committed = 0
     try:
@@ -257,7 +263,7 @@ def ingest_folder(
             total = listing.count(left_out, found=meter.found)
         except FolderError as exc:
             raise _folder_error(exc) from exc
-        report.skipped += [(str(path.relative_to(folder)), reason) for path, reason in left_out]
+        report.skipped += [(shown_path(path.relative_to(folder)), reason) for path, reason in left_out]
         meter.start(total)
         with closing(_checked_chunks(listing.files(), meter)) as chunks:
             for chunk in chunks:
@@ -265,13 +271,7 @@ def ingest_folder(
                     _store_chunk(session, report, chunk)
                 committed = report.added + report.newly_labelled
         with session_scope(engine, write=True) as session:
-            if holdout_fraction > 0 and attribute_id == BRAND_ID:
-                report.holdout_drawn = draw_holdout(session, holdout_fraction, seed)
-            elif holdout_fraction > 0:
-                report.holdout_topped_up = top_up_holdout(
-                    session, attribute_id, holdout_fraction, seed, among=report.added_ids
-                )
-            report.totals_per_brand = split_counts(session)
+            _hold_out(session, report, holdout_fraction, seed)
     except DatabaseBusyError as exc:
         if not committed:
             raise
@@ -282,6 +282,42 @@ def ingest_folder(
     finally:
         meter.close()
     return report
+
+
+def _attribute_id(engine: Engine, attribute: str) -> int:
+    """The id of the attribute a labelled folder's subfolders are classes of (added if the catalogue lacks it)."""
+    if attribute == BRAND:
+        return BRAND_ID
+    with session_scope(engine, write=True) as session:
+        return get_or_create_attribute(session, attribute).id
+
+
+def _hold_out(session: Session, report: IngestReport, fraction: float, seed: int) -> None:
+    """Draw the held-out photos once every chunk is stored (topped up for an attribute besides brand)."""
+    if fraction > 0 and report.attribute_id == BRAND_ID:
+        report.holdout_drawn = draw_holdout(session, fraction, seed)
+    elif fraction > 0:
+        report.holdout_topped_up = top_up_holdout(session, report.attribute_id, fraction, seed, among=report.added_ids)
+    report.totals_per_brand = split_counts(session)
+
+
+def _listing(folder: Path, attribute: str) -> FolderListing:
+    """The folder's listing, its subfolders checked as class names (nothing is read yet)."""
+    try:
+        folder = folder.expanduser().resolve()
+        listing = open_folder(folder)
+    except FolderError as exc:
+        raise _folder_error(exc) from exc
+    except OSError as exc:  # a path too long for the system, a folder that may not be read
+        raise IngestError(f"Cannot read the folder {os_error_text(folder, exc)}.") from exc
+    for brand in listing.classes:
+        try:
+            clean_class_name(brand)
+        except ClassError as exc:
+            raise IngestError(
+                f"Subfolder {brand!r} of {shown_path(folder)} is not a usable {attribute} name: {exc}"
+            ) from exc
+    return listing
 
 
 def _folder_error(exc: FolderError) -> IngestError:
@@ -297,7 +333,7 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
     folder = report.folder
     readable: list[tuple[Path, str, ImageInfo, str | None]] = []
     for path, brand_name, result in chunk:
-        relative = str(path.relative_to(folder))
+        relative = shown_path(path.relative_to(folder))
         if isinstance(result, ImageError):
             report.skipped.append((relative, result.reason))
         else:
@@ -319,12 +355,13 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
         first_in_chunk[info.sha256] = relative
         existing = stored.get(info.sha256)
         if existing is None:
-            added.append(image_values(info, path, source=f"ingest:{folder}", brand=brand))
+            added.append(image_values(info, path, source=f"ingest:{shown_path(folder)}", brand=brand))
             added_brands.append(brand)
             if brand and brand.attribute_id == BRAND_ID:
                 report.added_per_brand[brand.name] += 1
         elif _other_file_here(existing.path, path, folder):
-            report.duplicates_in_folder.append((relative, str(Path(existing.path).relative_to(folder))))
+            first = Path(file_path(existing.path)).relative_to(folder)
+            report.duplicates_in_folder.append((relative, shown_path(first)))
         elif brand is None:
             report.already_stored += 1
         else:
@@ -340,7 +377,8 @@ def _store_chunk(session: Session, report: IngestReport, chunk: list[Checked]) -
 
 
 def _other_file_here(stored: str, path: Path, folder: Path) -> bool:
-    return stored != str(path) and Path(stored).is_relative_to(folder) and os.path.lexists(stored)
+    other = file_path(stored)
+    return stored != stored_path(path) and Path(other).is_relative_to(folder) and os.path.lexists(other)
 
 
 def _offer(
@@ -360,7 +398,7 @@ def image_values(info: ImageInfo, path: Path, *, source: str, brand: LabelClass 
     """The catalogue row of a checked photo: labelled photos train, the others wait in the pool."""
     return {
         "sha256": info.sha256,
-        "path": str(path),
+        "path": stored_path(path),  # a name that is not UTF-8 as a file:// URL (see shoelabel.paths)
         "width": info.width,
         "height": info.height,
         "format": info.format,

@@ -31,6 +31,7 @@ import argparse
 import csv
 import io
 import json
+import shlex
 import shutil
 import sys
 from collections import Counter
@@ -72,11 +73,13 @@ from shoelabel.images import ImageError, ImageInfo, inspect
 from shoelabel.manifest_files import (
     COLUMNS,
     FORMAT,
+    NOT_ATTRIBUTES,
     VERSION,
     ManifestError,
     attribute_columns,
     read_records,
 )
+from shoelabel.paths import file_path, shown_path
 
 SPLITS = (Split.TRAIN.value, Split.HOLDOUT.value)
 
@@ -106,8 +109,18 @@ class ManifestRow:
 
 
 def other_attributes(session: Session) -> list[str]:
-    """The attributes besides brand, in their order: the manifest's columns after ``origin``."""
-    return [a.name for a in attributes(session) if a.id != BRAND_ID]
+    """The attributes besides brand, in their order: the manifest's columns after ``origin``.
+
+    An attribute named like a manifest's own column (made before such names were refused) would overwrite
+    that column in every row: :class:`ManifestError`, naming it and the command that renames it."""
+    names = [a.name for a in attributes(session) if a.id != BRAND_ID]
+    for name in names:
+        if clean_attribute_name(name) in NOT_ATTRIBUTES:
+            raise ManifestError(
+                f"The attribute {name!r} has the name of a manifest column, so a manifest cannot hold it. Rename "
+                f"it, then export again: python -m feedback.classes rename-attribute {shlex.quote(name)} NEW_NAME"
+            )
+    return names
 
 
 def labelled_rows(session: Session) -> list[ManifestRow]:
@@ -195,9 +208,9 @@ def export_folder(target: str | Path, *, attribute: str = BRAND, engine: Engine 
         label = row.brand if name == BRAND else row.labels.get(name, "")
         if not label:
             continue
-        source = Path(row.path)
+        source = Path(file_path(row.path))
         if not source.is_file():
-            report.missing.append((row.path, label))
+            report.missing.append((shown_path(row.path), label))
             continue
         folder = target / _safe_folder_name(label)
         folder.mkdir(parents=True, exist_ok=True)
@@ -373,7 +386,7 @@ def import_manifest(
 
 
 def _resolve(root: Path, stored: str) -> Path:
-    path = Path(stored).expanduser()
+    path = Path(file_path(stored)).expanduser()  # a stored path may be a file:// URL (see shoelabel.paths)
     return path if path.is_absolute() else root / path
 
 
@@ -400,7 +413,7 @@ def _apply(
     stored = image_by_hash(session, sha)
     if stored is None:
         assert info is not None, "a photo not stored was checked from its file"
-        image = new_image(session, info, path.resolve(), source=f"manifest:{report.manifest}", brand=brand)
+        image = new_image(session, info, path.resolve(), source=f"manifest:{shown_path(report.manifest)}", brand=brand)
         image.imported_labels += [ImportedLabel(attribute_id=c.attribute_id, class_id=c.id) for c in others]
         if row.split == Split.HOLDOUT.value:
             if brand is not None and brand.name in frozen:

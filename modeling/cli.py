@@ -15,8 +15,10 @@ from db.models import BRAND, BRAND_ID
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.predict import refresh_until_done
 from modeling.rounds import mark_abandoned_rounds, run_round
+from shoelabel.cli import require_writable
 from shoelabel.errors import UserError
 from shoelabel.progress import Stage, TerminalProgress, fan_out
+from shoelabel.settings import get_settings
 
 
 def add_attribute_argument(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +53,7 @@ def run_rounds(
     leaves the current model, which has not seen them yet).
     """
 
+    require_writable(get_settings().models_dir, "the models folder")  # before a training run, not after it
     lock = JobLock.acquire()
     status = 0
     engine = get_engine()

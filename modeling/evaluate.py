@@ -30,6 +30,7 @@ from shoelabel.cli import command
 from shoelabel.errors import UserError
 from shoelabel.images import FolderError, scan_folder
 from shoelabel.manifest_files import attribute_columns, read_records
+from shoelabel.paths import file_path
 from shoelabel.progress import Progress, TerminalProgress
 from shoelabel.settings import get_settings
 
@@ -90,7 +91,7 @@ def read_manifest_labels(source: Path) -> tuple[list[Path], dict[str, list[str]]
         raw = str(record.get("path") or record.get("file") or "").strip()
         if not raw:
             raise EvaluationError(f"{source}, row {number}: the path is empty.")
-        path = Path(raw).expanduser()
+        path = Path(file_path(raw)).expanduser()  # an exported path may be a file:// URL
         files.append(path if path.is_absolute() else source.parent / path)
         for values in labels.values():  # unknown unless the row says
             values.append("")

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from shoelabel.errors import UserError
+from shoelabel.paths import file_path, shown_path
 
 SUPPORTED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp"}
@@ -69,7 +70,7 @@ class ImageInfo:
 
 
 def _name(source: Source) -> str:
-    return "<uploaded bytes>" if isinstance(source, bytes) else str(source)
+    return "<uploaded bytes>" if isinstance(source, bytes) else shown_path(source)
 
 
 @contextmanager
@@ -147,7 +148,8 @@ def _read_bytes(source: Source) -> bytes:
         if len(source) > MAX_FILE_BYTES:
             raise _too_large(_name(source), len(source))
         return source
-    name = str(source)
+    name = shown_path(source)
+    source = file_path(os.fspath(source))  # a path stored as a file:// URL (a name that is not UTF-8)
     try:
         _check_regular(os.stat(source).st_mode, name)  # never open a FIFO or device: it may block or never end
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))

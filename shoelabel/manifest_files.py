@@ -1,8 +1,11 @@
 """Reading manifest files: the rows of a ``.csv`` or ``.json`` manifest as plain records, bounded and checked.
 
 A manifest has a ``path`` (or ``file``) column, optionally ``sha256``, ``split`` and ``origin``, and one column
-per attribute (``brand``, ``colour``, ...). What the rows mean is for the reader: importing them
-(:mod:`feedback.manifest`) or evaluating on them (:mod:`modeling.evaluate`).
+per attribute (``brand``, ``colour``, ...). Column names are matched as class and attribute names are
+(:func:`shoelabel.names.normal_name`, any case): ``Path`` is the path column, and two columns of one name
+(``brand`` and ``Brand``) are refused. In a JSON manifest every label is a string (or null: unknown).
+What the rows mean is for the reader: importing them (:mod:`feedback.manifest`) or evaluating on them
+(:mod:`modeling.evaluate`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 
 from shoelabel.csvcells import restore
 from shoelabel.errors import UserError
+from shoelabel.names import normal_name
+from shoelabel.paths import os_error_text
 
 FORMAT = "shoelabel-manifest"
 VERSION = 1
@@ -35,13 +40,66 @@ def read_records(source: Path) -> list[tuple[int, object]]:
     if kind not in (".json", ".csv"):
         raise ManifestError(f"Cannot tell the format of {source}: a manifest is a .csv or .json file.")
     if kind == ".json":
-        return list(enumerate(_json_records(source, text), start=1))
-    return list(csv_records(source, text))
+        records = list(enumerate(_json_records(source, text), start=1))
+    else:
+        records = list(csv_records(source, text))
+    for number, record in records:
+        _check_paths(source, number, record)
+    return records
+
+
+def _check_paths(source: Path, number: int, record: object) -> None:
+    """Refuse a path no file can have (a NUL character), naming the row."""
+    if not isinstance(record, dict):
+        return
+    for column in ("path", "file"):
+        if "\x00" in str(record.get(column) or ""):
+            where = f"{source}, {'entry' if source.suffix.lower() == '.json' else 'line'} {number}"
+            raise ManifestError(
+                f"{where}: the {column} holds a NUL character (\\x00), which no file name can: correct the path."
+            )
 
 
 def attribute_columns(record: dict[str, object]) -> list[str]:
     """The keys of a record that are attributes (as the file spells them)."""
     return [column for column in record if str(column).strip() not in NOT_ATTRIBUTES]
+
+
+def _columns(where: str, names: list[object]) -> list[str]:
+    """The column names of a header or a JSON entry: the manifest's own columns in lower case; two columns
+    that are one name (``brand``, `` Brand``) are refused."""
+    seen: dict[str, str] = {}
+    columns = []
+    for name in names:
+        text = str(name).strip()
+        key = normal_name(text).lower()
+        if not key:  # an unnamed column (a trailing comma): read only if it has values
+            columns.append(text)
+            continue
+        if key in seen:
+            raise ManifestError(
+                f"{where}: the columns {seen[key]!r} and {text!r} are one name (names are compared without case); "
+                "keep one of them, or rename the other."
+            )
+        seen[key] = text
+        columns.append(key if key in NOT_ATTRIBUTES else text)
+    return columns
+
+
+def _json_entry(source: Path, number: int, entry: object) -> object:
+    """A JSON entry with its column names as :func:`_columns` gives them; every label is a string or null."""
+    if not isinstance(entry, dict):
+        return entry  # the reader says what it expected
+    where = f"{source}, entry {number}"
+    record = dict(zip(_columns(where, list(entry)), entry.values(), strict=True))
+    for column, value in record.items():
+        if value is not None and not isinstance(value, str):
+            kind = {bool: "true or false", dict: "an object", list: "a list"}.get(type(value), "a number")
+            raise ManifestError(
+                f"{where}, column {column[:60]!r}: {json.dumps(value)[:60]} is {kind}, not text; "
+                'write each path and label as a string ("Nike"), or null where it is unknown.'
+            )
+    return record
 
 
 def _read_text(source: Path) -> str:
@@ -51,7 +109,7 @@ def _read_text(source: Path) -> str:
     except FileNotFoundError as exc:
         raise ManifestError(f"Manifest not found: {source}") from exc
     except OSError as exc:
-        raise ManifestError(f"Cannot read {source}: {exc.strerror or exc}") from exc
+        raise ManifestError(f"Cannot read {os_error_text(source, exc)}.") from exc
     if stat.S_ISDIR(info.st_mode):
         raise ManifestError(
             f"{source} is a folder, not a manifest: give a .csv or .json file "
@@ -106,8 +164,7 @@ def csv_records(source: Path, text: str) -> list[tuple[int, dict[str, str]]]:
         if not row:
             continue
         if header is None:
-            header = row
-            header = [column.strip() for column in header]
+            header = _columns(f"{source}, line {line}", list(row))
             if "path" not in header and "file" not in header:
                 raise ManifestError(
                     f"{source} lacks the column path (or file); a manifest has the columns {', '.join(COLUMNS)} "
@@ -127,9 +184,16 @@ def csv_records(source: Path, text: str) -> list[tuple[int, dict[str, str]]]:
 
 def _json_records(source: Path, text: str) -> list[object]:
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_refuse_repeated_keys)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{source} is not valid JSON: {exc}") from exc
+    except _RepeatedKeyError as exc:
+        raise ManifestError(f"{source}: {exc}; keep one of them.") from exc
+    except RecursionError as exc:
+        raise ManifestError(
+            f"{source} is nested too deeply to be a manifest: a manifest is an object with an 'images' list of "
+            "flat entries."
+        ) from exc
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         raise ManifestError(f"{source} is not a {FORMAT} file: it needs an 'images' list.")
     version = document.get("version", VERSION)
@@ -141,4 +205,18 @@ def _json_records(source: Path, text: str) -> list[object]:
             f"{FORMAT} version {VERSION}. Export it again with this version, or import it with the version "
             "that wrote it."
         )
-    return document["images"]
+    return [_json_entry(source, n, entry) for n, entry in enumerate(document["images"], start=1)]
+
+
+class _RepeatedKeyError(ValueError):
+    """A JSON object with a key twice."""
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object, whose keys are all different (JSON would keep only the last of two)."""
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise _RepeatedKeyError(f"the key {repeated!r} appears twice in one object")
+    return document

@@ -28,6 +28,7 @@ from feedback.classes import class_list
 from feedback.reviews import record_review, send_to_review
 from modeling.registry import ARCHITECTURES
 from shoelabel.images import ImageError
+from shoelabel.paths import shown_path
 from ui import auth, common
 from ui.text import readable
 
@@ -156,7 +157,7 @@ def details_dialog(image_id: int) -> None:
             st.warning(f"Cannot show this photo: {common.plain(exc.reason)}")
     label = details.label
     facts = [
-        ("file", details.path),
+        ("file", shown_path(details.path)),
         ("size", f"{details.width}×{details.height} {details.format}, {details.file_size / 1024:.0f} KiB"),
         ("split", readable(details.split)),
         ("source", details.source or "-"),

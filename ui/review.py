@@ -46,6 +46,7 @@ from modeling.app_services import answers_now
 from modeling.predict import ModelAnswer
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError
+from shoelabel.paths import shown_path
 from ui import auth, common
 from ui.text import readable
 
@@ -550,7 +551,7 @@ def _photo(item: QueueItem) -> None:
         label_text = "no label yet"
     else:
         label_text = f"labelled **{plain(label.value)}** ({'imported' if label.origin == 'import' else 'reviewed'})"
-    name = plain(Path(item.path).name)
+    name = plain(Path(shown_path(item.path)).name)
     st.caption(f"Photo #{item.image_id} · {name} · {item.width}×{item.height} · {label_text}")
 
 
