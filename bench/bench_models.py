@@ -134,7 +134,7 @@ def line(name: str, model: str, s: dict) -> str:
     )
 
 
-def split_items(attribute_id: int, args: argparse.Namespace, per_class: int | None = None) -> tuple[list, list, list]:
+def split_items(attribute_id: int) -> tuple[list, list, list]:
     """Training and held-out photos of one attribute, the classes a model learns, and the held-out photos
     of those classes (a class with too few photos to learn is left out of every row alike)."""
     from db import get_engine, session_scope
@@ -187,7 +187,7 @@ def shoes(args: argparse.Namespace) -> dict:
     data, arrivals = SHARED / "data" / "shoes-train", SHARED / "data" / "new-arrivals"
     fresh_home("shoes")
     ingest_folder(subset(data, 60) if args.quick else data)
-    train, holdout, class_names = split_items(BRAND_ID, args)
+    train, holdout, class_names = split_items(BRAND_ID)
     truth, majority = labels_of(holdout, class_names), int(np.bincount(labels_of(train, class_names)).argmax())
     feats = probe.features([i.path for i in train + holdout], str(args.weights), args.cache)
     rows, times, details = {}, {}, {}
@@ -261,7 +261,7 @@ def catalogue(args: argparse.Namespace) -> dict:
     for name in args.attributes.split(","):
         with session_scope(get_engine()) as session:
             attribute_id = require_attribute(session, name).id
-        train, holdout, class_names = split_items(attribute_id, args)
+        train, holdout, class_names = split_items(attribute_id)
         truth, majority = labels_of(holdout, class_names), int(np.bincount(labels_of(train, class_names)).argmax())
         feats = probe.features([i.path for i in train + holdout], str(args.weights), args.cache)
         rows, times = {}, {}
