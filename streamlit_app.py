@@ -28,7 +28,8 @@ pages = [  # each page with what its viewer must be allowed; a page a role canno
 ]
 page = st.navigation([p for p, need in pages if auth.allowed(need)])
 auth.sidebar(actor)
-common.sidebar(show_reviewer=not actor.signed_in)
+draw_counts = common.sidebar(show_reviewer=not actor.signed_in)
 jobs.job_notices()
 page.run()
+draw_counts()  # again: what the page added is counted in this run, not after the next page change
 common.settle_heap()
