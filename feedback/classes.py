@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select, union, update
 from sqlalchemy.orm import Session, aliased
 
 from db import get_engine, session_scope
-from db.access import OPERATOR, Actor, Permission, require
+from db.access import OPERATOR, Actor, Permission, PermissionDenied, can, require
 from db.catalog import (
     ClassError,
     attributes,
@@ -39,8 +39,10 @@ from db.catalog import (
     require_attribute,
 )
 from db.labels import imported_images, same_classes
-from db.models import Attribute, ClassChange, LabelClass, Review
+from db.models import Attribute, ClassChange, LabelClass, Review, TeamSetting, utcnow
 from shoelabel.cli import command
+
+REVIEWERS_ADD_CLASSES = "reviewers_add_classes"  # the team setting: reviewers may add a class with an answer
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,59 @@ def add_classes(
             else:
                 outcome.added.append(get_or_create_class(session, cleaned, found.id).name)
         return outcome
+
+
+def known_class(attribute: str, name: str, *, engine: Engine | None = None) -> str | None:
+    """The class ``name`` is (in any case, under an old name, or merged), by its name now; None if new."""
+    with session_scope(engine or get_engine()) as session:
+        found = find_class(session, name, require_attribute(session, attribute).id)
+        return None if found is None else found.name
+
+
+def reviewers_add_classes(*, engine: Engine | None = None) -> bool:
+    """Whether reviewers may add a class with an answer (a team setting; admins always may)."""
+    with session_scope(engine or get_engine()) as session:
+        return _reviewers_add_classes(session)
+
+
+def _reviewers_add_classes(session: Session) -> bool:
+    setting = session.get(TeamSetting, REVIEWERS_ADD_CLASSES)
+    return bool(setting is not None and (setting.value or {}).get("allowed") is True)
+
+
+def set_reviewers_add_classes(allowed: bool, *, actor: Actor, engine: Engine | None = None) -> bool:
+    """Let reviewers add classes with their answers, or not; admins only (a team setting)."""
+    require(actor, Permission.MANAGE)
+    with session_scope(engine or get_engine(), write=True) as session:
+        setting = session.get(TeamSetting, REVIEWERS_ADD_CLASSES)
+        if setting is None:
+            setting = TeamSetting(key=REVIEWERS_ADD_CLASSES, value={})
+            session.add(setting)
+        setting.value = {"allowed": bool(allowed)}
+        setting.updated_at = utcnow()
+        setting.updated_by = actor.name[:120]
+    return bool(allowed)
+
+
+def may_add_classes(actor: Actor | None, *, engine: Engine | None = None) -> bool:
+    """Whether ``actor`` may add a class with an answer: an admin, or a reviewer when the team allows it."""
+    if can(actor, Permission.SCHEMA):
+        return True
+    return can(actor, Permission.REVIEW) and reviewers_add_classes(engine=engine)
+
+
+def add_answer_class(attribute: str, name: str, *, engine: Engine | None = None, actor: Actor = OPERATOR) -> str:
+    """Add the class a reviewer answers with (see :func:`may_add_classes`); returns its stored name (the class
+    it is already, when it is not new)."""
+    with session_scope(engine or get_engine(), write=True) as session:
+        if not can(actor, Permission.SCHEMA):
+            require(actor, Permission.REVIEW)
+            if not _reviewers_add_classes(session):
+                raise PermissionDenied(
+                    f"Only an admin can add a class with an answer here: ask one to add {name!r}, or to let "
+                    "reviewers add classes (Classes page)."
+                )
+        return get_or_create_class(session, name, require_attribute(session, attribute).id).name
 
 
 def _class(session: Session, attribute: Attribute, name: str) -> LabelClass:

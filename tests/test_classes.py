@@ -19,15 +19,20 @@ from db.labels import conflicts, effective_labels, labelled_set
 from db.models import Image, Role
 from feedback.classes import (
     AttributeExists,
+    add_answer_class,
     add_attribute,
     add_classes,
     describe,
     history,
+    known_class,
+    may_add_classes,
     merge_classes,
     merge_preview,
     merged_classes,
     rename_class,
+    reviewers_add_classes,
     schema,
+    set_reviewers_add_classes,
     undo_merge,
 )
 from feedback.ingest import ingest_folder
@@ -232,3 +237,23 @@ def test_the_readme_merge_example_runs_on_the_catalogue_it_names(home: Path, tmp
     assert f"4 photos labelled or answered {named[0]!r} now read as {named[1]!r}" in merged.stdout
     undone = run("-m", "feedback.classes", "unmerge", "--attribute", "brand", named[0])
     assert undone.returncode == 0 and "undid the merge" in undone.stdout, undone.stderr
+
+
+def test_a_class_added_with_an_answer_needs_an_admin_or_the_team_setting(engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    rita, ann = Actor("rita", Role.REVIEWER), Actor("ann", Role.ADMIN)
+    assert known_class("brand", "BOLT") == "bolt" and known_class("brand", "zeta") is None
+    assert may_add_classes(ann) and not may_add_classes(rita) and not may_add_classes(Actor("vic", Role.VIEWER))
+    with pytest.raises(
+        PermissionDenied, match="Only an admin can add a class with an answer here: ask one to add 'zeta'"
+    ):
+        add_answer_class("brand", "zeta", actor=rita)
+    with pytest.raises(PermissionDenied):
+        set_reviewers_add_classes(True, actor=rita)
+    assert set_reviewers_add_classes(True, actor=ann) is True
+    assert reviewers_add_classes() and may_add_classes(rita)
+    assert add_answer_class("brand", "zeta", actor=rita) == "zeta"
+    assert add_answer_class("brand", "ZETA", actor=ann) == "zeta"  # the class it is already
+    with pytest.raises(PermissionDenied):
+        add_answer_class("brand", "omega", actor=Actor("vic", Role.VIEWER))
+    assert schema()["brand"] == ["acme", "bolt", "crest", "zeta"]

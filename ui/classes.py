@@ -19,7 +19,9 @@ from feedback.classes import (
     merge_preview,
     merged_classes,
     rename_class,
+    reviewers_add_classes,
     schema,
+    set_reviewers_add_classes,
     undo_merge,
 )
 from ui import auth, common
@@ -44,9 +46,7 @@ def _names(text: str) -> list[str]:
 def _add_attribute(found: dict[str, list[str]]) -> None:
     with st.form("add_attribute", clear_on_submit=True, border=False):
         name = st.text_input("New attribute", placeholder="colour, gender, material...", key="new_attribute")
-        classes = st.text_input(
-            "Its classes (optional)", placeholder="Black, White, Red (answers can add more)", key="new_classes"
-        )
+        classes = st.text_input("Its classes (optional)", placeholder="Black, White, Red", key="new_classes")
         st.caption("To give an attribute that exists more classes, use Add classes.")
         if st.form_submit_button("Add attribute") and name.strip():
             with common.guard():
@@ -150,6 +150,35 @@ def _undo_merge(attribute: str) -> None:
             st.rerun()
 
 
+def _save_answer_classes() -> None:
+    """The checkbox's callback: runs before the page is drawn, so the page shows the setting stored."""
+    allowed = bool(st.session_state.get("reviewers_add_classes"))
+    try:
+        set_reviewers_add_classes(allowed, actor=auth.current_actor(), engine=common.engine())
+    except Exception as exc:
+        _done(common.error_text(exc), changed=False)
+        return
+    _done(
+        "Reviewers may now add a class with their answers."
+        if allowed
+        else "Only admins may add a class with an answer."
+    )
+
+
+def _answer_classes() -> None:
+    """Who may answer with a new class on the Review page (typed in its type-ahead, after a confirmation)."""
+    allowed = common.shown_or_none(reviewers_add_classes, engine=common.engine())
+    if allowed is None:
+        return
+    text = "Reviewers may add classes with their answers (typed in the Review page's type-ahead, after a confirmation)"
+    if auth.allowed(Permission.MANAGE):
+        st.session_state["reviewers_add_classes"] = allowed
+        st.checkbox(text, key="reviewers_add_classes", on_change=_save_answer_classes)
+    else:
+        who = "admins and reviewers" if allowed else "admins"
+        st.caption(f"A new class can be typed in the Review page's type-ahead by {who}, after a confirmation.")
+
+
 def _edit(found: dict[str, list[str]]) -> None:
     """The tabs keep their choice across the reruns a change makes (only the open tab is drawn)."""
     drawers: list[Callable[[dict[str, list[str]]], None]] = [_add_attribute, _add_classes, _rename, _merge]
@@ -171,6 +200,7 @@ def render() -> None:
         else:
             st.info(common.plain(text), icon=":material/info:")
     _schema_table(found)
+    _answer_classes()
     if auth.allowed(Permission.SCHEMA):
         _edit(found)
     changes = common.shown_or_none(history, engine=common.engine())
