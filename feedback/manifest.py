@@ -15,7 +15,9 @@ a catalogue that already holds some of the photos never overrides a stored
 label (a disagreement is reported; correct it in review) and never moves the
 frozen held-out split of a brand that has one. Held-out photos are drawn per
 brand, then topped up so that every class of every attribute with enough photos
-has its share held out.
+has its share held out. The rows are stored in chunks, each in one short write transaction
+(reviewers wait for one chunk at most); an import stopped half-way keeps its chunks, and
+running it again adds the rest, nothing twice.
 
 In a CSV manifest, a cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return) is written with a leading quote, and the import takes that quote off.
