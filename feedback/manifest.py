@@ -35,12 +35,13 @@ import io
 import json
 import shutil
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Engine, and_, not_, select
+from sqlalchemy import ColumnElement, Engine, and_, insert, not_, select
 from sqlalchemy.orm import Session
 
 from db import DatabaseBusyError, get_engine, session_scope
@@ -56,6 +57,7 @@ from db.catalog import (
 )
 from db.labels import EffectiveLabel, Offer, effective_labels, kept_label, offer_class
 from db.models import BRAND, BRAND_ID, Image, ImportedLabel, LabelClass, Split
+from db.queue_entries import add_entries
 from feedback.ingest import (
     COMMIT_EVERY,
     DEFAULT_HOLDOUT_FRACTION,
@@ -63,8 +65,9 @@ from feedback.ingest import (
     ProgressCallback,
     brand_lines,
     draw_holdout,
+    image_values,
+    imported_label,
     last_training_start,
-    new_image,
     per_brand,
     split_counts,
 )
@@ -83,6 +86,9 @@ from shoelabel.manifest_files import (
 )
 
 SPLITS = (Split.TRAIN.value, Split.HOLDOUT.value)
+#: The pause after each chunk's commit: a writer waiting for the lock gets it before the next chunk (SQLite's
+#: busy handler tries again every 100 ms at most, so it may otherwise miss the moment between two chunks).
+PAUSE_BETWEEN_CHUNKS_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -343,6 +349,8 @@ def import_manifest(
                 _store_chunk(session, state, checked[done : done + COMMIT_EVERY])
             if progress:
                 progress(min(done + COMMIT_EVERY, len(checked)), len(checked))
+            if done + COMMIT_EVERY < len(checked):
+                time.sleep(PAUSE_BETWEEN_CHUNKS_S)
         with session_scope(engine, write=True) as session:
             _draw_holdout(session, state, holdout_fraction, seed)
             report.totals_per_brand = split_counts(session)
@@ -446,41 +454,46 @@ def _store_chunk(session: Session, state: _Import, chunk: list[Checked]) -> None
             classes[key] = get_or_create_class(session, name, attribute_id)
         return classes[key]
 
+    added: list[tuple[dict[str, object], list[LabelClass]]] = []
     for row, path, info, sha in rows:
         brand = label_class(row.brand, BRAND_ID) if row.brand else None
         others = [label_class(value, state.attribute_ids[name]) for name, value in row.labels.items()]
         image = stored.get(sha)
         if image is None:
             assert info is not None, "a photo not stored was checked from its file"
-            _add(session, state, row, path, info, brand, others)
+            added.append(_new_row(state, row, path, info, brand, others))
         else:
             _offer(session, report, row, image, [brand, *others] if brand else others, labels)
+    if added:
+        _insert(session, report, added)
 
 
-def _add(
-    session: Session,
-    state: _Import,
-    row: ManifestRow,
-    path: Path,
-    info: ImageInfo,
-    brand: LabelClass | None,
-    others: list[LabelClass],
-) -> None:
-    """Store a new photo with its classes, held out where the manifest says so (unless its brand's held-out
-    set is frozen)."""
-    report = state.report
-    image = new_image(session, info, path.resolve(), source=state.source_tag, brand=brand)
-    image.imported_labels += [ImportedLabel(attribute_id=c.attribute_id, class_id=c.id) for c in others]
+def _new_row(
+    state: _Import, row: ManifestRow, path: Path, info: ImageInfo, brand: LabelClass | None, others: list[LabelClass]
+) -> tuple[dict[str, object], list[LabelClass]]:
+    """The catalogue row of a new photo, held out where the manifest says so (unless its brand's held-out set
+    is frozen), and the classes it arrives with."""
+    values = image_values(info, path.resolve(), source=state.source_tag, brand=brand)
     if row.split == Split.HOLDOUT.value:
         if brand is not None and brand.name in state.frozen:
-            report.moved_to_train.append(row.path)
+            state.report.moved_to_train.append(row.path)
         else:
-            image.split = Split.HOLDOUT
-    session.flush()  # one flush: the photo, its labels and its queue entry
-    report.added_ids.add(image.id)
-    report.added += 1
+            values["split"] = Split.HOLDOUT
     if brand is not None:
-        report.added_per_brand[brand.name] += 1
+        state.report.added_per_brand[brand.name] += 1
+    return values, [brand, *others] if brand else others
+
+
+def _insert(session: Session, report: ImportReport, added: list[tuple[dict[str, object], list[LabelClass]]]) -> None:
+    """A chunk's new photos in one INSERT, their classes in another, then their queue entries (as ingest
+    stores a chunk: a fraction of the time of adding ORM objects, so the write lock is held briefly)."""
+    ids = list(session.scalars(insert(Image).returning(Image.id, sort_by_parameter_order=True), [v for v, _ in added]))
+    labels = [imported_label(i, c) for i, (_, classes) in zip(ids, added, strict=True) for c in classes]
+    if labels:
+        session.execute(insert(ImportedLabel), labels)
+    add_entries(session, ids)  # inserted outside the unit of work: their queue entries are added here
+    report.added += len(ids)
+    report.added_ids.update(ids)
 
 
 def _offer(

@@ -57,12 +57,12 @@ def test_a_large_import_commits_in_chunks_and_another_writer_gets_in_between(
     # another connection pool, as another process has
     other = create_db_engine(engine.url.render_as_string(hide_password=False))
     monkeypatch.setattr(manifest_module, "COMMIT_EVERY", 10)
-    seen_while_running: list[int] = []
-    real_new_image = manifest_module.new_image
+    seen_while_running: list[int] = []  # the photos another connection sees committed as each chunk starts
+    real_store = manifest_module._store_chunk
 
-    def new_image(session, *args, **kwargs):
-        seen_while_running.append(_count(other) - len(pool_ids))  # what another connection sees committed
-        return real_new_image(session, *args, **kwargs)
+    def store(session, state, chunk) -> None:
+        seen_while_running.append(_count(other) - len(pool_ids))
+        real_store(session, state, chunk)
 
     answers: list[int] = []
 
@@ -70,12 +70,10 @@ def test_a_large_import_commits_in_chunks_and_another_writer_gets_in_between(
         if done < total:  # no transaction is open: an answer from another connection goes through at once
             answers.append(record_review(pool_ids[len(answers)], "ann", "correct", label="acme", engine=other))
 
-    monkeypatch.setattr(manifest_module, "new_image", new_image)
+    monkeypatch.setattr(manifest_module, "_store_chunk", store)
     report = import_manifest(manifest, engine=engine, holdout_fraction=0.25, progress=between_chunks)
     assert report.added == 36 and not report.skipped
-    assert seen_while_running[:10] == [0] * 10  # the first chunk, before its commit
-    assert seen_while_running[10:20] == [10] * 10  # the second chunk sees the first committed
-    assert seen_while_running[30:] == [30] * 6
+    assert seen_while_running == [0, 10, 20, 30]  # each chunk committed before the next begins
     assert len(answers) == 3  # after the first, second and third chunk of four
     with session_scope(engine) as session:
         assert session.scalar(select(func.count(Review.id))) == 3
