@@ -28,8 +28,9 @@ pages = [  # each page with what its viewer must be allowed; a page a role canno
 ]
 page = st.navigation([p for p, need in pages if auth.allowed(need)])
 auth.sidebar(actor)
-common.sidebar(show_reviewer=not actor.signed_in)
+draw_counts = common.sidebar(show_reviewer=not actor.signed_in)
 jobs.job_notices()
 page.run()
+draw_counts()  # again: what the page added is counted in this run, not after the next page change
 predict.warmup()  # the models get ready in the background once the first page is on screen
 common.settle_heap()

@@ -15,7 +15,9 @@ a catalogue that already holds some of the photos never overrides a stored
 label (a disagreement is reported; correct it in review) and never moves the
 frozen held-out split of a brand that has one. Held-out photos are drawn per
 brand, then topped up so that every class of every attribute with enough photos
-has its share held out.
+has its share held out. The rows are stored in chunks, each in one short write transaction
+(reviewers wait for one chunk at most); an import stopped half-way keeps its chunks, and
+running it again adds the rest, nothing twice.
 
 In a CSV manifest, a cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return) is written with a leading quote, and the import takes that quote off.
@@ -34,16 +36,17 @@ import json
 import shlex
 import shutil
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Engine, and_, insert, not_, select
 from sqlalchemy.orm import Session
 
-from db import get_engine, session_scope
-from db.access import OPERATOR, Actor, import_roots
+from db import DatabaseBusyError, get_engine, session_scope
+from db.access import OPERATOR, Actor, ImportRoots, import_roots
 from db.catalog import (
     ClassError,
     attributes,
@@ -51,17 +54,21 @@ from db.catalog import (
     clean_class_name,
     get_or_create_attribute,
     get_or_create_class,
-    image_by_hash,
     require_attribute,
 )
 from db.labels import EffectiveLabel, Offer, effective_labels, kept_label, offer_class
 from db.models import BRAND, BRAND_ID, Image, ImportedLabel, LabelClass, Split
+from db.queue_entries import add_entries
 from feedback.ingest import (
+    COMMIT_EVERY,
     DEFAULT_HOLDOUT_FRACTION,
     WAIT_HELP,
+    ProgressCallback,
     brand_lines,
     draw_holdout,
-    new_image,
+    image_values,
+    imported_label,
+    last_training_start,
     per_brand,
     split_counts,
 )
@@ -82,6 +89,9 @@ from shoelabel.manifest_files import (
 from shoelabel.paths import file_path, shown_path
 
 SPLITS = (Split.TRAIN.value, Split.HOLDOUT.value)
+#: The pause after each chunk's commit: a writer waiting for the lock gets it before the next chunk (SQLite's
+#: busy handler tries again every 100 ms at most, so it may otherwise miss the moment between two chunks).
+PAUSE_BETWEEN_CHUNKS_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -302,6 +312,20 @@ class ImportReport:
         return "\n".join(lines + brand_lines(self.added_per_brand, self.holdout_drawn, self.totals_per_brand))
 
 
+Checked = tuple[ManifestRow, Path, ImageInfo | None]  # a row, its file, and what reading it gave (None: stored)
+
+
+@dataclass
+class _Import:
+    """What every chunk of one import shares."""
+
+    report: ImportReport
+    source_tag: str  # the ``source`` of the photos this manifest adds
+    frozen: set[str]  # brands whose held-out set is frozen: their held-out rows go to training
+    attribute_ids: dict[str, int]
+    seen: set[str] = field(default_factory=set)  # hashes met so far: a row listed twice is skipped
+
+
 def import_manifest(
     source: str | Path,
     *,
@@ -309,6 +333,7 @@ def import_manifest(
     seed: int = 0,
     engine: Engine | None = None,
     actor: Actor = OPERATOR,
+    progress: ProgressCallback | None = None,
 ) -> ImportReport:
     """Bring the photos and brands of a manifest into the catalogue; see the module docstring.
 
@@ -316,19 +341,50 @@ def import_manifest(
     (same hash) needs no file. A row whose file is missing, unreadable or has
     changed since the export (another hash) is reported and skipped. Brands the
     manifest leaves without held-out photos get a held-out set drawn as ingest does.
-    Files are checked before the database is locked, so reviewers are not held up.
+    Files are checked before the database is locked, and the rows are stored in chunks of
+    :data:`COMMIT_EVERY`, one short write transaction each, so reviewers are not held up: an answer
+    waits for one chunk at most. An import stopped half-way keeps the chunks it stored; running it
+    again adds the rest, nothing twice, and draws the held-out photos as an import never stopped would.
+    ``progress(done, total)`` is told after each chunk, outside any transaction.
     ``actor`` must be allowed to import; from the app, the manifest and every photo it names must lie
     in the import roots (see :mod:`db.access`; a photo outside is skipped unread).
     """
     roots = import_roots(actor)
-    source = roots.check(source)
-    source = Path(source).expanduser().resolve()
+    source = Path(roots.check(source)).expanduser().resolve()
     rows = read_manifest(source)
     report = ImportReport(manifest=source)
     engine = engine or get_engine()
+    checked = _check_files(engine, roots, source, rows, report)
+    state = _prepare(engine, report, checked)
+    try:
+        for done in range(0, len(checked), COMMIT_EVERY):
+            with session_scope(engine, write=True) as session:
+                _store_chunk(session, state, checked[done : done + COMMIT_EVERY])
+            if progress:
+                progress(min(done + COMMIT_EVERY, len(checked)), len(checked))
+            if done + COMMIT_EVERY < len(checked):
+                time.sleep(PAUSE_BETWEEN_CHUNKS_S)
+        with session_scope(engine, write=True) as session:
+            _draw_holdout(session, state, holdout_fraction, seed)
+            report.totals_per_brand = split_counts(session)
+    except DatabaseBusyError as exc:
+        if not (report.added or report.labelled):
+            raise
+        raise DatabaseBusyError(
+            f"{exc} This import had stored {report.added + report.labelled} photo(s) of {source} before, which "
+            "are kept; run it again to add the rest and draw the held-out photos."
+        ) from exc
+    return report
+
+
+def _check_files(
+    engine: Engine, roots: ImportRoots, source: Path, rows: list[ManifestRow], report: ImportReport
+) -> list[Checked]:
+    """Read every row's file (none for a photo stored already), before any lock is taken; the rows that
+    cannot be imported go to ``report.skipped``."""
     with session_scope(engine) as session:
         stored_hashes = set(session.scalars(select(Image.sha256)))
-    checked: list[tuple[ManifestRow, Path, ImageInfo | None]] = []
+    checked: list[Checked] = []
     for row in rows:
         path = _resolve(source.parent, row.path)
         if row.sha256 and row.sha256 in stored_hashes:
@@ -346,43 +402,19 @@ def import_manifest(
             report.skipped.append((row.path, "the file has changed since the manifest was written (other content)"))
             continue
         checked.append((row, path, info))
+    return checked
+
+
+def _prepare(engine: Engine, report: ImportReport, checked: list[Checked]) -> _Import:
+    """Add the attributes the catalogue lacks, and read which brands have a frozen held-out set, once, before
+    the first chunk: the chunks never change each other's rules."""
+    source_tag = _source_tag(report.manifest)
     with session_scope(engine, write=True) as session:
-        frozen = set(  # brands with held-out photos already: their held-out set is frozen
-            session.scalars(
-                select(LabelClass.name)
-                .join(ImportedLabel, ImportedLabel.class_id == LabelClass.id)
-                .join(Image, Image.id == ImportedLabel.image_id)
-                .where(ImportedLabel.attribute_id == BRAND_ID, Image.split == Split.HOLDOUT)
-                .distinct()
-            )
-        )
+        frozen = _frozen_brands(session, source_tag)
         names = sorted({name for row, _, _ in checked for name in row.labels})
         report.attributes = [name for name in names if name != BRAND]
         attribute_ids = {name: get_or_create_attribute(session, name).id for name in names}
-        # once: rows never change each other's stored labels
-        labels = {BRAND_ID: effective_labels(session)} | {
-            attribute_id: effective_labels(session, attribute_id=attribute_id)
-            for attribute_id in attribute_ids.values()
-        }
-        seen: set[str] = set()
-        classes: dict[tuple[int, str], LabelClass] = {}
-        for row, path, info in checked:
-            sha = info.sha256 if info else row.sha256
-            if sha in seen:
-                report.skipped.append((row.path, "listed twice in the manifest"))
-                continue
-            seen.add(sha)
-            _apply(session, report, row, path, info, sha, frozen, labels, attribute_ids, classes)
-        session.flush()
-        if holdout_fraction > 0:
-            # the manifest's held-out rows are its split: only brands it leaves without one get a draw
-            report.holdout_drawn = draw_holdout(session, holdout_fraction, seed, among=report.added_ids, top_up=False)
-            for name, attribute_id in attribute_ids.items():
-                moved = top_up_holdout(session, attribute_id, holdout_fraction, seed, among=report.added_ids)
-                if moved:
-                    report.holdout_topped_up[name] = moved
-        report.totals_per_brand = split_counts(session)
-    return report
+    return _Import(report, source_tag, frozen, attribute_ids)
 
 
 def _resolve(root: Path, stored: str) -> Path:
@@ -390,46 +422,111 @@ def _resolve(root: Path, stored: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def _apply(
-    session: Session,
-    report: ImportReport,
-    row: ManifestRow,
-    path: Path,
-    info: ImageInfo | None,
-    sha: str,
-    frozen: set[str],
-    labels: Mapping[int, Mapping[int, EffectiveLabel]],
-    attribute_ids: Mapping[str, int],
-    classes: dict[tuple[int, str], LabelClass],
-) -> None:
-    def label_class(name: str, attribute_id: int) -> LabelClass:  # looked up once per import, not once per row
+def _source_tag(manifest: Path) -> str:
+    return f"manifest:{shown_path(manifest)}"[:255]  # as stored (see feedback.ingest.image_values)
+
+
+def _own_untrained(session: Session, source_tag: str) -> ColumnElement[bool]:
+    """Photos this manifest added that no model may have trained on yet (an import stopped half-way)."""
+    cutoff = last_training_start(session)
+    own = Image.source == source_tag
+    return own if cutoff is None else and_(own, Image.added_at > cutoff)
+
+
+def _frozen_brands(session: Session, source_tag: str) -> set[str]:
+    """Brands with held-out photos already, their held-out set frozen; the held-out rows an earlier, stopped
+    run of this manifest stored are its own split, not a frozen set."""
+    return set(
+        session.scalars(
+            select(LabelClass.name)
+            .join(ImportedLabel, ImportedLabel.class_id == LabelClass.id)
+            .join(Image, Image.id == ImportedLabel.image_id)
+            .where(ImportedLabel.attribute_id == BRAND_ID, Image.split == Split.HOLDOUT)
+            .where(not_(_own_untrained(session, source_tag)))
+            .distinct()
+        )
+    )
+
+
+def _store_chunk(session: Session, state: _Import, chunk: list[Checked]) -> None:
+    """Store one chunk of rows: the photos stored already looked up, and their labels read, once per chunk."""
+    report = state.report
+    rows: list[tuple[ManifestRow, Path, ImageInfo | None, str]] = []
+    for row, path, info in chunk:
+        sha = info.sha256 if info else row.sha256
+        if sha in state.seen:
+            report.skipped.append((row.path, "listed twice in the manifest"))
+            continue
+        state.seen.add(sha)
+        rows.append((row, path, info, sha))
+    hashes = [sha for *_, sha in rows]
+    stored = {image.sha256: image for image in session.scalars(select(Image).where(Image.sha256.in_(hashes)))}
+    ids = [image.id for image in stored.values()]
+    wanted = {BRAND_ID, *state.attribute_ids.values()}
+    labels = {attribute_id: effective_labels(session, ids, attribute_id) for attribute_id in wanted}
+    classes: dict[tuple[int, str], LabelClass] = {}
+
+    def label_class(name: str, attribute_id: int) -> LabelClass:  # looked up once per chunk, not once per row
         key = (attribute_id, name.lower())
         if key not in classes:
             classes[key] = get_or_create_class(session, name, attribute_id)
         return classes[key]
 
-    brand = label_class(row.brand, BRAND_ID) if row.brand else None
-    others = [label_class(value, attribute_ids[name]) for name, value in row.labels.items()]
-    stored = image_by_hash(session, sha)
-    if stored is None:
-        assert info is not None, "a photo not stored was checked from its file"
-        image = new_image(session, info, path.resolve(), source=f"manifest:{shown_path(report.manifest)}", brand=brand)
-        image.imported_labels += [ImportedLabel(attribute_id=c.attribute_id, class_id=c.id) for c in others]
-        if row.split == Split.HOLDOUT.value:
-            if brand is not None and brand.name in frozen:
-                report.moved_to_train.append(row.path)
-            else:
-                image.split = Split.HOLDOUT
-        session.flush()  # one flush: the photo, its labels and its queue entry
-        report.added_ids.add(image.id)
-        report.added += 1
-        if brand is not None:
-            report.added_per_brand[brand.name] += 1
-        return
+    added: list[tuple[dict[str, object], list[LabelClass]]] = []
+    for row, path, info, sha in rows:
+        brand = label_class(row.brand, BRAND_ID) if row.brand else None
+        others = [label_class(value, state.attribute_ids[name]) for name, value in row.labels.items()]
+        image = stored.get(sha)
+        if image is None:
+            assert info is not None, "a photo not stored was checked from its file"
+            added.append(_new_row(state, row, path, info, brand, others))
+        else:
+            _offer(session, report, row, image, [brand, *others] if brand else others, labels)
+    if added:
+        _insert(session, report, added)
+
+
+def _new_row(
+    state: _Import, row: ManifestRow, path: Path, info: ImageInfo, brand: LabelClass | None, others: list[LabelClass]
+) -> tuple[dict[str, object], list[LabelClass]]:
+    """The catalogue row of a new photo, held out where the manifest says so (unless its brand's held-out set
+    is frozen), and the classes it arrives with."""
+    values = image_values(info, path.resolve(), source=state.source_tag, brand=brand)
+    if row.split == Split.HOLDOUT.value:
+        if brand is not None and brand.name in state.frozen:
+            state.report.moved_to_train.append(row.path)
+        else:
+            values["split"] = Split.HOLDOUT
+    if brand is not None:
+        state.report.added_per_brand[brand.name] += 1
+    return values, [brand, *others] if brand else others
+
+
+def _insert(session: Session, report: ImportReport, added: list[tuple[dict[str, object], list[LabelClass]]]) -> None:
+    """A chunk's new photos in one INSERT, their classes in another, then their queue entries (as ingest
+    stores a chunk: a fraction of the time of adding ORM objects, so the write lock is held briefly)."""
+    ids = list(session.scalars(insert(Image).returning(Image.id, sort_by_parameter_order=True), [v for v, _ in added]))
+    labels = [imported_label(i, c) for i, (_, classes) in zip(ids, added, strict=True) for c in classes]
+    if labels:
+        session.execute(insert(ImportedLabel), labels)
+    add_entries(session, ids)  # inserted outside the unit of work: their queue entries are added here
+    report.added += len(ids)
+    report.added_ids.update(ids)
+
+
+def _offer(
+    session: Session,
+    report: ImportReport,
+    row: ManifestRow,
+    image: Image,
+    offered: list[LabelClass],
+    labels: Mapping[int, Mapping[int, EffectiveLabel]],
+) -> None:
+    """Offer a stored photo the row's classes: a class it lacks is taken, another is reported, never stored."""
     outcomes = []
-    for label_class in [brand, *others] if brand else others:
-        current = labels[label_class.attribute_id][stored.id]
-        outcome = offer_class(session, stored, label_class, current)
+    for label_class in offered:
+        current = labels[label_class.attribute_id][image.id]
+        outcome = offer_class(session, image, label_class, current)
         outcomes.append(outcome)
         if outcome == Offer.DISAGREES:
             report.disagreements.append((row.path, kept_label(current), label_class.name))
@@ -437,6 +534,27 @@ def _apply(
         report.labelled += 1
     elif all(outcome == Offer.UNCHANGED for outcome in outcomes):
         report.unchanged += 1
+
+
+def _draw_holdout(session: Session, state: _Import, fraction: float, seed: int) -> None:
+    """Draw held-out photos for the brands the manifest leaves without, and top up each other attribute's
+    classes, among this manifest's photos that no model has trained on: the photos of this run and those an
+    earlier, stopped run of it stored, so that a resumed import draws what an uninterrupted one would."""
+    if fraction <= 0:
+        return
+    report = state.report
+    among = set(session.scalars(select(Image.id).where(_own_untrained(session, state.source_tag)))) | report.added_ids
+    # the manifest's held-out rows are its split: only brands it leaves without one get a draw
+    report.holdout_drawn = draw_holdout(session, fraction, seed, among=among, top_up=False)
+    for name, attribute_id in state.attribute_ids.items():
+        moved = top_up_holdout(session, attribute_id, fraction, seed, among=among)
+        if moved:
+            report.holdout_topped_up[name] = moved
+
+
+def _resolve(root: Path, stored: str) -> Path:
+    path = Path(stored).expanduser()
+    return path if path.is_absolute() else root / path
 
 
 # --------------------------------------------------------------------------- command line

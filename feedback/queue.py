@@ -37,6 +37,7 @@ from db.labels import (
 )
 from db.models import (
     BRAND_ID,
+    EvaluationDraw,
     Image,
     ImageClaim,
     ImportedLabel,
@@ -566,9 +567,14 @@ def release_claims(session_id: str, *, engine: Engine | None = None) -> None:
 
 
 def queue_summary(engine: Engine | None = None) -> dict[str, Any]:
-    """Counts for the app's header: all images, and images per split (see :data:`SUMMARY_LABELS`),
-    read from the kept counters."""
+    """Counts for the app's header: all images, and images by how they arrived (see :data:`SUMMARY_LABELS`),
+    read from the kept counters. ``pool`` counts every photo that arrived without a brand, also those whose
+    first answer held them out (``pool_held_out``, counted in ``holdout`` too)."""
     with session_scope(engine or get_engine()) as session:
         counts = catalogue_counts(session)
+        held = session.scalar(select(func.count()).select_from(EvaluationDraw).where(EvaluationDraw.held_out)) or 0
     per_split = {str(split): counts.get(f"split:{split}", 0) for split in Split}
-    return {"images": sum(per_split.values()), **{k: v for k, v in per_split.items() if v}}
+    summary = {"images": sum(per_split.values()), **{k: v for k, v in per_split.items() if v}}
+    if held:
+        summary |= {"pool": per_split[str(Split.POOL)] + held, "pool_held_out": held}
+    return summary

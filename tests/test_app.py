@@ -702,15 +702,18 @@ def test_a_reviewer_answers_another_attribute_by_key(with_colour: Engine) -> Non
 def test_the_classes_page_adds_an_attribute_and_merges_classes(catalogue: Engine) -> None:
     at = open_page("classes")
     assert_clean(at)
-    at.text_input[0].input("Material")
-    at.text_input[1].input("Leather, Canvas")
+    at.text_input(key="new_attribute").input("Material")
+    at.text_input(key="new_classes").input("Leather, Canvas")
     at.button(key="FormSubmitter:add_attribute-Add attribute").click().run()
     assert_clean(at)
     assert schema(engine=catalogue)["material"] == ["Canvas", "Leather"]
+    at.session_state["classes_tab"] = "Merge"
+    at.run()
     at.selectbox(key="merge_attribute").set_value("brand").run()
-    at.selectbox(key="merge_source").set_value("bolt")
-    at.selectbox(key="merge_into").set_value("acme")
-    at.button(key="FormSubmitter:merge_classes-Merge").click().run()
+    at.selectbox(key="merge_source").set_value("bolt").run()
+    at.selectbox(key="merge_into").set_value("acme").run()
+    at.button(key="merge_ask").click().run()
+    at.button(key="merge_confirm").click().run()
     assert_clean(at)
     assert schema(engine=catalogue)["brand"] == ["acme", "crest"]
     assert any("merged 'bolt' into 'acme'" in c.value for c in at.code)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +17,27 @@ from db.access import Actor, PermissionDenied
 from db.catalog import ClassError, class_names, find_class, require_attribute
 from db.labels import conflicts, effective_labels, labelled_set
 from db.models import Image, Role
-from feedback.classes import add_attribute, add_classes, history, merge_classes, rename_class, schema
+from feedback.classes import (
+    AttributeExists,
+    add_answer_class,
+    add_attribute,
+    add_classes,
+    describe,
+    history,
+    known_class,
+    may_add_classes,
+    merge_classes,
+    merge_preview,
+    merged_classes,
+    rename_class,
+    reviewers_add_classes,
+    schema,
+    set_reviewers_add_classes,
+    undo_merge,
+)
 from feedback.ingest import ingest_folder
 from feedback.reviews import record_review, review_history
+from tests.conftest import REPO, shared_dir
 
 
 def first_of(engine, brand: str) -> int:
@@ -134,3 +154,106 @@ def test_a_folder_of_colour_subfolders_labels_colour(engine, brand_folder: Path,
         values = {label.brand for label in effective_labels(session, attribute_id=colour).values()}
         assert values == {"Black", "White"}
         assert labelled_set(session).counts() == {"acme": 12, "bolt": 12, "crest": 12}  # brand untouched
+
+
+def test_adding_classes_says_what_became_of_each_name(engine) -> None:
+    add_attribute("colour")
+    first = add_classes("colour", ["Black", "white", "WHITE"])
+    assert (first.added, first.present, first.repeated) == (["Black", "white"], [], [("WHITE", "white")])
+    assert first.describe() == "colour: added 'Black', 'white'. 'WHITE' is 'white' again: added once."
+    second = add_classes("colour", ["black", "Red", "white"])
+    assert (second.added, second.present) == (["Red"], [("black", "Black"), ("white", "white")])
+    assert second.describe() == (
+        "colour: added 'Red'. 'black' is the class 'Black' already. 'white' is a class already."
+    )
+    nothing = add_classes("colour", ["red"])
+    assert nothing.describe() == "colour: no class added. 'red' is the class 'Red' already."
+    assert schema()["colour"] == ["Black", "Red", "white"]
+
+
+def test_adding_an_attribute_that_exists_is_refused_unless_asked_to_keep_it(engine) -> None:
+    assert add_attribute("colour") == "colour"
+    with pytest.raises(AttributeExists, match=r"There is an attribute 'colour' already.*Add classes"):
+        add_attribute("Colour", exist_ok=False)
+    assert add_attribute("Colour") == "colour"  # the command line's add-attribute: nothing to do
+    assert list(schema()) == ["brand", "colour"]
+
+
+def test_a_merge_counts_the_photos_it_relabels_and_can_be_undone(engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    acme_photo = first_of(engine, "acme")
+    record_review(acme_photo, "ann", "correct", label="bolt", engine=engine)  # answered bolt: affected too
+    assert merge_preview("brand", "bolt", "acme").photos == 13
+    assert merge_preview("brand", "bolt", "acme").question() == (
+        "Merge 'bolt' into 'acme'? 13 photos labelled or answered 'bolt' will read as 'acme'."
+    )
+    with pytest.raises(ClassError, match="one class of brand already"):
+        merge_preview("brand", "bolt", "BOLT")
+    merge_classes("brand", "crest", "bolt")  # crest into bolt, then bolt into acme: crest follows
+    merge_classes("brand", "bolt", "acme")
+    with session_scope(engine) as session:
+        assert labelled_set(session).counts() == {"acme": 36}
+    assert merged_classes("brand") == [("bolt", "acme"), ("crest", "acme")]
+    change = undo_merge("brand", "bolt", actor=Actor("ann", Role.ADMIN))
+    assert (change.kind, change.old_name, change.new_name, change.changed_by) == ("unmerge", "bolt", "acme", "ann")
+    assert "undid the merge of 'bolt' into 'acme' by ann" in describe(change)
+    with session_scope(engine) as session:
+        assert labelled_set(session).counts() == {"acme": 11, "bolt": 25}  # crest is still merged into bolt
+        assert effective_labels(session, [acme_photo])[acme_photo].brand == "bolt"  # as answered
+    assert merged_classes("brand") == [("crest", "bolt")]
+    undo_merge("brand", "crest")
+    assert schema()["brand"] == ["acme", "bolt", "crest"]
+    with pytest.raises(ClassError, match="'acme' is not merged into another class"):
+        undo_merge("brand", "acme")
+    assert [c.kind for c in history()] == ["merge", "merge", "unmerge", "unmerge"]
+
+
+def test_the_readme_merge_example_runs_on_the_catalogue_it_names(home: Path, tmp_path: Path) -> None:
+    labels = shared_dir() / "data" / "catalogue-shoes" / "labels.csv"
+    if not labels.is_file():
+        pytest.skip(f"the catalogue manifest is not at {labels}; set SHOELABEL_SHARED to the shared folder")
+    line = next(line for line in (REPO / "README.md").read_text().splitlines() if "feedback.classes merge" in line)
+    command = shlex.split(line.split("#")[0])
+    named = command[-2:]
+    with labels.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["brand"] in named]
+    part = tmp_path / "part.csv"  # the photos of the brands the example names, four of each
+    with part.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "brand"])
+        for brand in named:
+            writer.writerows([labels.parent / r["file"], brand] for r in [r for r in rows if r["brand"] == brand][:4])
+    env = {**os.environ, "SHOELABEL_HOME": str(home)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+    imported = run("-m", "feedback.manifest", "import", str(part))
+    assert imported.returncode == 0, imported.stderr
+    assert command[:3] == ["python", "-m", "feedback.classes"]
+    merged = run(*command[1:])
+    assert merged.returncode == 0, merged.stderr
+    assert f"merged {named[0]!r} into {named[1]!r}" in merged.stdout
+    assert f"4 photos labelled or answered {named[0]!r} now read as {named[1]!r}" in merged.stdout
+    undone = run("-m", "feedback.classes", "unmerge", "--attribute", "brand", named[0])
+    assert undone.returncode == 0 and "undid the merge" in undone.stdout, undone.stderr
+
+
+def test_a_class_added_with_an_answer_needs_an_admin_or_the_team_setting(engine, brand_folder: Path) -> None:
+    ingest_folder(brand_folder, holdout_fraction=0.0)
+    rita, ann = Actor("rita", Role.REVIEWER), Actor("ann", Role.ADMIN)
+    assert known_class("brand", "BOLT") == "bolt" and known_class("brand", "zeta") is None
+    assert may_add_classes(ann) and not may_add_classes(rita) and not may_add_classes(Actor("vic", Role.VIEWER))
+    with pytest.raises(
+        PermissionDenied, match="Only an admin can add a class with an answer here: ask one to add 'zeta'"
+    ):
+        add_answer_class("brand", "zeta", actor=rita)
+    with pytest.raises(PermissionDenied):
+        set_reviewers_add_classes(True, actor=rita)
+    assert set_reviewers_add_classes(True, actor=ann) is True
+    assert reviewers_add_classes() and may_add_classes(rita)
+    assert add_answer_class("brand", "zeta", actor=rita) == "zeta"
+    assert add_answer_class("brand", "ZETA", actor=ann) == "zeta"  # the class it is already
+    with pytest.raises(PermissionDenied):
+        add_answer_class("brand", "omega", actor=Actor("vic", Role.VIEWER))
+    assert schema()["brand"] == ["acme", "bolt", "crest", "zeta"]

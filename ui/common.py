@@ -290,25 +290,38 @@ def empty_catalogue() -> None:
 
 
 def counts_text(counts: dict[str, int]) -> str:
-    """What the catalogue holds, each number named by what it counts (see ``feedback.queue.SUMMARY_LABELS``)."""
-    parts = ", ".join(f"{counts.get(key, 0)} {SUMMARY_LABELS[key]}" for key in ("train", "holdout", "pool"))
-    return f"{counts['images']} {SUMMARY_LABELS['images']}: {parts}"
+    """What the catalogue holds, each number named by what it counts (see ``feedback.queue.SUMMARY_LABELS``);
+    the pool photos whose first answer held them out are counted where they arrived and among the held out."""
+    parts = []
+    for key in ("train", "holdout", "pool"):
+        part = f"{counts.get(key, 0)} {SUMMARY_LABELS[key]}"
+        if key == "holdout" and counts.get("pool_held_out"):
+            part += f" ({counts['pool_held_out']} of them from the review pool)"
+        parts.append(part)
+    return f"{counts['images']} {SUMMARY_LABELS['images']}: {', '.join(parts)}"
 
 
-def sidebar(*, show_reviewer: bool = True) -> None:
-    """Who is reviewing (unless sign-in shows it), and what the catalogue holds."""
+def sidebar(*, show_reviewer: bool = True) -> Callable[[], None]:
+    """Who is reviewing (unless sign-in shows it), and what the catalogue holds. Returns what draws the counts
+    again, in their place: the app calls it after the page ran, so photos a page added are counted at once."""
     with st.sidebar:
         name = reviewer()
         if name and show_reviewer:
             auth.keep_local_name(name)
             st.markdown(f"Reviewing as **{plain(name)}**")
             st.button("Change reviewer", key="change_reviewer", on_click=forget_reviewer, type="tertiary")
-        counts = shown_or_none(catalogue_counts)
-        if counts is None:
-            return
-        if counts["images"]:
-            st.caption(
-                counts_text(counts),
-                help="The catalogue by split. Photos in the review pool stay there once reviewed; the Review page "
-                "counts what is still waiting for you in its queue.",
-            )
+        slot = st.empty()
+
+    def draw_counts() -> None:
+        with slot.container():
+            counts = shown_or_none(catalogue_counts)
+            if counts is not None and counts["images"]:
+                st.caption(
+                    counts_text(counts),
+                    help="The catalogue by how the photos arrived. Photos in the review pool stay there once "
+                    "reviewed (a share of them is held out for evaluation by their first answer); the Review page "
+                    "counts what is still waiting for you in its queue.",
+                )
+
+    draw_counts()
+    return draw_counts

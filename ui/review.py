@@ -47,7 +47,7 @@ from modeling.predict import ModelAnswer
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError
 from shoelabel.paths import shown_path
-from ui import auth, common
+from ui import auth, common, new_class
 from ui.text import readable
 
 log = logging.getLogger("shoelabel.app")
@@ -556,9 +556,10 @@ def _photo(item: QueueItem) -> None:
 
 
 def _typed(image_id: int) -> None:
-    """The brand chosen in the type-ahead, recorded like a brand key."""
+    """The brand chosen in the type-ahead, recorded like a brand key (a new one after a confirmation)."""
     brand = st.session_state.get(f"typeahead_{image_id}")
-    if brand is not None:
+    attribute = _state().get("review_attribute") or BRAND
+    if brand is not None and not new_class.ask(image_id, attribute, brand):
         _answer(image_id, ReviewAction.CORRECT, brand)
 
 
@@ -596,8 +597,10 @@ def _actions(item: QueueItem, brands: list[str], keyed: list[str]) -> None:
                 on_change=_typed,
                 args=(item.image_id,),
                 width=320,
+                accept_new_options=new_class.allowed(),
             )
             st.html(TYPEAHEAD_KEYS, width="content", unsafe_allow_javascript=True)
+        new_class.confirmation(item.image_id, _answer)
     st.caption("Or")
     _other_answers(item.image_id, OTHER_ANSWERS)
 
