@@ -411,10 +411,10 @@ def _move(image_id: int, step: int, last: int) -> None:
 def _undo() -> None:
     state = _state()
     try:
-        mine = {"engine": common.engine(), "actor": auth.current_actor()}
+        reviewer, engine, actor = common.reviewer() or "", common.engine(), auth.current_actor()
         # this tab's answers first; then (after a reload, say) the reviewer's latest ones from any tab
-        review = undo_last(common.reviewer() or "", among=state.get("review_ids", []), **mine) or undo_last(
-            common.reviewer() or "", recent=True, **mine
+        review = undo_last(reviewer, among=state.get("review_ids", []), engine=engine, actor=actor) or undo_last(
+            reviewer, recent=True, engine=engine, actor=actor
         )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
