@@ -590,7 +590,12 @@ def _every_attribute(item: QueueItem) -> list[str]:
                 args=(item.image_id, step, last),
             )
     _other_answers(item.image_id, OTHER_ANSWERS[:2])  # unsure is about one attribute, not a whole photo
-    return ["enter", "arrowup", "arrowdown", *keys]
+    st.html(TYPEAHEAD_KEYS, unsafe_allow_javascript=True)
+    st.caption(
+        "Keys: **↑ ↓** attribute · **1–9** its class · **0** no answer · **/** any class · **Enter** save every "
+        "answer · **S** skip · **N** not a shoe · **Z** undo"
+    )
+    return ["enter", "arrowup", "arrowdown", *keys, "s", "n", "z"]
 
 
 def _attribute_row(image_id: int, row: int, view: AttributeView, *, current: bool, last: int) -> list[str]:
@@ -802,31 +807,27 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
     left, right = st.columns([5, 4], gap="large")
     with left:
         _photo(item)
-    if attribute is None:
-        with right:
-            keys = _every_attribute(item)
-            st.html(TYPEAHEAD_KEYS, unsafe_allow_javascript=True)
-            st.caption(
-                "Keys: **↑ ↓** attribute · **1–9** its class · **0** no answer · **/** any class · **Enter** save "
-                "every answer · **S** skip · **N** not a shoe · **Z** undo"
-            )
-        _ready([*keys, "s", "n", "z"])
-        return
-    keyed = _keyed_brands(item, brands)
     with right:
-        _predictions(item, keyed)
-        _actions(item, brands, keyed)
-        what = common.plain(attribute)
-        typeahead = f" · **/** any {what}" if len(brands) > len(keyed) else ""
-        st.caption(
-            f"Keys: **Enter** confirm · **1–9** {what}{typeahead} · **S** skip · **N** not a shoe · **U** unsure"
-            " · **Z** undo"
-        )
+        keys = _every_attribute(item) if attribute is None else _one_attribute(item, attribute, brands)
     for upcoming in items[1:]:  # decode the next photo now, so it is ready when this one is answered
         with contextlib.suppress(ImageError):
             common.review_image(upcoming.path, upcoming.sha256)
+    _ready(keys)
+
+
+def _one_attribute(item: QueueItem, attribute: str, classes: list[str]) -> list[str]:
+    """The models' answers and the one-key answers for one attribute; returns the keys that answer it."""
+    keyed = _keyed_brands(item, classes)
+    _predictions(item, keyed)
+    _actions(item, classes, keyed)
+    what = common.plain(attribute)
+    typeahead = f" · **/** any {what}" if len(classes) > len(keyed) else ""
+    st.caption(
+        f"Keys: **Enter** confirm · **1–9** {what}{typeahead} · **S** skip · **N** not a shoe · **U** unsure"
+        " · **Z** undo"
+    )
     confirm = ["enter"] if item.confirm_target() else []
-    _ready([*confirm, *(str(n) for n in range(1, len(keyed) + 1)), "s", "n", "u", "z"])
+    return [*confirm, *(str(n) for n in range(1, len(keyed) + 1)), "s", "n", "u", "z"]
 
 
 def render() -> None:
