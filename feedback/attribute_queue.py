@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import ColumnElement, Engine, and_, func, select
@@ -227,6 +227,7 @@ class AttributeView:
     classes: list[str]
     label: str | None  # the class it has today (None: none, not a shoe, or reviewers disagree)
     predicted: ModelAnswer | None  # what the attribute's current model says (InceptionV3's where it has one)
+    answers: list[ModelAnswer] = field(default_factory=list)  # every current model's answer, in ARCHITECTURES order
 
     @property
     def suggestion(self) -> str | None:
@@ -240,9 +241,10 @@ def photo_attributes(image_id: int, *, engine: Engine | None = None) -> list[Att
     with session_scope(engine or get_engine()) as session:
         for attribute in attributes(session):
             answers = stored_answers(session, current_versions(session, attribute.id), [image_id]).get(image_id, {})
-            shown = next((answers[arch] for arch in ARCHITECTURES if arch in answers), None)
+            every = [answers[arch] for arch in ARCHITECTURES if arch in answers]
             label = effective_labels(session, [image_id], attribute.id)[image_id].brand
-            views.append(AttributeView(attribute.name, attribute.id, class_names(session, attribute.id), label, shown))
+            names = class_names(session, attribute.id)
+            views.append(AttributeView(attribute.name, attribute.id, names, label, every[0] if every else None, every))
     return views
 
 

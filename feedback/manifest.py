@@ -552,11 +552,6 @@ def _draw_holdout(session: Session, state: _Import, fraction: float, seed: int) 
             report.holdout_topped_up[name] = moved
 
 
-def _resolve(root: Path, stored: str) -> Path:
-    path = Path(stored).expanduser()
-    return path if path.is_absolute() else root / path
-
-
 # --------------------------------------------------------------------------- command line
 
 

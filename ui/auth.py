@@ -19,8 +19,11 @@ This module draws only its own screens; it does not import :mod:`ui.common` (whi
 from __future__ import annotations
 
 import logging
+import re
+from urllib.parse import urlparse
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from db import get_engine
 from db.access import Actor, Permission, PermissionDenied, can
@@ -45,6 +48,7 @@ LOCAL_ADDRESSES = frozenset({"localhost", "127.0.0.1", "::1"})
 TOKEN = "auth_token"  # the session state key of a local sign-in's token
 ACTOR = "auth_actor"  # the actor as the last run checked it (for drawing; writes check again)
 NOTICE = "auth_notice"  # why the sign-in form is back (a session that ended)
+WANTED = "auth_wanted_page"  # the page the address named when the sign-in form came (a deep link: /imports)
 NAME_PARAM = "reviewer"  # the query parameter that keeps the single user's name through a reload
 SETUP_COMMAND = "python -m feedback.accounts add NAME --role admin"
 
@@ -192,7 +196,7 @@ def _gate() -> Actor | None:
 
 def _forget_session() -> None:
     """Forget everything this browser session held (its queue, its answers, who it was)."""
-    keep = {key: st.session_state[key] for key in (NOTICE,) if key in st.session_state}
+    keep = {key: st.session_state[key] for key in (NOTICE, WANTED) if key in st.session_state}
     st.session_state.clear()
     st.session_state.update(keep)
 
@@ -217,8 +221,31 @@ def _setup_screen() -> None:
     st.code("streamlit run streamlit_app.py --server.address localhost", language="bash")
 
 
+def _requested_page() -> str:
+    """The page the browser's address names (``imports`` for ``http://host/imports``; '' for the app's root)."""
+    try:
+        path = urlparse(st.context.url or "").path
+    except Exception:  # no address known (a test harness): the default page
+        return ""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return name if re.fullmatch(r"[a-z_]+", name) else ""
+
+
+def _land() -> None:
+    """Take a visitor who has just signed in to the page their address named before signing in, once the pages
+    are registered; a page their role cannot use (or no page at all) leaves them on the default page."""
+    wanted = st.session_state.pop(WANTED, "")
+    if not wanted or wanted == _requested_page():
+        return
+    try:
+        st.switch_page(f"ui/pages/{wanted}.py")
+    except StreamlitAPIException:  # not one of this visitor's pages
+        log.info("deep link to %r not followed: not a page for this visitor", wanted)
+
+
 def _sign_in_screen(sso: bool, refusal: tuple[str, str] | None) -> None:
     st.title("shoelabel")
+    st.session_state.setdefault(WANTED, _requested_page())  # the first address, before any rerun changes it
     if notice := st.session_state.pop(NOTICE, None):
         st.info(notice, icon=":material/timer_off:")
     if refusal is not None:
@@ -271,9 +298,11 @@ def _signed_in(name: str, password: str) -> SignedIn:
 
 
 def sidebar(found: Actor) -> None:
-    """Who is signed in, and the Sign out button (nothing without sign-in)."""
+    """Who is signed in, and the Sign out button (nothing without sign-in). Runs after ``st.navigation``, so it
+    also takes a visitor who has just signed in to the page they asked for (see :func:`_land`)."""
     if not found.signed_in:
         return
+    _land()
     with st.sidebar:
         st.caption(f"Signed in ({Role(found.role).value}) as:")
         st.text(found.name)

@@ -21,6 +21,7 @@ from db import DatabaseBusyError
 from db.access import Permission
 from db.models import BRAND, BRAND_ID, ReviewAction, utcnow
 from feedback.attribute_queue import (
+    AttributeView,
     next_attribute_items,
     pending_attribute_count,
     photo_attributes,
@@ -56,7 +57,8 @@ MAX_KEYED_BRANDS = 9
 EVERY_ATTRIBUTE = "Every attribute at once"  # never an attribute's name: those are lower case
 MAX_BARS = 12  # the most likely classes each model's bars show; the rest are summed in one line
 #: Puts the keyboard in the Review page's type-ahead when ``/`` is pressed outside a text box, and takes it out
-#: again on Escape (while it is in a text box, the page's one-key shortcuts are off). Static: no user data.
+#: again on Escape or once Enter has picked a class (while it is in a text box, the page's one-key shortcuts are
+#: off). Static: no user data.
 TYPEAHEAD_KEYS = """<script>
 if (!window.shoelabelTypeahead) {
   window.shoelabelTypeahead = true;
@@ -68,8 +70,8 @@ if (!window.shoelabelTypeahead) {
     if (event.key === "/" && !event.ctrlKey && !event.metaKey && !event.altKey && !typing(event.target)) {
       event.preventDefault();
       input.focus();
-    } else if (event.key === "Escape" && event.target === input) {
-      setTimeout(() => input.blur());
+    } else if ((event.key === "Escape" || event.key === "Enter") && event.target === input) {
+      setTimeout(() => input.blur());  // after Enter picks a class, the page's keys (Enter saves) work again
     }
   }, true);
 }
@@ -398,38 +400,40 @@ def _answer_every(image_id: int, names: list[str]) -> None:
     _advance(image_id)
 
 
-def _every_attribute(item: QueueItem) -> None:
-    """One select box per attribute, each on the photo's class or the model's top class; Enter saves them all."""
-    views = photo_attributes(item.image_id, engine=common.engine())
-    with st.form(f"every_{item.image_id}", border=False):
-        for view in views:
-            guess = view.suggestion
-            said = f"{view.predicted.brand} {view.predicted.confidence:.0%}" if view.predicted else "no model yet"
-            st.selectbox(  # options are shown as plain text, never as Markdown or HTML
-                common.plain(view.name),
-                view.classes,
-                index=view.classes.index(guess) if guess in view.classes else None,
-                key=f"every_{item.image_id}_{view.name}",
-                placeholder="no answer",
-                help=f"The model says {common.plain(said)}." if view.predicted else "No model for this attribute yet.",
-            )
-        st.form_submit_button(
-            "Save every answer",
-            type="primary",
-            shortcut="Enter",
-            on_click=_answer_every,
-            args=(item.image_id, [view.name for view in views]),
-        )
-    _other_answers(item.image_id, OTHER_ANSWERS[:2])  # unsure is about one attribute, not a whole photo
+def _pick(image_id: int, row: int, name: str, value: str | None, last: int) -> None:
+    """Choose ``value`` (None: no answer) for one attribute on the every-attribute screen, then move to the next
+    attribute; nothing is stored before Enter."""
+    state = _state()
+    if _current(image_id) is None:
+        _ignored()
+        return
+    state[f"every_{image_id}_{name}"] = value
+    state[f"every_row_{image_id}"] = min(row + 1, last)
+
+
+def _typed_every(image_id: int, row: int, name: str, key: str, last: int) -> None:
+    """The class chosen in an attribute's type-ahead, taken like a class key."""
+    value = st.session_state.get(key)
+    if value is not None:
+        _pick(image_id, row, name, value, last)
+
+
+def _move(image_id: int, step: int, last: int) -> None:
+    """Move the every-attribute screen's keys to the attribute above (-1) or below (+1)."""
+    state = _state()
+    if _current(image_id) is None:
+        _ignored()
+        return
+    state[f"every_row_{image_id}"] = max(0, min(state.get(f"every_row_{image_id}", 0) + step, last))
 
 
 def _undo() -> None:
     state = _state()
     try:
-        mine = {"engine": common.engine(), "actor": auth.current_actor()}
+        reviewer, engine, actor = common.reviewer() or "", common.engine(), auth.current_actor()
         # this tab's answers first; then (after a reload, say) the reviewer's latest ones from any tab
-        review = undo_last(common.reviewer() or "", among=state.get("review_ids", []), **mine) or undo_last(
-            common.reviewer() or "", recent=True, **mine
+        review = undo_last(reviewer, among=state.get("review_ids", []), engine=engine, actor=actor) or undo_last(
+            reviewer, recent=True, engine=engine, actor=actor
         )
     except Exception as exc:
         state["review_error"] = common.error_text(exc)
@@ -483,18 +487,22 @@ def _shown_answers(item: QueueItem) -> list[ModelAnswer]:
 
 
 def _keyed_brands(item: QueueItem, brands: list[str]) -> list[str]:
-    """The brands on keys 1-9. When every brand has a key, they keep the alphabetical order of ``brands``, so
-    a key always means the same brand; otherwise they are the photo's most likely brands (the mean probability
-    over the models shown), brands no model gives a probability coming last in alphabetical order."""
-    if len(brands) <= MAX_KEYED_BRANDS:
-        return brands
-    answers = _shown_answers(item)
+    """The brands on keys 1-9 for this photo (see :func:`_keyed_classes`)."""
+    return _keyed_classes(brands, _shown_answers(item))
+
+
+def _keyed_classes(classes: list[str], answers: list[ModelAnswer]) -> list[str]:
+    """The classes on keys 1-9. When every class has a key, they keep the alphabetical order of ``classes``, so
+    a key always means the same class; otherwise they are the photo's most likely classes (the mean probability
+    over the models' ``answers``), classes no model gives a probability coming last in alphabetical order."""
+    if len(classes) <= MAX_KEYED_BRANDS:
+        return classes
     mean = {
-        brand: sum(a.probabilities.get(brand, 0.0) for a in answers) / len(answers)
-        for brand in brands
-        if any(brand in a.probabilities for a in answers)
+        name: sum(a.probabilities.get(name, 0.0) for a in answers) / len(answers)
+        for name in classes
+        if any(name in a.probabilities for a in answers)
     }
-    ranked = sorted(brands, key=lambda b: (b not in mean, -mean.get(b, 0.0)))  # stable: ties stay alphabetical
+    ranked = sorted(classes, key=lambda c: (c not in mean, -mean.get(c, 0.0)))  # stable: ties stay alphabetical
     return ranked[:MAX_KEYED_BRANDS]
 
 
@@ -553,6 +561,102 @@ def _photo(item: QueueItem) -> None:
         label_text = f"labelled **{plain(label.value)}** ({'imported' if label.origin == 'import' else 'reviewed'})"
     name = plain(Path(shown_path(item.path)).name)
     st.caption(f"Photo #{item.image_id} · {name} · {item.width}×{item.height} · {label_text}")
+
+
+#: Marks the attribute the every-attribute screen's keys answer (static apart from the photo id and row number).
+ROW_STYLE = """<style>
+.st-key-every_row_{image_id}_{row} {{ background: rgba(255, 75, 75, .07); box-shadow: inset 4px 0 0 #ff4b4b; }}
+</style>"""
+
+
+def _model_says(view: AttributeView) -> str:
+    """Each current model's answer for one attribute, as Markdown: class and confidence."""
+    if not view.answers:
+        return ":gray[no model yet]"
+    return " · ".join(
+        f"{ARCH_NAMES[a.arch]} :gray[v{a.model_version_id}]: **{common.plain(a.brand)}** {a.confidence:.0%}"
+        for a in view.answers
+    )
+
+
+def _every_attribute(item: QueueItem) -> list[str]:
+    """A row per attribute: its answer so far, what each model says, and its likeliest classes. The keys answer
+    the marked row (digits pick a class and go on to the next row, arrows move between rows); Enter saves every
+    answer. Returns the keys that answer the screen."""
+    views = photo_attributes(item.image_id, engine=common.engine())
+    state = _state()
+    last = len(views) - 1
+    row = max(0, min(state.get(f"every_row_{item.image_id}", 0), last))
+    st.html(ROW_STYLE.format(image_id=item.image_id, row=row))
+    keys: list[str] = []
+    for i, view in enumerate(views):
+        keyed = _attribute_row(item.image_id, i, view, current=i == row, last=last)
+        if i == row:
+            keys = [str(n) for n in range(len(keyed) + 1)]
+    with st.container(horizontal=True, gap="small"):
+        st.button(
+            "Save every answer",
+            key=f"save_every_{item.image_id}",
+            type="primary",
+            shortcut="Enter",
+            on_click=_answer_every,
+            args=(item.image_id, [view.name for view in views]),
+        )
+        for label, step, key in (("Previous attribute", -1, "ArrowUp"), ("Next attribute", 1, "ArrowDown")):
+            st.button(
+                label,
+                key=f"move_{item.image_id}_{step}",
+                shortcut=key,
+                on_click=_move,
+                args=(item.image_id, step, last),
+            )
+    _other_answers(item.image_id, OTHER_ANSWERS[:2])  # unsure is about one attribute, not a whole photo
+    st.html(TYPEAHEAD_KEYS, unsafe_allow_javascript=True)
+    st.caption(
+        "Keys: **↑ ↓** attribute · **1–9** its class · **0** no answer · **/** any class · **Enter** save every "
+        "answer · **S** skip · **N** not a shoe · **Z** undo"
+    )
+    return ["enter", "arrowup", "arrowdown", *keys, "s", "n", "z"]
+
+
+def _attribute_row(image_id: int, row: int, view: AttributeView, *, current: bool, last: int) -> list[str]:
+    """One attribute's row; the marked row's buttons carry the keys 1-9 and 0. Returns its keyed classes."""
+    chosen = _state().setdefault(f"every_{image_id}_{view.name}", view.suggestion)
+    keyed = _keyed_classes(view.classes, view.answers)
+    with st.container(key=f"every_row_{image_id}_{row}", border=True, gap="small"):
+        answer = f"**{common.plain(chosen)}**" if chosen is not None else ":gray[no answer]"
+        st.markdown(f"**{common.plain(view.name)}**: {answer} · {_model_says(view)}")
+        with st.container(horizontal=True, gap="small"):
+            for n, name in enumerate(keyed, start=1):
+                st.button(
+                    f"{n} · {common.plain(name)}",
+                    key=f"pick_{image_id}_{row}_{n}",
+                    type="primary" if name == chosen else "secondary",
+                    shortcut=str(n) if current else None,
+                    on_click=_pick,
+                    args=(image_id, row, view.name, name, last),
+                )
+            st.button(
+                "0 · no answer",
+                key=f"pick_{image_id}_{row}_0",
+                shortcut="0" if current else None,
+                on_click=_pick,
+                args=(image_id, row, view.name, None, last),
+            )
+        if len(view.classes) > len(keyed):
+            key = f"{'typeahead' if current else 'anyclass'}_{image_id}_{row}"  # "/" goes to the marked row's box
+            st.selectbox(  # options are shown as plain text, never as Markdown or HTML
+                "Any class",
+                view.classes,
+                index=None,
+                key=key,
+                placeholder="Any class: press / and type, then Enter" if current else "Any class",
+                label_visibility="collapsed",
+                on_change=_typed_every,
+                args=(image_id, row, view.name, key, last),
+                width=320,
+            )
+    return keyed
 
 
 def _typed(image_id: int) -> None:
@@ -727,27 +831,27 @@ def review_area(attribute: str | None, strategy: str, scope: str) -> None:
     left, right = st.columns([5, 4], gap="large")
     with left:
         _photo(item)
-    if attribute is None:
-        with right:
-            _every_attribute(item)
-            st.caption("Keys: **Enter** save every answer · **S** skip · **N** not a shoe · **Z** undo")
-        _ready(["enter", "s", "n", "z"])
-        return
-    keyed = _keyed_brands(item, brands)
     with right:
-        _predictions(item, keyed)
-        _actions(item, brands, keyed)
-        what = common.plain(attribute)
-        typeahead = f" · **/** any {what}" if len(brands) > len(keyed) else ""
-        st.caption(
-            f"Keys: **Enter** confirm · **1–9** {what}{typeahead} · **S** skip · **N** not a shoe · **U** unsure"
-            " · **Z** undo"
-        )
+        keys = _every_attribute(item) if attribute is None else _one_attribute(item, attribute, brands)
     for upcoming in items[1:]:  # decode the next photo now, so it is ready when this one is answered
         with contextlib.suppress(ImageError):
             common.review_image(upcoming.path, upcoming.sha256)
+    _ready(keys)
+
+
+def _one_attribute(item: QueueItem, attribute: str, classes: list[str]) -> list[str]:
+    """The models' answers and the one-key answers for one attribute; returns the keys that answer it."""
+    keyed = _keyed_brands(item, classes)
+    _predictions(item, keyed)
+    _actions(item, classes, keyed)
+    what = common.plain(attribute)
+    typeahead = f" · **/** any {what}" if len(classes) > len(keyed) else ""
+    st.caption(
+        f"Keys: **Enter** confirm · **1–9** {what}{typeahead} · **S** skip · **N** not a shoe · **U** unsure"
+        " · **Z** undo"
+    )
     confirm = ["enter"] if item.confirm_target() else []
-    _ready([*confirm, *(str(n) for n in range(1, len(keyed) + 1)), "s", "n", "u", "z"])
+    return [*confirm, *(str(n) for n in range(1, len(keyed) + 1)), "s", "n", "u", "z"]
 
 
 def render() -> None:
