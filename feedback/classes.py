@@ -283,6 +283,30 @@ def _photos_of(session: Session, label_class: LabelClass) -> int:
     return session.scalar(select(func.count()).select_from(either)) or 0
 
 
+def _record_merge_change(
+    session: Session,
+    kind: str,
+    attribute: Attribute,
+    merged: LabelClass,
+    survivor: LabelClass,
+    actor: Actor,
+    photos: int | None = None,
+) -> Change:
+    """Log a merge or an undone merge (``kind``) of ``merged`` into ``survivor`` and return it as a Change."""
+    change = ClassChange(
+        attribute_id=attribute.id,
+        kind=kind,
+        class_id=merged.id,
+        into_class_id=survivor.id,
+        old_name=merged.name,
+        new_name=survivor.name,
+        changed_by=actor.name,
+    )
+    session.add(change)
+    session.flush()
+    return Change(attribute.name, kind, merged.name, survivor.name, actor.name, change.changed_at, photos)
+
+
 def merge_preview(attribute: str, source: str, into: str, *, engine: Engine | None = None) -> MergePreview:
     """What merging ``source`` into ``into`` would do (refused as the merge would be)."""
     with session_scope(engine or get_engine()) as session:
@@ -303,18 +327,7 @@ def merge_classes(
         session.execute(  # classes merged into it before: into the survivor too, so one step always resolves
             update(LabelClass).where(LabelClass.merged_into_id == merged.id).values(merged_into_id=survivor.id)
         )
-        change = ClassChange(
-            attribute_id=found.id,
-            kind="merge",
-            class_id=merged.id,
-            into_class_id=survivor.id,
-            old_name=merged.name,
-            new_name=survivor.name,
-            changed_by=actor.name,
-        )
-        session.add(change)
-        session.flush()
-        return Change(found.name, "merge", merged.name, survivor.name, actor.name, change.changed_at, photos)
+        return _record_merge_change(session, "merge", found, merged, survivor, actor, photos)
 
 
 def merged_classes(attribute: str = "brand", *, engine: Engine | None = None) -> list[tuple[str, str]]:
@@ -362,18 +375,7 @@ def undo_merge(attribute: str, name: str, *, engine: Engine | None = None, actor
             if other.id != merged.id and _last_merge_into(session, other.id) == merged.id:
                 other.merged_into_id = merged.id
         merged.merged_into_id = None
-        change = ClassChange(
-            attribute_id=found.id,
-            kind="unmerge",
-            class_id=merged.id,
-            into_class_id=survivor.id,
-            old_name=merged.name,
-            new_name=survivor.name,
-            changed_by=actor.name,
-        )
-        session.add(change)
-        session.flush()
-        return Change(found.name, "unmerge", merged.name, survivor.name, actor.name, change.changed_at)
+        return _record_merge_change(session, "unmerge", found, merged, survivor, actor)
 
 
 def history(*, engine: Engine | None = None) -> list[Change]:
