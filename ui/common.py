@@ -111,6 +111,13 @@ def error_text(exc: BaseException) -> str:
     return plain(f"Something went wrong: {type(exc).__name__}: {exc}. The details are in the server log.")
 
 
+def show_flash(key: str) -> None:
+    """Show, once, the ``(kind, text)`` a callback left under ``key`` for the next run: success or error."""
+    if flash := st.session_state.pop(key, None):
+        kind, text = flash
+        (st.success if kind == "success" else st.error)(text)
+
+
 # --------------------------------------------------------------------------- text from users
 
 # --------------------------------------------------------------------------- reviewer and session

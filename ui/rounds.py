@@ -155,9 +155,7 @@ def controls() -> None:
             "A candidate replaces the current model only if it does at least as well on the frozen held-out photos "
             "(macro F1). Rounds run in the background: closing or reloading this page does not stop them."
         )
-    if flash := st.session_state.pop("rounds_flash", None):
-        kind, text = flash
-        (st.success if kind == "success" else st.error)(text)
+    common.show_flash("rounds_flash")
 
 
 def _training_choices(attributes: list[str]) -> str:

@@ -196,9 +196,7 @@ def _quality_control() -> None:
         f"**{share:.0%}** of the photos decided by one reviewer go to a second reviewer, first in their queue and "
         f"without the first answer, so that kappa covers a sample of all the work.{when}"
     )
-    if flash := st.session_state.pop("team_flash", None):
-        kind, text = flash
-        (st.success if kind == "success" else st.error)(text)
+    common.show_flash("team_flash")
     if not auth.allowed(Permission.MANAGE):
         st.caption("Only an admin can change it.")
         return
@@ -318,9 +316,7 @@ def _account_forms(accounts: list[AccountView]) -> None:
 
 def _accounts() -> None:
     st.subheader("Accounts")
-    if flash := st.session_state.pop("accounts_flash", None):
-        kind, text = flash
-        (st.success if kind == "success" else st.error)(text)
+    common.show_flash("accounts_flash")
     if not auth.allowed(Permission.MANAGE):
         st.caption("Only an admin can add accounts, reset passwords and unlock names.")
         return
