@@ -180,10 +180,12 @@ def _keep_choice(key: str) -> None:
     _release_focus()
 
 
-def _kept_index(key: str, options: list[str], default: str) -> int:
-    """Where the select box ``key`` starts: the choice kept by :func:`_keep_choice`, else ``default``."""
+def _kept_selectbox(label: str, options: list[str], default: str, key: str, **kwargs: Any) -> str:
+    """A sidebar select box whose choice outlives a visit to another page (:func:`_keep_choice`): it starts
+    at the kept choice, else at ``default``."""
     kept = st.session_state.get(f"kept_{key}")
-    return options.index(kept if kept in options else default)
+    index = options.index(kept if kept in options else default)
+    return st.selectbox(label, options, index=index, key=key, on_change=_keep_choice, args=(key,), **kwargs)
 
 
 def answered_attribute() -> str | None:
@@ -202,13 +204,11 @@ def queue_settings() -> tuple[str | None, str, str]:
         attribute: str | None = BRAND
         if len(attributes) > 1:
             options = [*attributes, EVERY_ATTRIBUTE]
-            chosen = st.selectbox(
+            chosen = _kept_selectbox(
                 "Answer",
                 options,
-                index=_kept_index("review_attribute", options, BRAND),
-                key="review_attribute",
-                on_change=_keep_choice,
-                args=("review_attribute",),
+                BRAND,
+                "review_attribute",
                 help="The attribute you answer, one key per photo. Brand has the query strategies below; another "
                 "attribute offers typical, diverse photos first until its first model is trained, then the "
                 "photos that model is least sure of.",
@@ -217,13 +217,11 @@ def queue_settings() -> tuple[str | None, str, str]:
         st.html(RELEASE_FOCUS.format(n=st.session_state.get("focus_releases", 0)), unsafe_allow_javascript=True)
         if attribute not in (BRAND, None):
             return attribute, DEFAULT_STRATEGY, "unlabelled"
-        strategy = st.selectbox(
+        strategy = _kept_selectbox(
             "Strategy",
             names,
-            index=_kept_index("strategy", names, DEFAULT_STRATEGY),
-            key="strategy",
-            on_change=_keep_choice,
-            args=("strategy",),
+            DEFAULT_STRATEGY,
+            "strategy",
             format_func=lambda name: readable(name).capitalize(),
             help="Which photos come first: the ones the models are least sure about (least confident, "
             "smallest margin, highest entropy), disagree on, spread over the feature space (diverse), at random, "
