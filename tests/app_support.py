@@ -152,6 +152,15 @@ def open_page(page: str) -> AppTest:
     return at
 
 
+def reviewing_as_ann() -> AppTest:
+    """The app with "ann" entered as the reviewer (no sign-in configured), drawn without a stack trace."""
+    at = new_app().run()
+    at.text_input(key="reviewer_name").input("ann")
+    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
+    assert_clean(at)
+    return at
+
+
 def assert_clean(at: AppTest) -> None:
     """No stack trace on the page."""
     assert not at.exception, [e.value for e in at.exception]

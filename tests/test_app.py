@@ -31,6 +31,7 @@ from tests.app_support import (
     new_app,
     open_page,
     pool_ids,
+    reviewing_as_ann,
     texts,
     unescaped,
 )
@@ -593,14 +594,6 @@ def favour_late_brands(position: int, arch: str, n_classes: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def sign_in_ann() -> AppTest:
-    at = new_app().run()
-    at.text_input(key="reviewer_name").input("ann")
-    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
-    assert_clean(at)
-    return at
-
-
 def keyed(at: AppTest) -> list[str]:
     image_id = shown_image(at)
     return [b.label for b in at.button if b.key.startswith(f"brand_{image_id}_")]
@@ -616,7 +609,7 @@ def many_brands(engine: Engine, home: Path, brand_folder: Path, pool_folder: Pat
 
 
 def test_with_more_than_nine_brands_the_keys_are_the_photos_most_likely_brands(many_brands: Engine) -> None:
-    at = sign_in_ann()
+    at = reviewing_as_ann()
     expected = ["acme", "lima", "kilo", "juliet", "india", "hotel", "golf", "fox", "echo"]
     assert keyed(at) == [f"{n} · {brand}" for n, brand in enumerate(expected, start=1)]
     typeahead = at.selectbox(key=f"typeahead_{shown_image(at)}")
@@ -633,13 +626,13 @@ def test_with_more_than_nine_brands_and_no_prediction_the_keys_follow_the_alphab
     with session_scope(engine, write=True) as session:
         for name in MANY_BRANDS:
             get_or_create_class(session, name)
-    at = sign_in_ann()
+    at = reviewing_as_ann()
     assert keyed(at) == [f"{n} · {brand}" for n, brand in enumerate(MANY_BRANDS[:9], start=1)]
     assert at.selectbox(key=f"typeahead_{shown_image(at)}").options == MANY_BRANDS
 
 
 def test_a_brand_chosen_in_the_type_ahead_is_recorded_as_a_correction(many_brands: Engine) -> None:
-    at = sign_in_ann()
+    at = reviewing_as_ann()
     first = shown_image(at)
     at.selectbox(key=f"typeahead_{first}").set_value("bolt").run()  # a brand without a key
     assert_clean(at)
@@ -675,7 +668,7 @@ def with_colour(catalogue: Engine) -> Engine:
 
 def answering(choice: str) -> AppTest:
     """The Review page, ann signed in, answering ``choice`` (an attribute, or every attribute at once)."""
-    at = sign_in_ann()
+    at = reviewing_as_ann()
     at.selectbox(key="review_attribute").set_value(choice).run()
     return at
 

@@ -9,15 +9,7 @@ from streamlit.testing.v1 import AppTest
 from db import session_scope
 from db.models import Review
 from feedback.classes import add_attribute, add_classes, merge_classes, rename_class
-from tests.app_support import assert_clean, new_app, texts
-
-
-def reviewing_as_ann() -> AppTest:
-    at = new_app().run()
-    at.text_input(key="reviewer_name").input("ann")
-    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
-    assert_clean(at)
-    return at
+from tests.app_support import assert_clean, reviewing_as_ann, texts
 
 
 def bars(at: AppTest) -> str:

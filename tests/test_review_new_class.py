@@ -14,7 +14,7 @@ from db.models import Review
 from feedback.accounts import add_account
 from feedback.classes import schema
 from feedback.ingest import ingest_folder
-from tests.app_support import assert_clean, fake_models, new_app, texts
+from tests.app_support import assert_clean, fake_models, new_app, reviewing_as_ann, texts
 
 BRANDS = ["acme", "bolt", "crest", "delta", "echo", "fox", "golf", "hotel", "india", "juliet", "kilo", "lima"]
 PASSWORD = "correct horse battery"
@@ -56,16 +56,8 @@ def answers(engine: Engine) -> list[tuple[int, str, str]]:
         ]
 
 
-def review_as_local_admin() -> AppTest:
-    at = new_app().run()
-    at.text_input(key="reviewer_name").input("ann")
-    at.button(key="FormSubmitter:reviewer_form-Start").click().run()
-    assert_clean(at)
-    return at
-
-
 def test_an_admin_adds_a_new_class_after_a_confirmation_naming_it(many_brands: Engine) -> None:
-    at = review_as_local_admin()
+    at = reviewing_as_ann()
     first = shown(at)
     type_new(at, "Zeta")
     assert texts(at.warning) == ["'Zeta' is not a brand yet. Add the new brand 'Zeta' and answer this photo with it?"]
@@ -78,7 +70,7 @@ def test_an_admin_adds_a_new_class_after_a_confirmation_naming_it(many_brands: E
 
 
 def test_a_new_class_can_be_cancelled(many_brands: Engine) -> None:
-    at = review_as_local_admin()
+    at = reviewing_as_ann()
     first = shown(at)
     type_new(at, "Zeta")
     typed(at, "Zeta").button(key=f"newclass_cancel_{first}").click().run()
@@ -89,7 +81,7 @@ def test_a_new_class_can_be_cancelled(many_brands: Engine) -> None:
 
 
 def test_a_class_typed_in_another_case_is_the_class_it_names(many_brands: Engine) -> None:
-    at = review_as_local_admin()
+    at = reviewing_as_ann()
     first = shown(at)
     type_new(at, "BOLT")
     assert not at.warning
