@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
 from db import session_scope
-from db.models import Image, Split
+from db.models import BRAND_ID, Image, Split
 from feedback.ingest import ingest_folder
 from modeling.predict import ModelHandle, store_predictions
 from modeling.registry import promote, register
@@ -81,6 +81,39 @@ def pool_probabilities(position: int, arch: str, n_classes: int = 3) -> np.ndarr
 Probabilities = Callable[[int, str, int], np.ndarray]  # (pool position, arch, number of brands)
 
 
+def current_fakes(
+    engine: Engine,
+    home: Path,
+    file_name: str,
+    class_names: list[str],
+    accuracies: dict[str, float],
+    archs: tuple[str, ...] = ("inception", "cnn"),
+    attribute_id: int = BRAND_ID,
+) -> dict[str, ModelHandle]:
+    """Register and promote a fake InceptionV3 (input 299) and CNN (input 160) of the attribute, those in
+    ``archs``, each in the models folder as ``file_name`` (``{arch}`` filled in) with its fake accuracy; their
+    handles by architecture."""
+    handles: dict[str, ModelHandle] = {}
+    with session_scope(engine, write=True) as session:
+        for arch, size in (("inception", 299), ("cnn", 160)):
+            if arch not in archs:
+                continue
+            version = register(
+                session,
+                arch=arch,
+                path=home / "models" / file_name.format(arch=arch),
+                class_names=class_names,
+                input_size=size,
+                parent_id=None,
+                attribute_id=attribute_id,
+                metrics=fake_metrics(accuracies[arch], class_names),
+            )
+            promote(session, version)
+            session.flush()
+            handles[arch] = ModelHandle.of(version)
+    return handles
+
+
 def fake_models(
     engine: Engine,
     home: Path,
@@ -89,23 +122,9 @@ def fake_models(
     archs: tuple[str, ...] = ("inception", "cnn"),
 ) -> dict[str, ModelHandle]:
     """Register and promote one fake model per architecture in ``archs`` and store predictions for every photo."""
-    handles: dict[str, ModelHandle] = {}
-    with session_scope(engine, write=True) as session:
-        for arch, size, accuracy in (("inception", 299, 0.85), ("cnn", 160, 0.7)):
-            if arch not in archs:
-                continue
-            version = register(
-                session,
-                arch=arch,
-                path=home / "models" / f"{arch}-fake.keras",
-                class_names=class_names,
-                input_size=size,
-                parent_id=None,
-                metrics=fake_metrics(accuracy, class_names),
-            )
-            promote(session, version)
-            session.flush()
-            handles[arch] = ModelHandle.of(version)
+    accuracies = {"inception": 0.85, "cnn": 0.7}
+    handles = current_fakes(engine, home, "{arch}-fake.keras", class_names, accuracies, archs)
+    with session_scope(engine) as session:
         pooled = list(session.scalars(select(Image.id).where(Image.split == Split.POOL).order_by(Image.id)))
         labelled = list(session.scalars(select(Image.id).where(Image.split != Split.POOL).order_by(Image.id)))
     n = len(class_names)

@@ -15,9 +15,8 @@ from sqlalchemy import Engine, select
 from db import session_scope
 from db.models import Review, ReviewAction
 from feedback.classes import add_attribute, add_classes, attribute_ids
-from modeling.predict import ModelHandle, store_predictions
-from modeling.registry import promote, register
-from tests.app_support import fake_metrics, pool_ids, seed_catalogue
+from modeling.predict import store_predictions
+from tests.app_support import current_fakes, pool_ids, seed_catalogue
 from tests.test_browser import SETTLE_MS, photo_caption, ready, sign_in
 
 pytestmark = pytest.mark.browser
@@ -37,22 +36,8 @@ def material_probabilities(arch: str) -> np.ndarray:
 def material_models(engine: Engine, home: Path, image_ids: list[int]) -> dict[str, np.ndarray]:
     """A current InceptionV3 and CNN model of ``material`` with predictions for ``image_ids``."""
     material = attribute_ids(engine=engine)["material"]
-    handles = {}
-    with session_scope(engine, write=True) as session:
-        for arch, size in (("inception", 299), ("cnn", 160)):
-            version = register(
-                session,
-                arch=arch,
-                path=home / "models" / f"material-{arch}.keras",
-                class_names=MATERIALS,
-                input_size=size,
-                parent_id=None,
-                attribute_id=material,
-                metrics=fake_metrics(0.8, MATERIALS),
-            )
-            promote(session, version)
-            session.flush()
-            handles[arch] = ModelHandle.of(version)
+    accuracies = {"inception": 0.8, "cnn": 0.8}
+    handles = current_fakes(engine, home, "material-{arch}.keras", MATERIALS, accuracies, attribute_id=material)
     shown = {arch: material_probabilities(arch) for arch in handles}
     for arch, handle in handles.items():
         store_predictions(engine, handle, {image_id: shown[arch] for image_id in image_ids})
