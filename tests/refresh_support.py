@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, select
 
@@ -19,9 +20,15 @@ def tiny_cnn(engine: Engine, home: Path, class_names: list[str] = BRANDS) -> Mod
     """The product's CNN at test size (untrained, seeded), saved as ``.keras``, registered and current."""
     from modeling.architectures import build_cnn
 
+    model = build_cnn(len(class_names), input_size=INPUT_SIZE, widths=(8, 16), seed=0)
+    return current_cnn(engine, home, model, class_names)
+
+
+def current_cnn(engine: Engine, home: Path, model: Any, class_names: list[str] = BRANDS) -> ModelHandle:
+    """``model``, a CNN of input :data:`INPUT_SIZE`, saved as ``models/cnn-tiny.keras``, registered and current."""
     path = home / "models" / "cnn-tiny.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
-    build_cnn(len(class_names), input_size=INPUT_SIZE, widths=(8, 16), seed=0).save(path)
+    model.save(path)
     with session_scope(engine, write=True) as session:
         version = register(
             session, arch="cnn", path=path, class_names=class_names, input_size=INPUT_SIZE, parent_id=None

@@ -18,9 +18,9 @@ from db.models import Image, Job, JobKind, JobStatus, Prediction, Split
 from feedback.ingest import ingest_folder
 from modeling.jobs import JobLock, dismiss_job, failed_jobs, job_record, log_tail, open_job, running_jobs
 from modeling.predict import ModelHandle
-from modeling.registry import promote, register
 from tests.app_support import REPO
 from tests.conftest import make_brand_photo
+from tests.refresh_support import current_cnn
 
 
 def wait_for_job(engine: Engine, job_id: int, timeout: float = 120) -> Job:
@@ -103,17 +103,7 @@ def real_cnn(engine: Engine, home: Path, brand_folder: Path) -> ModelHandle:
     from modeling.architectures import build_cnn
 
     ingest_folder(brand_folder, engine=engine)
-    model = build_cnn(3, input_size=32, widths=(8, 8, 8, 8))
-    path = home / "models" / "cnn-tiny.keras"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    with session_scope(engine, write=True) as session:
-        version = register(
-            session, arch="cnn", path=path, class_names=["acme", "bolt", "crest"], input_size=32, parent_id=None
-        )
-        promote(session, version)
-        session.flush()
-        return ModelHandle.of(version)
+    return current_cnn(engine, home, build_cnn(3, input_size=32, widths=(8, 8, 8, 8)))
 
 
 def cnn_predicted(engine: Engine, handle: ModelHandle) -> int:

@@ -17,12 +17,11 @@ from PIL import Image as PILImage
 from sqlalchemy import Engine
 
 import ui.predict
-from db import session_scope
 from feedback.ingest import ingest_folder
 from modeling.app_services import UploadPrediction, WarmModel, Warmup, predict_uploads
 from modeling.predict import ModelHandle
-from modeling.registry import promote, register
 from tests.app_support import REPO, assert_clean, new_app, texts, unescaped
+from tests.refresh_support import current_cnn
 
 
 def jpeg(seed: int) -> bytes:
@@ -37,16 +36,7 @@ def tiny_cnn(engine: Engine, home: Path, brand_folder: Path) -> ModelHandle:
     from modeling.architectures import build_cnn
 
     ingest_folder(brand_folder, engine=engine)
-    path = home / "models" / "cnn-tiny.keras"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    build_cnn(3, input_size=32, widths=(8, 8, 8, 8)).save(path)
-    with session_scope(engine, write=True) as session:
-        version = register(
-            session, arch="cnn", path=path, class_names=["acme", "bolt", "crest"], input_size=32, parent_id=None
-        )
-        promote(session, version)
-        session.flush()
-        return ModelHandle.of(version)
+    return current_cnn(engine, home, build_cnn(3, input_size=32, widths=(8, 8, 8, 8)))
 
 
 def test_simultaneous_uploads_on_a_model_just_loaded_all_get_predictions(tiny_cnn: ModelHandle) -> None:

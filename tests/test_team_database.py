@@ -181,19 +181,10 @@ def test_a_background_refresh_reports_into_the_shared_database_from_its_own_proc
     from feedback.ingest import ingest_folder
     from modeling.architectures import build_cnn
     from modeling.background import start_refresh
-    from modeling.registry import promote, register
+    from tests.refresh_support import current_cnn
 
     ingest_folder(brand_folder)
-    path = home / "models" / "cnn-tiny.keras"
-    path.parent.mkdir(parents=True)
-    build_cnn(3, input_size=32, widths=(8, 8, 8, 8)).save(path)
-    with session_scope(db_engine, write=True) as session:
-        version = register(
-            session, arch="cnn", path=path, class_names=["acme", "bolt", "crest"], input_size=32, parent_id=None
-        )
-        promote(session, version)
-        session.flush()
-        version_id = version.id
+    version_id = current_cnn(db_engine, home, build_cnn(3, input_size=32, widths=(8, 8, 8, 8))).id
     started = start_refresh(all_images=True, engine=db_engine)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
