@@ -83,32 +83,29 @@ def wait_for_review(engine: Engine, count: int, timeout_s: float = 15.0) -> list
         time.sleep(0.1)
 
 
-def test_keyboard_answers_land_in_the_database(
-    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
-) -> None:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
-    pool = pool_ids(engine)
+def test_keyboard_answers_land_in_the_database(server: str, page: object, catalogue: Engine) -> None:
+    pool = pool_ids(catalogue)
     sign_in(page, server, "ann")
     page.evaluate(WATCH_LATENCY)
     ready(page, pool[0])
 
     timings = [answer(page, "2", pool[1])]  # correct to brand 2 (bolt)
-    assert_one_review(engine, (pool[0], "ann", ReviewAction.CORRECT, "bolt"))
+    assert_one_review(catalogue, (pool[0], "ann", ReviewAction.CORRECT, "bolt"))
 
     timings += [answer(page, "s", pool[n + 1]) for n in range(1, 5)]  # skip four photos
-    reviews = wait_for_review(engine, 5)
+    reviews = wait_for_review(catalogue, 5)
     assert [(r.image_id, r.action) for r in reviews] == [(pool[0], ReviewAction.CORRECT)] + [
         (pool[n], ReviewAction.SKIP) for n in range(1, 5)
     ]
 
     timings.append(answer(page, "z", pool[4]))  # undo the last skip: that photo comes back
     deadline = time.monotonic() + 10
-    while wait_for_review(engine, 5)[-1].undone_at is None and time.monotonic() < deadline:
+    while wait_for_review(catalogue, 5)[-1].undone_at is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert wait_for_review(engine, 5)[-1].undone_at is not None
+    assert wait_for_review(catalogue, 5)[-1].undone_at is not None
 
     timings.append(answer(page, "Enter", pool[5]))  # confirm the top brand shown
-    reviews = wait_for_review(engine, 6)
+    reviews = wait_for_review(catalogue, 6)
     assert (reviews[-1].image_id, reviews[-1].reviewer, reviews[-1].action, reviews[-1].label_class.name) == (
         pool[4],
         "ann",
@@ -144,10 +141,9 @@ TOOLBARS_OVER_STATUS = """() => {
 
 
 def test_review_photo_fills_its_column_at_most_twice_its_size_and_zooms_to_its_own(
-    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
+    server: str, page: object, catalogue: Engine
 ) -> None:
-    seed_catalogue(engine, home, brand_folder, pool_folder)  # photos 64 px wide, in a column far wider
-    pool = pool_ids(engine)
+    pool = pool_ids(catalogue)  # photos 64 px wide, in a column far wider
     sign_in(page, server, "ann")
     ready(page, pool[0])
     photo = page.locator(".st-key-review_photo")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from db.models import ReviewAction
-from tests.app_support import pool_ids, seed_catalogue
+from tests.app_support import pool_ids
 from tests.test_browser import SETTLE_MS, photo_caption, ready, sign_in, wait_for_review
 
 pytestmark = pytest.mark.browser
@@ -26,12 +25,9 @@ def photo_on_screen(page: object) -> int:
     return image_id
 
 
-def test_answer_keys_work_after_a_sidebar_choice(
-    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
-) -> None:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
+def test_answer_keys_work_after_a_sidebar_choice(server: str, page: object, catalogue: Engine) -> None:
     sign_in(page, server, "ann")
-    ready(page, pool_ids(engine)[0])
+    ready(page, pool_ids(catalogue)[0])
     page.locator(".st-key-strategy input").click()
     page.keyboard.type("marg")
     page.get_by_role("option", name="margin").wait_for()
@@ -43,15 +39,12 @@ def test_answer_keys_work_after_a_sidebar_choice(
     page.wait_for_timeout(2 * SETTLE_MS)
     shown = photo_on_screen(page)
     page.keyboard.press("s")  # not typed into the select box: skips the photo
-    [review] = wait_for_review(engine, 1, timeout_s=5)
+    [review] = wait_for_review(catalogue, 1, timeout_s=5)
     assert (review.image_id, review.action) == (shown, ReviewAction.SKIP)
 
 
-def test_escape_takes_the_keyboard_out_of_the_sidebar(
-    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
-) -> None:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
-    pool = pool_ids(engine)
+def test_escape_takes_the_keyboard_out_of_the_sidebar(server: str, page: object, catalogue: Engine) -> None:
+    pool = pool_ids(catalogue)
     sign_in(page, server, "ann")
     ready(page, pool[0])
     page.locator(".st-key-scope_least_confidence input").click()  # opens its list of options
@@ -59,7 +52,7 @@ def test_escape_takes_the_keyboard_out_of_the_sidebar(
     page.keyboard.press("Escape")
     page.wait_for_timeout(SETTLE_MS)
     page.keyboard.press("3")
-    [review] = wait_for_review(engine, 1, timeout_s=5)
+    [review] = wait_for_review(catalogue, 1, timeout_s=5)
     assert (review.image_id, review.action, review.label_class.name) == (pool[0], ReviewAction.CORRECT, "crest")
 
 
@@ -67,10 +60,9 @@ IGNORED = re.compile(r"(\d+) keys? ignored: wait for the photo")
 
 
 def test_keys_pressed_before_the_next_photo_is_drawn_are_ignored_with_a_notice(
-    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
+    server: str, page: object, catalogue: Engine
 ) -> None:
-    seed_catalogue(engine, home, brand_folder, pool_folder)
-    pool = pool_ids(engine)
+    pool = pool_ids(catalogue)
     sign_in(page, server, "ann")
     ready(page, pool[0])
     presses = 5
@@ -79,7 +71,7 @@ def test_keys_pressed_before_the_next_photo_is_drawn_are_ignored_with_a_notice(
         page.wait_for_timeout(30)
     page.get_by_text(IGNORED).first.wait_for(timeout=5000)
     time.sleep(1.0)  # any answer still on its way is recorded
-    recorded = wait_for_review(engine, 0)
+    recorded = wait_for_review(catalogue, 0)
     assert 1 <= len(recorded) < presses
     # Each key answered the photo on screen when it was pressed: the queue's photos in order, none twice.
     assert [(r.image_id, r.action) for r in recorded] == [(i, ReviewAction.SKIP) for i in pool[: len(recorded)]]
