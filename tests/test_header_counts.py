@@ -26,29 +26,28 @@ def _answer_the_pool(engine: Engine) -> int:
         return session.scalar(select(func.count()).where(EvaluationDraw.held_out))
 
 
-def test_photos_added_without_a_brand_stay_counted_when_their_answers_hold_them_out(
-    engine: Engine, brand_folder: Path, pool_folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def ingested(engine: Engine, brand_folder: Path, pool_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """The labelled and the pool fixtures ingested; half of the pool photos answered go to the evaluation part."""
     monkeypatch.setenv("SHOELABEL_REVIEW_HOLDOUT", "0.5")
     ingest_folder(brand_folder, engine=engine)
     ingest_folder(pool_folder, engine=engine)
-    before = queue_summary(engine)
+    return engine
+
+
+def test_photos_added_without_a_brand_stay_counted_when_their_answers_hold_them_out(ingested: Engine) -> None:
+    before = queue_summary(ingested)
     assert (before["images"], before["pool"]) == (44, 8)
-    held_out = _answer_the_pool(engine)
+    held_out = _answer_the_pool(ingested)
     assert held_out >= 2  # half of the answered pool photos went to the evaluation part
-    after = queue_summary(engine)
+    after = queue_summary(ingested)
     assert after["images"] == 44 and after["pool"] == 8  # still the 8 photos that came without a brand
     assert after["holdout"] == before["holdout"] + held_out and after["pool_held_out"] == held_out
     assert after["train"] + after["holdout"] + after["pool"] - after["pool_held_out"] == after["images"]
 
 
-def test_the_sidebar_says_how_many_pool_photos_are_held_out(
-    engine: Engine, brand_folder: Path, pool_folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SHOELABEL_REVIEW_HOLDOUT", "0.5")
-    ingest_folder(brand_folder, engine=engine)
-    ingest_folder(pool_folder, engine=engine)
-    held_out = _answer_the_pool(engine)
+def test_the_sidebar_says_how_many_pool_photos_are_held_out(ingested: Engine) -> None:
+    held_out = _answer_the_pool(ingested)
     at = new_app().run()
     assert_clean(at)
     [caption] = [c for c in texts(at.sidebar.caption) if "photos:" in c]
