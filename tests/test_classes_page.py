@@ -23,25 +23,27 @@ def forms(at: AppTest) -> set[str]:
     return {b.key.split("-")[0].removeprefix("FormSubmitter:") for b in at.button if b.key.startswith("FormSubmitter:")}
 
 
+def submit_new_attribute(name: str, classes: str) -> AppTest:
+    """The Add attribute form sent with ``name`` and ``classes`` typed in; the page drawn without a stack trace."""
+    at = on_tab("Add attribute")
+    at.text_input(key="new_attribute").input(name)
+    at.text_input(key="new_classes").input(classes)
+    at.button(key="FormSubmitter:add_attribute-Add attribute").click().run()
+    assert_clean(at)
+    return at
+
+
 def test_add_attribute_with_a_name_that_exists_adds_nothing_and_says_so(catalogue: Engine) -> None:
     add_attribute("colour", engine=catalogue)
     add_classes("colour", ["Black"], engine=catalogue)
-    at = on_tab("Add attribute")
-    at.text_input(key="new_attribute").input("Colour")
-    at.text_input(key="new_classes").input("White")
-    at.button(key="FormSubmitter:add_attribute-Add attribute").click().run()
-    assert_clean(at)
+    at = submit_new_attribute("Colour", "White")
     assert any("There is an attribute 'colour' already; nothing was added" in e for e in texts(at.error))
     assert not at.success
     assert schema(engine=catalogue)["colour"] == ["Black"]
 
 
 def test_a_new_attribute_reports_a_class_given_twice(catalogue: Engine) -> None:
-    at = on_tab("Add attribute")
-    at.text_input(key="new_attribute").input("Material")
-    at.text_input(key="new_classes").input("Leather, Canvas, leather")
-    at.button(key="FormSubmitter:add_attribute-Add attribute").click().run()
-    assert_clean(at)
+    at = submit_new_attribute("Material", "Leather, Canvas, leather")
     assert texts(at.success) == [
         "Attribute 'material' added: choose it under Answer on the Review page. material: added 'Leather', "
         "'Canvas'. 'leather' is 'Leather' again: added once."
