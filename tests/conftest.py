@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -208,6 +208,15 @@ def make_brand_photo(path: Path, brand_index: int, seed: int, size: int = 64) ->
     return path
 
 
+def make_brand_folder(root: Path, brands: Sequence[str], per_brand: int, seed_step: int, size: int = 64) -> Path:
+    """A labelled folder: ``per_brand`` synthetic photos ``<brand>_<i>.jpg`` in a subfolder per brand; photo
+    ``i`` of the ``b``-th brand is drawn with seed ``seed_step * b + i``."""
+    for b, brand in enumerate(brands):
+        for i in range(per_brand):
+            make_brand_photo(root / brand / f"{brand}_{i}.jpg", b, seed=seed_step * b + i, size=size)
+    return root
+
+
 @pytest.fixture
 def catalogue(engine, home: Path, brand_folder: Path, pool_folder: Path):
     """The labelled and pool fixtures ingested, with fake current models and their predictions."""
@@ -236,11 +245,7 @@ def pool(engine, brand_folder: Path, pool_folder: Path) -> list[int]:
 @pytest.fixture
 def brand_folder(tmp_path: Path) -> Path:
     """A labelled folder: three brands, 12 synthetic photos each."""
-    root = tmp_path / "brands"
-    for b, brand in enumerate(["acme", "bolt", "crest"]):
-        for i in range(12):
-            make_brand_photo(root / brand / f"{brand}_{i}.jpg", b, seed=100 * b + i)
-    return root
+    return make_brand_folder(tmp_path / "brands", ["acme", "bolt", "crest"], per_brand=12, seed_step=100)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from feedback.ingest import ingest_folder
 from feedback.ingest import main as ingest_main
 from feedback.manifest import main as manifest_main
 from shoelabel.cli import machine_error, run_command
-from tests.conftest import REPO, make_brand_photo
+from tests.conftest import REPO, make_brand_folder, make_brand_photo
 
 
 def command(
@@ -55,10 +55,7 @@ def assert_refused(done: subprocess.CompletedProcess[str], *said: str) -> None:
 
 
 def photo_folder(root: Path, n: int = 20) -> Path:
-    for b, brand in enumerate(("acme", "bolt")):
-        for i in range(n):
-            make_brand_photo(root / brand / f"{brand}_{i}.jpg", b, seed=100 * b + i, size=96)
-    return root
+    return make_brand_folder(root, ("acme", "bolt"), per_brand=n, seed_step=100, size=96)
 
 
 def count_images(engine: Engine) -> int:

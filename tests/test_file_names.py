@@ -16,7 +16,7 @@ from feedback.ingest import ingest_folder
 from feedback.manifest import export_manifest, import_manifest, read_manifest
 from modeling.predict import update_predictions
 from shoelabel.paths import file_path, shown_path, stored_path
-from tests.conftest import make_brand_photo
+from tests.conftest import make_brand_folder, make_brand_photo
 from tests.refresh_support import tiny_cnn
 
 BAD = b"bad_\xff\xfe.jpg"  # Latin-1 "bad_ÿþ.jpg": not UTF-8
@@ -29,10 +29,7 @@ def bytes_path(folder: Path, name: bytes) -> Path:
 @pytest.fixture
 def odd_folder(tmp_path: Path) -> Path:
     """Three brands of four photos; one acme photo and one file that is no photo have names that are not UTF-8."""
-    root = tmp_path / "brands"
-    for b, brand in enumerate(["acme", "bolt", "crest"]):
-        for i in range(4):
-            make_brand_photo(root / brand / f"{brand}_{i}.jpg", b, seed=10 * b + i)
+    root = make_brand_folder(tmp_path / "brands", ["acme", "bolt", "crest"], per_brand=4, seed_step=10)
     make_brand_photo(bytes_path(root / "acme", BAD), 0, seed=99)
     bytes_path(root / "acme", b"notes_\xe9.jpg").write_bytes(b"not a photo")
     return root

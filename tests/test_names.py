@@ -23,16 +23,13 @@ from feedback.ingest import main as ingest_main
 from feedback.manifest import export_manifest, import_manifest, read_manifest
 from shoelabel.manifest_files import ManifestError
 from tests.app_support import assert_clean, new_app, unescaped
-from tests.conftest import REPO, make_brand_photo
+from tests.conftest import REPO, make_brand_folder, make_brand_photo
 
 RESERVED = ["path", "sha256", "split", "origin", "file"]
 
 
 def _photos(root: Path, brands: tuple[str, ...] = ("acme", "bolt")) -> Path:
-    for b, brand in enumerate(brands):
-        for i in range(3):
-            make_brand_photo(root / brand / f"{brand}_{i}.jpg", b, seed=10 * b + i)
-    return root
+    return make_brand_folder(root, brands, per_brand=3, seed_step=10)
 
 
 def _attributes(engine: Engine) -> list[str]:
