@@ -37,20 +37,24 @@ def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO))
 
 
+def _shared_or_skip(path: Path, found: bool, what: str) -> Path:
+    """``path`` of the shared folder; the test is skipped, naming ``what`` and where it was looked for, if not
+    ``found``."""
+    if not found:
+        pytest.skip(f"{what} not found at {path}; set SHOELABEL_SHARED to the shared folder")
+    return path
+
+
 @pytest.fixture
 def photos_dir() -> Path:
     path = shared_photos()
-    if not path.is_dir():
-        pytest.skip(f"real shoe photos not found at {path}; set SHOELABEL_SHARED to the shared folder")
-    return path
+    return _shared_or_skip(path, path.is_dir(), "real shoe photos")
 
 
 @pytest.fixture
 def weights_path() -> Path:
     path = shared_weights()
-    if not path.is_file():
-        pytest.skip(f"InceptionV3 weights not found at {path}; set SHOELABEL_SHARED to the shared folder")
-    return path
+    return _shared_or_skip(path, path.is_file(), "InceptionV3 weights")
 
 
 @pytest.fixture
