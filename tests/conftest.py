@@ -5,6 +5,8 @@ photos and weights in ``../shared`` (tests that need them skip clearly when they
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -259,6 +261,32 @@ def pool_folder(tmp_path: Path) -> Path:
     for i in range(8):
         make_brand_photo(root / f"new_{i}.jpg", i % 3, seed=10_000 + i)
     return root
+
+
+#: Runs ``main(sys.argv[1:])`` of the module named ``{module}``, committing every 10 photos, and kills its own
+#: process (SIGKILL) once the third chunk is written but before it is committed.
+KILLED_AT_THIRD_CHUNK = """
+import os, signal, sys
+import {module} as target
+
+target.COMMIT_EVERY = 10
+real_store, chunks = target._store_chunk, []
+
+def store_then_die(session, state, chunk):
+    real_store(session, state, chunk)
+    chunks.append(chunk)
+    if len(chunks) == 3:  # the third chunk is written, not committed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+target._store_chunk = store_then_die
+target.main(sys.argv[1:])
+"""
+
+
+def killed_at_third_chunk(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``module``'s command run with ``args`` in a new process, killed as :data:`KILLED_AT_THIRD_CHUNK` says."""
+    script = KILLED_AT_THIRD_CHUNK.format(module=module)
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True)
 
 
 def without_hanging(call, fifo: Path | None = None) -> BaseException | None:

@@ -16,7 +16,7 @@ from db.labels import effective_labels
 from db.models import Image, ImportedLabel, LabelClass, ModelStatus, ModelVersion, QueueEntry, Split
 from feedback.ingest import IngestError, ingest_folder, main
 from shoelabel.progress import Rate
-from tests.conftest import REPO, make_brand_photo, make_photo
+from tests.conftest import REPO, killed_at_third_chunk, make_brand_photo, make_photo
 
 
 def _counts(engine) -> dict[str, int]:
@@ -361,28 +361,8 @@ def test_progress_text_has_the_rate_and_the_time_left() -> None:
     assert rate.text(1000, 1000) == "1,000/1,000 photos, 125 photos/s"
 
 
-KILLED_INGEST = """
-import os, signal, sys
-import feedback.ingest as ingest
-
-ingest.COMMIT_EVERY = 10
-real_store, chunks = ingest._store_chunk, []
-
-def store_then_die(session, report, chunk):
-    real_store(session, report, chunk)
-    chunks.append(chunk)
-    if len(chunks) == 3:  # the third chunk is written, not committed
-        os.kill(os.getpid(), signal.SIGKILL)
-
-ingest._store_chunk = store_then_die
-ingest.main([sys.argv[1], "--holdout-fraction", "0.25"])
-"""
-
-
 def test_an_ingest_killed_with_sigkill_resumes_without_duplicates(engine, brand_folder: Path, tmp_path: Path) -> None:
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_INGEST, str(brand_folder)], cwd=REPO, capture_output=True, text=True
-    )
+    killed = killed_at_third_chunk("feedback.ingest", str(brand_folder), "--holdout-fraction", "0.25")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert _counts(engine) == {"train": 20}  # two chunks committed, the third lost, nothing held out yet
     again = subprocess.run(

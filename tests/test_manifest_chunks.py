@@ -16,7 +16,7 @@ from db.models import Image, QueueEntry, Review, Split
 from feedback.ingest import ingest_folder
 from feedback.manifest import import_manifest
 from feedback.reviews import record_review
-from tests.conftest import REPO
+from tests.conftest import REPO, killed_at_third_chunk
 
 
 def _write_manifest(brand_folder: Path, target: Path) -> Path:
@@ -80,32 +80,12 @@ def test_a_large_import_commits_in_chunks_and_another_writer_gets_in_between(
     other.dispose()
 
 
-KILLED_IMPORT = """
-import os, signal, sys
-import feedback.manifest as manifest
-
-manifest.COMMIT_EVERY = 10
-real_store, chunks = manifest._store_chunk, []
-
-def store_then_die(session, state, chunk):
-    real_store(session, state, chunk)
-    chunks.append(chunk)
-    if len(chunks) == 3:  # the third chunk is written, not committed
-        os.kill(os.getpid(), signal.SIGKILL)
-
-manifest._store_chunk = store_then_die
-manifest.main(["import", sys.argv[1], "--holdout-fraction", "0.25"])
-"""
-
-
 def test_an_import_killed_with_sigkill_resumes_without_duplicates_and_draws_as_if_never_killed(
     db_engine: Engine, brand_folder: Path, tmp_path: Path
 ) -> None:
     engine = db_engine
     manifest = _write_manifest(brand_folder, tmp_path / "m.csv")
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_IMPORT, str(manifest)], cwd=REPO, capture_output=True, text=True
-    )
+    killed = killed_at_third_chunk("feedback.manifest", "import", str(manifest), "--holdout-fraction", "0.25")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert _count(engine) == 20  # two chunks committed, the third lost
     assert _count(engine, Image.split == Split.HOLDOUT) == 2  # acme_0 and acme_1, as the manifest says
