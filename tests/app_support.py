@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from db import session_scope
-from db.models import BRAND_ID, Image, Split
+from db.models import BRAND_ID, Image, ModelVersion, Split
 from feedback.ingest import ingest_folder
 from modeling.predict import ModelHandle, store_predictions
 from modeling.registry import promote, register
@@ -79,6 +80,11 @@ def pool_probabilities(position: int, arch: str, n_classes: int = 3) -> np.ndarr
 
 
 Probabilities = Callable[[int, str, int], np.ndarray]  # (pool position, arch, number of brands)
+
+
+def register_brand_model(session: Session, arch: str, path: Path) -> ModelVersion:
+    """A model of the three test brands (input 64, no parent) registered, not made current."""
+    return register(session, arch=arch, path=path, class_names=BRANDS, input_size=64, parent_id=None)
 
 
 def current_fakes(

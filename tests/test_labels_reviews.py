@@ -16,7 +16,7 @@ from db.models import Review, ReviewAction
 from feedback.ingest import ingest_folder
 from feedback.reviews import ReviewError, record_review, review_history, undo_last
 from modeling.predict import ModelAnswer
-from modeling.registry import register
+from tests.app_support import register_brand_model
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 
@@ -66,14 +66,7 @@ def test_disagreement_is_a_conflict_with_both_answers_until_a_resolution() -> No
 def test_record_review_undo_and_history(db_engine: Engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
     with session_scope(db_engine, write=True) as session:
-        version = register(
-            session,
-            arch="cnn",
-            path=Path("cnn.keras"),
-            class_names=["acme", "bolt", "crest"],
-            input_size=64,
-            parent_id=None,
-        ).id
+        version = register_brand_model(session, "cnn", Path("cnn.keras")).id
     shown = ModelAnswer("cnn", version, {"acme": 0.2, "bolt": 0.7, "crest": 0.1})
     first = record_review(1, "Ann", "confirm", shown=shown)
     with session_scope(db_engine) as session:

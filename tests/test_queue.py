@@ -14,20 +14,14 @@ from feedback.ingest import ingest_folder
 from feedback.queue import next_items, pending_count
 from feedback.reviews import record_review, undo_last
 from modeling.predict import ModelHandle, store_predictions
-from modeling.registry import promote, register
+from modeling.registry import promote
+from tests.app_support import register_brand_model
 
 
 def fake_model(engine, arch: str, probabilities: dict[int, list[float]]) -> int:
     """A registered current model whose stored predictions are ``probabilities``."""
     with session_scope(engine, write=True) as session:
-        version = register(
-            session,
-            arch=arch,
-            path=Path(f"/nowhere/{arch}.keras"),
-            class_names=["acme", "bolt", "crest"],
-            input_size=64,
-            parent_id=None,
-        )
+        version = register_brand_model(session, arch, Path(f"/nowhere/{arch}.keras"))
         promote(session, version)
         handle = ModelHandle.of(version)
     store_predictions(engine, handle, {i: np.array(p) for i, p in probabilities.items()})

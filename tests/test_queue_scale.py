@@ -15,7 +15,8 @@ from feedback.queue import next_items, pending_count
 from feedback.reviews import record_review, undo_last
 from modeling.predict import ModelHandle, store_predictions
 from modeling.queue_scores import ensure_scored, scores_are_current
-from modeling.registry import promote, register
+from modeling.registry import promote
+from tests.app_support import register_brand_model
 from tests.test_queue import fake_model
 
 
@@ -76,14 +77,7 @@ def test_a_new_current_model_rescores_every_photo(engine, pool: list[int]) -> No
     fake_model(engine, "inception", {i: [0.9, 0.05, 0.05] for i in pool})
     ensure_scored(engine)
     with session_scope(engine, write=True) as session:  # a candidate's predictions leave the scores alone
-        version = register(
-            session,
-            arch="inception",
-            path=Path("/nowhere/v2.keras"),
-            class_names=["acme", "bolt", "crest"],
-            input_size=64,
-            parent_id=None,
-        )
+        version = register_brand_model(session, "inception", Path("/nowhere/v2.keras"))
         handle = ModelHandle.of(version)
     flat = {i: np.array([0.34, 0.33, 0.33]) if i == pool[6] else np.ones(3) / 3 for i in pool}
     store_predictions(engine, handle, flat)
