@@ -177,6 +177,14 @@ def open_page(page: str) -> AppTest:
     return at
 
 
+def submit_sign_in(at: AppTest, name: str, password: str) -> AppTest:
+    """``at`` after its sign-in form is sent with ``name`` and ``password``."""
+    at.text_input(key="sign_in_name").input(name)
+    at.text_input(key="sign_in_password").input(password)
+    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    return at
+
+
 def reviewing_as_ann() -> AppTest:
     """The app with "ann" entered as the reviewer (no sign-in configured), drawn without a stack trace."""
     at = new_app().run()

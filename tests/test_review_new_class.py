@@ -14,7 +14,7 @@ from db.models import Review
 from feedback.accounts import add_account
 from feedback.classes import schema
 from feedback.ingest import ingest_folder
-from tests.app_support import assert_clean, fake_models, new_app, reviewing_as_ann, texts
+from tests.app_support import assert_clean, fake_models, new_app, reviewing_as_ann, submit_sign_in, texts
 
 BRANDS = ["acme", "bolt", "crest", "delta", "echo", "fox", "golf", "hotel", "india", "juliet", "kilo", "lima"]
 PASSWORD = "correct horse battery"
@@ -89,10 +89,7 @@ def test_a_class_typed_in_another_case_is_the_class_it_names(many_brands: Engine
 
 
 def sign_in(name: str) -> AppTest:
-    at = new_app().run()
-    at.text_input(key="sign_in_name").input(name)
-    at.text_input(key="sign_in_password").input(PASSWORD)
-    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    at = submit_sign_in(new_app().run(), name, PASSWORD)
     assert_clean(at)
     return at
 

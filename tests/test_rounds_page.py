@@ -24,7 +24,16 @@ from modeling.jobs import JobLock, failed_jobs, job_running, open_job, set_job_p
 from modeling.metrics import compute_metrics, through_names
 from modeling.registry import promote, register
 from modeling.rounds import open_round
-from tests.app_support import add_round, assert_clean, fake_metrics, new_app, open_page, texts, unescaped
+from tests.app_support import (
+    add_round,
+    assert_clean,
+    fake_metrics,
+    new_app,
+    open_page,
+    submit_sign_in,
+    texts,
+    unescaped,
+)
 
 #: 17 brands (more than the page draws as a matrix): each right on 10 photos, but all 26 Vans went to Puma.
 BRANDS = ["ADIDAS", "ADIDAS Originals", "Puma", "Vans", *[f"brand{n:02d}" for n in range(13)]]
@@ -102,10 +111,7 @@ def team(engine: Engine, brand_folder: Path) -> Engine:
 
 
 def signed_in(name: str, page: str) -> AppTest:
-    at = new_app().run()
-    at.text_input(key="sign_in_name").input(name)
-    at.text_input(key="sign_in_password").input("correct horse battery")
-    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    at = submit_sign_in(new_app().run(), name, "correct horse battery")
     at.switch_page(f"ui/pages/{page}.py").run()
     assert_clean(at)
     return at

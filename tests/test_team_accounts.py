@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from feedback import accounts
 from feedback.accounts import FREE_TRIES, SignInError, add_account, list_accounts, sign_in
-from tests.app_support import assert_clean, new_app, texts
+from tests.app_support import assert_clean, new_app, submit_sign_in, texts
 
 PASSWORD = "correct horse battery"
 
@@ -23,10 +23,7 @@ def team(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
 
 
 def team_page_as(name: str) -> AppTest:
-    at = new_app().run()
-    at.text_input(key="sign_in_name").input(name)
-    at.text_input(key="sign_in_password").input(PASSWORD)
-    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    at = submit_sign_in(new_app().run(), name, PASSWORD)
     at.switch_page("ui/pages/team.py").run()
     assert_clean(at)
     return at

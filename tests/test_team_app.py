@@ -15,7 +15,7 @@ from db import session_scope
 from db.models import Image, Review, SignInSession
 from feedback.accounts import add_account, set_disabled
 from feedback.reviews import record_review
-from tests.app_support import assert_clean, new_app, pool_ids, texts
+from tests.app_support import assert_clean, new_app, pool_ids, submit_sign_in, texts
 
 PASSWORD = "correct horse battery"
 SECRETS = {
@@ -65,9 +65,7 @@ def all_interfaces() -> Iterator[None]:
 
 
 def sign_in(at: AppTest, name: str, password: str = PASSWORD) -> AppTest:
-    at.text_input(key="sign_in_name").input(name)
-    at.text_input(key="sign_in_password").input(password)
-    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    submit_sign_in(at, name, password)
     assert_clean(at)
     return at
 
