@@ -263,6 +263,16 @@ def pool_folder(tmp_path: Path) -> Path:
     return root
 
 
+def count_rows(engine: Engine, column: object) -> int:
+    """How many rows of ``column``'s table hold a value in it (``COUNT(column)``)."""
+    from sqlalchemy import func, select
+
+    from db import session_scope
+
+    with session_scope(engine) as session:
+        return session.scalar(select(func.count(column)))
+
+
 #: Runs ``main(sys.argv[1:])`` of the module named ``{module}``, committing every 10 photos, and kills its own
 #: process (SIGKILL) once the third chunk is written but before it is committed.
 KILLED_AT_THIRD_CHUNK = """

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import DataError
 
 from db import session_scope
@@ -27,7 +27,7 @@ from feedback.ingest import ingest_folder
 from feedback.ingest import main as ingest_main
 from feedback.manifest import main as manifest_main
 from shoelabel.cli import machine_error, run_command
-from tests.conftest import REPO, make_brand_folder, make_brand_photo
+from tests.conftest import REPO, count_rows, make_brand_folder, make_brand_photo
 
 
 def command(
@@ -56,11 +56,6 @@ def assert_refused(done: subprocess.CompletedProcess[str], *said: str) -> None:
 
 def photo_folder(root: Path, n: int = 20) -> Path:
     return make_brand_folder(root, ("acme", "bolt"), per_brand=n, seed_step=100, size=96)
-
-
-def count_images(engine: Engine) -> int:
-    with session_scope(engine) as session:
-        return session.scalar(select(func.count(Image.id)))
 
 
 # --------------------------------------------------------------------------- the database
@@ -125,7 +120,7 @@ def test_a_full_disk_under_the_database_is_an_error_line(
     err = capsys.readouterr().err
     assert "error: the database sqlite:///" in err
     assert "database or disk is full" in err and "free some space and run the command again" in err
-    assert count_images(engine) == 0
+    assert count_rows(engine, Image.id) == 0
 
 
 def test_a_full_disk_under_a_written_file_is_an_error_line(
@@ -183,7 +178,7 @@ def test_a_read_only_home_folder_is_an_error_line(engine: Engine, home: Path, tm
         home.chmod(0o755)
     for done in (listed, ingested):
         assert_refused(done, "Cannot open the database sqlite:///", "must be writable", "SHOELABEL_HOME")
-    assert count_images(engine) == 0
+    assert count_rows(engine, Image.id) == 0
 
 
 def test_training_checks_the_models_folder_before_it_starts(engine: Engine, home: Path, tmp_path: Path) -> None:
@@ -197,8 +192,7 @@ def test_training_checks_the_models_folder_before_it_starts(engine: Engine, home
     finally:
         models.chmod(0o755)
     assert_refused(done, f"Cannot write to the models folder {models}", "nothing was started")
-    with session_scope(engine) as session:
-        assert session.scalar(select(func.count(Round.id))) == 0
+    assert count_rows(engine, Round.id) == 0
 
 
 # --------------------------------------------------------------------------- hostile manifests
@@ -212,14 +206,14 @@ def test_a_nul_character_in_a_manifest_path_is_refused_naming_the_row(engine: En
     json_manifest.write_text(json.dumps({"images": [{"file": "a\x00.jpg", "brand": "acme"}]}), encoding="utf-8")
     assert_refused(command("feedback.manifest", "import", str(csv_manifest)), "m.csv, line 3: the path holds a NUL")
     assert_refused(command("feedback.manifest", "import", str(json_manifest)), "m.json, entry 1: the file holds a NUL")
-    assert count_images(engine) == 0
+    assert count_rows(engine, Image.id) == 0
 
 
 def test_a_json_manifest_nested_200000_deep_is_refused(engine: Engine, tmp_path: Path) -> None:
     manifest = tmp_path / "deep.json"
     manifest.write_text('{"images": [{"path": "a.jpg", "brand": ' + "[" * 200_000 + "]" * 200_000 + "}]}")
     assert_refused(command("feedback.manifest", "import", str(manifest)), "deep.json is nested too deeply")
-    assert count_images(engine) == 0
+    assert count_rows(engine, Image.id) == 0
 
 
 def test_a_nul_character_in_a_class_name_is_taken_out_on_every_database(db_engine: Engine, tmp_path: Path) -> None:

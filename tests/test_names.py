@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from db import session_scope
 from db.catalog import ClassError, clean_class_name, get_or_create_class
@@ -23,7 +23,7 @@ from feedback.ingest import main as ingest_main
 from feedback.manifest import export_manifest, import_manifest, read_manifest
 from shoelabel.manifest_files import ManifestError
 from tests.app_support import assert_clean, new_app, unescaped
-from tests.conftest import REPO, make_brand_folder, make_brand_photo
+from tests.conftest import REPO, count_rows, make_brand_folder, make_brand_photo
 
 RESERVED = ["path", "sha256", "split", "origin", "file"]
 
@@ -58,8 +58,7 @@ def test_the_classes_command_and_ingest_refuse_a_reserved_attribute(
     assert ingest_main([str(folder), "--attribute", "(not a\u200b shoe)"]) == 2
     assert "error: '(not a shoe)' cannot be an attribute name" in capsys.readouterr().err
     assert _attributes(db_engine) == ["brand"]
-    with session_scope(db_engine) as session:
-        assert session.scalar(select(func.count(Image.id))) == 0
+    assert count_rows(db_engine, Image.id) == 0
 
 
 def test_a_manifest_column_spelled_like_its_own_columns_is_read_as_that_column(engine: Engine, tmp_path: Path) -> None:
@@ -141,9 +140,8 @@ def test_json_labels_must_be_text(engine: Engine, tmp_path: Path, value: object,
     manifest.write_text(json.dumps({"images": images}), encoding="utf-8")
     with pytest.raises(ManifestError, match=rf"m.json, entry 2, column 'colour': .* is {kind}, not text"):
         import_manifest(manifest, engine=engine)
-    with session_scope(engine) as session:
-        assert session.scalar(select(func.count(Image.id))) == 0
-        assert session.scalar(select(func.count(LabelClass.id))) == 0
+    assert count_rows(engine, Image.id) == 0
+    assert count_rows(engine, LabelClass.id) == 0
 
 
 @pytest.mark.parametrize(
@@ -164,8 +162,7 @@ def test_two_columns_of_one_name_are_refused(
     manifest.write_text(text, encoding="utf-8")
     with pytest.raises(ManifestError, match=message):
         import_manifest(manifest, engine=engine)
-    with session_scope(engine) as session:
-        assert session.scalar(select(func.count(Image.id))) == 0
+    assert count_rows(engine, Image.id) == 0
 
 
 # --------------------------------------------------------------------------- what a terminal shows
