@@ -4,7 +4,6 @@ get their answers, a photo the catalogue has shows its label, and the first page
 
 from __future__ import annotations
 
-import ast
 import io
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from PIL import Image as PILImage
 from sqlalchemy import Engine
 
 import ui.predict
+from bench.bench_first_page import first_page_modules
 from feedback.ingest import ingest_folder
 from modeling.app_services import UploadPrediction, WarmModel, Warmup, predict_uploads
 from modeling.predict import ModelHandle
@@ -104,19 +104,9 @@ def test_a_photo_already_in_the_catalogue_shows_its_label(catalogue: Engine, bra
     assert len(shown) == 1 and "brand: bolt" in shown[0]
 
 
-def _first_page_modules() -> list[str]:
-    """The project modules the app script and its default page import."""
-    names = []
-    for script in (REPO / "streamlit_app.py", REPO / "ui" / "pages" / "review.py"):
-        for node in ast.walk(ast.parse(script.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("ui", "db"):
-                names += [f"{node.module}.{a.name}" if node.module == "ui" else node.module for a in node.names]
-    return sorted(set(names))
-
-
 def test_the_first_page_imports_no_model_or_table_library() -> None:
     """What the first page imports is what the server does before drawing it (a fresh process)."""
-    modules = _first_page_modules()
+    modules = first_page_modules(REPO)
     assert "ui.review" in modules and "ui.predict" in modules
     heavy = ("keras", "jax", "sklearn", "cleanlab", "scipy", "pandas", "altair", "matplotlib")
     code = f"import sys\nimport {', '.join(modules)}\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
