@@ -12,7 +12,6 @@ and the time each round took. Figures, not assertions.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -23,6 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.catalogue_args import catalogue_parser
 
 
 def run(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -44,11 +46,7 @@ def round_times(output: str) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "catalogue-shoes" / "labels.csv")
-    parser.add_argument(
-        "--weights", type=Path, default=REPO.parent / "shared" / "weights" / "inception_v3_imagenet_notop.h5"
-    )
+    parser = catalogue_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, default=None, help="catalogue folder (default: a fresh temporary one)")
     parser.add_argument("--inception-mode", choices=["head", "finetune"], default="finetune")
     parser.add_argument("--cnn-epochs", type=int, default=None, help="CNN epochs (default: the product's)")

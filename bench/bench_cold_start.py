@@ -13,7 +13,6 @@ assertions.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,17 +22,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.catalogue_args import catalogue_parser
+
 ATTRIBUTES = ("brand", "colour", "gender", "usage", "season")
 CURVE_ATTRIBUTE = "colour"
 TARGET = 0.95
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "catalogue-shoes" / "labels.csv")
-    parser.add_argument(
-        "--weights", type=Path, default=REPO.parent / "shared" / "weights" / "inception_v3_imagenet_notop.h5"
-    )
+    parser = catalogue_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, default=None, help="where the activation cache lives")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=20)
