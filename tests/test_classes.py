@@ -17,24 +17,7 @@ from db.access import Actor, PermissionDenied
 from db.catalog import ClassError, class_names, find_class, require_attribute
 from db.labels import conflicts, effective_labels, labelled_set
 from db.models import Image, Role
-from feedback.classes import (
-    AttributeExists,
-    add_answer_class,
-    add_attribute,
-    add_classes,
-    describe,
-    history,
-    known_class,
-    may_add_classes,
-    merge_classes,
-    merge_preview,
-    merged_classes,
-    rename_class,
-    reviewers_add_classes,
-    schema,
-    set_reviewers_add_classes,
-    undo_merge,
-)
+from feedback import classes
 from feedback.ingest import ingest_folder
 from feedback.reviews import record_review, review_history
 from tests.conftest import REPO, shared_dir
@@ -48,14 +31,14 @@ def first_of(engine, brand: str) -> int:
 
 def test_merge_relabels_every_photo_and_keeps_the_answers_as_given(engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
-    add_classes("brand", ["ADIDAS"])
+    classes.add_classes("brand", ["ADIDAS"])
     bolt_photo = first_of(engine, "bolt")
     record_review(bolt_photo, "ann", "correct", label="ADIDAS", engine=engine)
     record_review(bolt_photo, "ben", "correct", label="acme", engine=engine)
     with session_scope(engine) as session:
         assert [c.image_id for c in conflicts(session)] == [bolt_photo]  # ADIDAS against acme
 
-    change = merge_classes("brand", "ADIDAS", "acme")
+    change = classes.merge_classes("brand", "ADIDAS", "acme")
     assert (change.kind, change.old_name, change.new_name, change.changed_by) == ("merge", "ADIDAS", "acme", "operator")
     with session_scope(engine) as session:
         assert conflicts(session) == []  # both answers now mean acme
@@ -65,7 +48,7 @@ def test_merge_relabels_every_photo_and_keeps_the_answers_as_given(engine, brand
         assert labelled_set(session).counts()["acme"] == 13  # 12 imported, and the corrected one
     assert [r["class"] for r in review_history(bolt_photo)] == ["ADIDAS", "acme"]  # as answered
 
-    merge_classes("brand", "bolt", "crest")  # a whole imported class
+    classes.merge_classes("brand", "bolt", "crest")  # a whole imported class
     with session_scope(engine) as session:
         counts = labelled_set(session).counts()
     assert counts == {"acme": 13, "crest": 23}
@@ -73,7 +56,7 @@ def test_merge_relabels_every_photo_and_keeps_the_answers_as_given(engine, brand
 
 def test_rename_keeps_the_old_name_reachable(engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
-    rename_class("brand", "crest", "Crest Co")
+    classes.rename_class("brand", "crest", "Crest Co")
     with session_scope(engine) as session:
         assert class_names(session) == ["Crest Co", "acme", "bolt"]
         assert find_class(session, "CREST").name == "Crest Co"  # a model trained before still says crest
@@ -82,29 +65,29 @@ def test_rename_keeps_the_old_name_reachable(engine, brand_folder: Path) -> None
     record_review(photo, "ann", "correct", label="crest", engine=engine)
     with session_scope(engine) as session:
         assert effective_labels(session, [photo])[photo].brand == "Crest Co"
-    assert [(c.kind, c.old_name, c.new_name) for c in history()] == [("rename", "crest", "Crest Co")]
+    assert [(c.kind, c.old_name, c.new_name) for c in classes.history()] == [("rename", "crest", "Crest Co")]
 
 
 def test_bad_changes_are_refused_and_change_nothing(engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
     with pytest.raises(ClassError, match="merge 'acme' into it instead"):
-        rename_class("brand", "acme", "BOLT")
+        classes.rename_class("brand", "acme", "BOLT")
     with pytest.raises(ClassError, match=r"has no class 'zeta'\. Its classes: acme, bolt, crest"):
-        merge_classes("brand", "zeta", "acme")
+        classes.merge_classes("brand", "zeta", "acme")
     with pytest.raises(ClassError, match="one class of brand already"):
-        merge_classes("brand", "acme", "ACME")
+        classes.merge_classes("brand", "acme", "ACME")
     with pytest.raises(ClassError, match="Unknown attribute 'size'"):
-        rename_class("size", "a", "b")
+        classes.rename_class("size", "a", "b")
     with pytest.raises(PermissionDenied):
-        merge_classes("brand", "acme", "bolt", actor=Actor("rita", Role.REVIEWER))
-    assert schema() == {"brand": ["acme", "bolt", "crest"]} and history() == []
+        classes.merge_classes("brand", "acme", "bolt", actor=Actor("rita", Role.REVIEWER))
+    assert classes.schema() == {"brand": ["acme", "bolt", "crest"]} and classes.history() == []
 
 
 def test_a_new_attribute_is_answered_per_photo(engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
-    assert add_attribute("Colour") == "colour"
-    assert add_attribute("colour") == "colour"  # once
-    add_classes("colour", ["Black", "White"])
+    assert classes.add_attribute("Colour") == "colour"
+    assert classes.add_attribute("colour") == "colour"  # once
+    classes.add_classes("colour", ["Black", "White"])
     with session_scope(engine) as session:
         colour = require_attribute(session, "colour").id
         photo = session.scalar(select(Image.id).order_by(Image.id).limit(1))
@@ -118,7 +101,7 @@ def test_a_new_attribute_is_answered_per_photo(engine, brand_folder: Path) -> No
         assert [c.image_id for c in conflicts(session, colour)] == [photo] and conflicts(session) == []
     with pytest.raises(ClassError, match="Unknown colour 'red'"):
         record_review(photo, "ann", "correct", label="red", attribute_id=colour, engine=engine)
-    assert schema()["colour"] == ["Black", "White"]
+    assert classes.schema()["colour"] == ["Black", "White"]
 
 
 def test_command_line_in_its_own_process(engine, home: Path, brand_folder: Path) -> None:
@@ -157,55 +140,55 @@ def test_a_folder_of_colour_subfolders_labels_colour(engine, brand_folder: Path,
 
 
 def test_adding_classes_says_what_became_of_each_name(engine) -> None:
-    add_attribute("colour")
-    first = add_classes("colour", ["Black", "white", "WHITE"])
+    classes.add_attribute("colour")
+    first = classes.add_classes("colour", ["Black", "white", "WHITE"])
     assert (first.added, first.present, first.repeated) == (["Black", "white"], [], [("WHITE", "white")])
     assert first.describe() == "colour: added 'Black', 'white'. 'WHITE' is 'white' again: added once."
-    second = add_classes("colour", ["black", "Red", "white"])
+    second = classes.add_classes("colour", ["black", "Red", "white"])
     assert (second.added, second.present) == (["Red"], [("black", "Black"), ("white", "white")])
     assert second.describe() == (
         "colour: added 'Red'. 'black' is the class 'Black' already. 'white' is a class already."
     )
-    nothing = add_classes("colour", ["red"])
+    nothing = classes.add_classes("colour", ["red"])
     assert nothing.describe() == "colour: no class added. 'red' is the class 'Red' already."
-    assert schema()["colour"] == ["Black", "Red", "white"]
+    assert classes.schema()["colour"] == ["Black", "Red", "white"]
 
 
 def test_adding_an_attribute_that_exists_is_refused_unless_asked_to_keep_it(engine) -> None:
-    assert add_attribute("colour") == "colour"
-    with pytest.raises(AttributeExists, match=r"There is an attribute 'colour' already.*Add classes"):
-        add_attribute("Colour", exist_ok=False)
-    assert add_attribute("Colour") == "colour"  # the command line's add-attribute: nothing to do
-    assert list(schema()) == ["brand", "colour"]
+    assert classes.add_attribute("colour") == "colour"
+    with pytest.raises(classes.AttributeExists, match=r"There is an attribute 'colour' already.*Add classes"):
+        classes.add_attribute("Colour", exist_ok=False)
+    assert classes.add_attribute("Colour") == "colour"  # the command line's add-attribute: nothing to do
+    assert list(classes.schema()) == ["brand", "colour"]
 
 
 def test_a_merge_counts_the_photos_it_relabels_and_can_be_undone(engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
     acme_photo = first_of(engine, "acme")
     record_review(acme_photo, "ann", "correct", label="bolt", engine=engine)  # answered bolt: affected too
-    assert merge_preview("brand", "bolt", "acme").photos == 13
-    assert merge_preview("brand", "bolt", "acme").question() == (
+    assert classes.merge_preview("brand", "bolt", "acme").photos == 13
+    assert classes.merge_preview("brand", "bolt", "acme").question() == (
         "Merge 'bolt' into 'acme'? 13 photos labelled or answered 'bolt' will read as 'acme'."
     )
     with pytest.raises(ClassError, match="one class of brand already"):
-        merge_preview("brand", "bolt", "BOLT")
-    merge_classes("brand", "crest", "bolt")  # crest into bolt, then bolt into acme: crest follows
-    merge_classes("brand", "bolt", "acme")
+        classes.merge_preview("brand", "bolt", "BOLT")
+    classes.merge_classes("brand", "crest", "bolt")  # crest into bolt, then bolt into acme: crest follows
+    classes.merge_classes("brand", "bolt", "acme")
     with session_scope(engine) as session:
         assert labelled_set(session).counts() == {"acme": 36}
-    assert merged_classes("brand") == [("bolt", "acme"), ("crest", "acme")]
-    change = undo_merge("brand", "bolt", actor=Actor("ann", Role.ADMIN))
+    assert classes.merged_classes("brand") == [("bolt", "acme"), ("crest", "acme")]
+    change = classes.undo_merge("brand", "bolt", actor=Actor("ann", Role.ADMIN))
     assert (change.kind, change.old_name, change.new_name, change.changed_by) == ("unmerge", "bolt", "acme", "ann")
-    assert "undid the merge of 'bolt' into 'acme' by ann" in describe(change)
+    assert "undid the merge of 'bolt' into 'acme' by ann" in classes.describe(change)
     with session_scope(engine) as session:
         assert labelled_set(session).counts() == {"acme": 11, "bolt": 25}  # crest is still merged into bolt
         assert effective_labels(session, [acme_photo])[acme_photo].brand == "bolt"  # as answered
-    assert merged_classes("brand") == [("crest", "bolt")]
-    undo_merge("brand", "crest")
-    assert schema()["brand"] == ["acme", "bolt", "crest"]
+    assert classes.merged_classes("brand") == [("crest", "bolt")]
+    classes.undo_merge("brand", "crest")
+    assert classes.schema()["brand"] == ["acme", "bolt", "crest"]
     with pytest.raises(ClassError, match="'acme' is not merged into another class"):
-        undo_merge("brand", "acme")
-    assert [c.kind for c in history()] == ["merge", "merge", "unmerge", "unmerge"]
+        classes.undo_merge("brand", "acme")
+    assert [c.kind for c in classes.history()] == ["merge", "merge", "unmerge", "unmerge"]
 
 
 def test_the_readme_merge_example_runs_on_the_catalogue_it_names(home: Path, tmp_path: Path) -> None:
@@ -242,18 +225,22 @@ def test_the_readme_merge_example_runs_on_the_catalogue_it_names(home: Path, tmp
 def test_a_class_added_with_an_answer_needs_an_admin_or_the_team_setting(engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
     rita, ann = Actor("rita", Role.REVIEWER), Actor("ann", Role.ADMIN)
-    assert known_class("brand", "BOLT") == "bolt" and known_class("brand", "zeta") is None
-    assert may_add_classes(ann) and not may_add_classes(rita) and not may_add_classes(Actor("vic", Role.VIEWER))
+    assert classes.known_class("brand", "BOLT") == "bolt" and classes.known_class("brand", "zeta") is None
+    assert (
+        classes.may_add_classes(ann)
+        and not classes.may_add_classes(rita)
+        and not classes.may_add_classes(Actor("vic", Role.VIEWER))
+    )
     with pytest.raises(
         PermissionDenied, match="Only an admin can add a class with an answer here: ask one to add 'zeta'"
     ):
-        add_answer_class("brand", "zeta", actor=rita)
+        classes.add_answer_class("brand", "zeta", actor=rita)
     with pytest.raises(PermissionDenied):
-        set_reviewers_add_classes(True, actor=rita)
-    assert set_reviewers_add_classes(True, actor=ann) is True
-    assert reviewers_add_classes() and may_add_classes(rita)
-    assert add_answer_class("brand", "zeta", actor=rita) == "zeta"
-    assert add_answer_class("brand", "ZETA", actor=ann) == "zeta"  # the class it is already
+        classes.set_reviewers_add_classes(True, actor=rita)
+    assert classes.set_reviewers_add_classes(True, actor=ann) is True
+    assert classes.reviewers_add_classes() and classes.may_add_classes(rita)
+    assert classes.add_answer_class("brand", "zeta", actor=rita) == "zeta"
+    assert classes.add_answer_class("brand", "ZETA", actor=ann) == "zeta"  # the class it is already
     with pytest.raises(PermissionDenied):
-        add_answer_class("brand", "omega", actor=Actor("vic", Role.VIEWER))
-    assert schema()["brand"] == ["acme", "bolt", "crest", "zeta"]
+        classes.add_answer_class("brand", "omega", actor=Actor("vic", Role.VIEWER))
+    assert classes.schema()["brand"] == ["acme", "bolt", "crest", "zeta"]
