@@ -537,9 +537,11 @@ def test_conflicts_are_listed_a_page_at_a_time(catalogue: Engine) -> None:
     assert listed() == disputed[:10]
     at.selectbox(key="conflicts_page").set_value(2).run()
     assert listed() == disputed[10:]
+    at.selectbox(key=f"resolve_choice_{disputed[11]}").set_value("bolt")  # settling needs a chosen answer
     at.button(key=f"resolve_{disputed[11]}").click().run()
     assert_clean(at)
     assert listed() == disputed[10:11]
+    at.selectbox(key=f"resolve_choice_{disputed[10]}").set_value("bolt")
     at.button(key=f"resolve_{disputed[10]}").click().run()  # page 2 is gone: page 1 is shown again
     assert_clean(at)
     assert listed() == disputed[:10]

@@ -30,12 +30,14 @@ def test_answer_keys_work_after_a_sidebar_choice(server: str, page: object, cata
     ready(page, pool_ids(catalogue)[0])
     page.locator(".st-key-strategy input").click()
     page.keyboard.type("marg")
-    page.get_by_role("option", name="margin").wait_for()
+    page.get_by_role("option", name="Smallest margin").wait_for()
     page.keyboard.press("Enter")
     deadline = time.monotonic() + 10
-    while (chosen := page.locator(".st-key-strategy input").input_value()) != "margin" and time.monotonic() < deadline:
+    while (
+        chosen := page.locator(".st-key-strategy input").input_value()
+    ) != "Smallest margin" and time.monotonic() < deadline:
         page.wait_for_timeout(100)
-    assert chosen == "margin", chosen
+    assert chosen == "Smallest margin", chosen
     page.wait_for_timeout(2 * SETTLE_MS)
     shown = photo_on_screen(page)
     page.keyboard.press("s")  # not typed into the select box: skips the photo
