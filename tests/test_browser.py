@@ -228,6 +228,25 @@ def test_all_rounds_table_fits_the_page(
     assert "replaces the current model from now on." in found["text"] and "None" not in found["text"]
 
 
+def test_enter_offers_to_add_only_letters_that_match_no_class(
+    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
+) -> None:
+    ingest_folder(brand_folder, engine=engine)
+    ingest_folder(pool_folder, engine=engine)
+    fake_models(engine, home, class_names=SHOE_BRANDS, pool=late_brands_first)
+    pool = pool_ids(engine)
+    sign_in(page, server, "ann")
+    ready(page, pool[0])
+    page.keyboard.press("/")
+    page.keyboard.type("qwz")  # no class has these letters
+    page.get_by_role("option", name="Add: qwz").wait_for()
+    page.keyboard.press("Enter")
+    page.get_by_text("'qwz' is not a brand yet").wait_for()
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("'qwz' is not a brand yet").wait_for(state="hidden")
+    assert wait_for_review(engine, 0) == [] and photo_caption(page, pool[0]).is_visible()
+
+
 SHOE_BRANDS = [
     "adidas", "asics", "converse", "fila", "hoka", "keen", "nike", "puma", "reebok", "salomon", "saucony", "vans",
 ]  # fmt: skip

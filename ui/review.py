@@ -58,19 +58,36 @@ EVERY_ATTRIBUTE = "Every attribute at once"  # never an attribute's name: those 
 MAX_BARS = 12  # the most likely classes each model's bars show; the rest are summed in one line
 #: Puts the keyboard in the Review page's type-ahead when ``/`` is pressed outside a text box, and takes it out
 #: again on Escape or once Enter has picked a class (while it is in a text box, the page's one-key shortcuts are
-#: off). Static: no user data.
+#: off). Where the box accepts a new class, Streamlit marks its "Add: ..." row for Enter even when the letters
+#: match classes; Enter then first moves the mark down to the first matching class (as ↓ would), so the letters
+#: answer with an existing class, and only letters that match none offer to add them (a mark moved with the
+#: arrow keys since the last letter is left where the reviewer put it). Static: no user data.
 TYPEAHEAD_KEYS = """<script>
 if (!window.shoelabelTypeahead) {
   window.shoelabelTypeahead = true;
   const box = () => document.querySelector('[class*="st-key-typeahead_"] input');
   const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  const NEW = "__creatable__";  // Streamlit's key of the "Add: ..." row
+  let arrowed = false;  // an arrow key moved the mark since the last letter: Enter takes what it marks
+  const toClass = (input) => {
+    const list = document.getElementById(input.getAttribute("aria-controls") || "");
+    const marked = input.getAttribute("aria-activedescendant") || "";
+    if (!arrowed && list && marked.endsWith("-option-" + NEW)
+        && list.querySelector('[role="option"]:not([data-key="' + NEW + '"])')) {
+      input.dispatchEvent(new KeyboardEvent("keydown", {key: "ArrowDown", code: "ArrowDown", bubbles: true}));
+    }  // the box draws the moved mark before it sees this Enter (between two listeners, a microtask runs)
+  };
+  document.addEventListener("input", (event) => { if (event.target === box()) arrowed = false; }, true);
   document.addEventListener("keydown", (event) => {
     const input = box();
     if (!input) return;
     if (event.key === "/" && !event.ctrlKey && !event.metaKey && !event.altKey && !typing(event.target)) {
       event.preventDefault();
       input.focus();
+    } else if (event.target === input && event.isTrusted && ["ArrowUp", "ArrowDown"].includes(event.key)) {
+      arrowed = true;
     } else if ((event.key === "Escape" || event.key === "Enter") && event.target === input) {
+      if (event.key === "Enter") toClass(input);
       setTimeout(() => input.blur());  // after Enter picks a class, the page's keys (Enter saves) work again
     }
   }, true);
