@@ -93,6 +93,7 @@ def unpredicted(tour: dict, version: int) -> int:
     )
 
 
+@pytest.mark.timeout(1800)  # a dozen commands, each starting Keras in a new process: minutes on two shared cores
 def test_tour_in_fresh_processes(tour: dict) -> None:
     env, labelled, pool = tour["env"], tour["labelled"], tour["pool"]
     n_labelled = sum(1 for _ in labelled.rglob("*.jpg"))
