@@ -231,12 +231,7 @@ def test_all_rounds_table_fits_the_page(
 def test_enter_offers_to_add_only_letters_that_match_no_class(
     engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
 ) -> None:
-    ingest_folder(brand_folder, engine=engine)
-    ingest_folder(pool_folder, engine=engine)
-    fake_models(engine, home, class_names=SHOE_BRANDS, pool=late_brands_first)
-    pool = pool_ids(engine)
-    sign_in(page, server, "ann")
-    ready(page, pool[0])
+    pool = twelve_brands_on_screen(engine, home, brand_folder, pool_folder, server, page)
     page.keyboard.press("/")
     page.keyboard.type("qwz")  # no class has these letters
     page.get_by_role("option", name="Add: qwz").wait_for()
@@ -252,6 +247,19 @@ SHOE_BRANDS = [
 ]  # fmt: skip
 
 
+def twelve_brands_on_screen(
+    engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
+) -> list[int]:
+    """A catalogue whose models know twelve brands, its first pool photo on ann's screen; the pool's ids."""
+    ingest_folder(brand_folder, engine=engine)
+    ingest_folder(pool_folder, engine=engine)
+    fake_models(engine, home, class_names=SHOE_BRANDS, pool=late_brands_first)
+    pool = pool_ids(engine)
+    sign_in(page, server, "ann")
+    ready(page, pool[0])
+    return pool
+
+
 def late_brands_first(position: int, arch: str, n_classes: int) -> np.ndarray:
     """The later a brand in the alphabet, the likelier; the first pool photo is the least confident."""
     weights = np.arange(1.0, n_classes + 1)
@@ -262,12 +270,7 @@ def late_brands_first(position: int, arch: str, n_classes: int) -> np.ndarray:
 def test_slash_then_letters_then_enter_corrects_to_a_brand_without_a_key(
     engine: Engine, home: Path, brand_folder: Path, pool_folder: Path, server: str, page: object
 ) -> None:
-    ingest_folder(brand_folder, engine=engine)
-    ingest_folder(pool_folder, engine=engine)
-    fake_models(engine, home, class_names=SHOE_BRANDS, pool=late_brands_first)
-    pool = pool_ids(engine)
-    sign_in(page, server, "ann")
-    ready(page, pool[0])
+    pool = twelve_brands_on_screen(engine, home, brand_folder, pool_folder, server, page)
     assert page.locator(f".st-key-brand_{pool[0]}_1").inner_text().startswith("1 · vans")  # the likeliest brand
 
     page.keyboard.press("/")
