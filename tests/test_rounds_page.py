@@ -149,7 +149,7 @@ def test_round_labels_say_what_was_trained_in_words(engine: Engine, brand_folder
     ]
     assert not any("(cnn, train)" in m for m in texts(at.markdown))
     assert at.radio(key="retrain_arch").options == ["both", "InceptionV3", "CNN"]
-    assert at.radio(key="retrain_mode").options == ["head only", "fine-tune"]  # the default first
+    assert at.radio(key="retrain_mode").options == ["fine-tune", "head only"]  # the default first
 
 
 def chart_specs(at: AppTest) -> list[dict]:

@@ -50,8 +50,8 @@ MISSING = "–"  # a table cell with no value (a first round has no model to com
 MATRIX_CLASSES = 15  # more classes than this, and the page lists the most frequent mistakes instead of a matrix
 EVERY_ATTRIBUTE = "every attribute with labels"  # the Retrain form's choice that trains them all, brand first
 MODE_HELP = {
+    "finetune": "fine-tune: the classifier, then the top Inception blocks learn (minutes)",
     "head": "head only: the classifier is refitted on the frozen features (seconds)",
-    "finetune": "fine-tune: the top Inception blocks learn too (minutes)",
 }
 #: Why a round of a model that has no current version yet takes long: it starts from nothing.
 FIRST_TRAINING = {
