@@ -113,11 +113,11 @@ def predicted(handle: object, items: list, class_names: list[str]) -> np.ndarray
     return in_order(probabilities, handle, [i.image_id for i in items], class_names)
 
 
-def table_rows(name: str, rows: dict[str, np.ndarray], labels: np.ndarray, majority: int, times: dict) -> dict:
+def table_rows(name: str, rows: dict[str, np.ndarray], labels: np.ndarray, times: dict) -> dict:
     """Scores of every row on one set of photos, each paired with the probe."""
     out = {}
     for model, probabilities in rows.items():
-        out[model] = scores(probabilities, labels, majority)
+        out[model] = scores(probabilities, labels)
         if model != "probe" and "probe" in rows:
             out[model]["vs_probe"] = mcnemar(labels, probabilities.argmax(1), rows["probe"].argmax(1))
         if model in times:
@@ -189,7 +189,7 @@ def shoes(args: argparse.Namespace) -> dict:
     fresh_home("shoes")
     ingest_folder(subset(data, 60) if args.quick else data)
     train, holdout, class_names = split_items(BRAND_ID)
-    truth, majority = labels_of(holdout, class_names), int(np.bincount(labels_of(train, class_names)).argmax())
+    truth = labels_of(holdout, class_names)
     feats = probe.features([i.path for i in train + holdout], str(args.weights), args.cache)
     rows, times, details = {}, {}, {}
     started = time.perf_counter()
@@ -214,9 +214,9 @@ def shoes(args: argparse.Namespace) -> dict:
     committee(rows)
     details["head_round_seconds"] = head_round_seconds()
     out = {"classes": class_names, "n_train": len(train), "details": details}
-    out["held-out"] = table_rows("shoes-train held-out", rows, truth, majority, times)
+    out["held-out"] = table_rows("shoes-train held-out", rows, truth, times)
     out["new-arrivals"] = second_source(
-        args, pool_folder, arrivals, class_names, majority, feats[: len(train)], train, inception, cnn
+        args, pool_folder, arrivals, class_names, feats[: len(train)], train, inception, cnn
     )
     return out
 
@@ -233,7 +233,7 @@ def head_round_seconds() -> float:
     return round(time.perf_counter() - started, 1)
 
 
-def second_source(args, pool_folder, arrivals, class_names, majority, train_feats, train, inception, cnn) -> dict:
+def second_source(args, pool_folder, arrivals, class_names, train_feats, train, inception, cnn) -> dict:
     """The shoes-train models on new-arrivals (the pool they were taught on, never labelled)."""
     from sqlalchemy import select
 
@@ -259,7 +259,7 @@ def second_source(args, pool_folder, arrivals, class_names, majority, train_feat
         stored = {i: np.array([answers[i][arch].probabilities.get(c, 0.0) for c in handle.class_names]) for i in ids}
         rows[arch] = in_order(stored, handle, ids, class_names)
     committee(rows)
-    return table_rows("new-arrivals", rows, labels, majority, {})
+    return table_rows("new-arrivals", rows, labels, {})
 
 
 def catalogue(args: argparse.Namespace) -> dict:
@@ -279,7 +279,7 @@ def catalogue(args: argparse.Namespace) -> dict:
         with session_scope(get_engine()) as session:
             attribute_id = require_attribute(session, name).id
         train, holdout, class_names = split_items(attribute_id)
-        truth, majority = labels_of(holdout, class_names), int(np.bincount(labels_of(train, class_names)).argmax())
+        truth = labels_of(holdout, class_names)
         feats = probe.features([i.path for i in train + holdout], str(args.weights), args.cache)
         rows, times = {}, {}
         started = time.perf_counter()
@@ -298,7 +298,7 @@ def catalogue(args: argparse.Namespace) -> dict:
             "n_train": len(train),
             "probe": detail,
             "inception": result.data.get("training", {}),
-            "held-out": table_rows(f"catalogue {name}", rows, truth, majority, times),
+            "held-out": table_rows(f"catalogue {name}", rows, truth, times),
         }
     return out
 

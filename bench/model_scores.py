@@ -33,9 +33,11 @@ def _interval(values: list[float]) -> tuple[float, float]:
     return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
 
-def scores(probabilities: np.ndarray, labels: np.ndarray, majority: int, seed: int = 0) -> dict[str, object]:
-    """Every figure of one model on one set of photos (class indices in one shared order)."""
+def scores(probabilities: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, object]:
+    """Every figure of one model on one set of photos (class indices in one shared order); the baseline is
+    the constant answer that scores best on these photos (their most frequent class)."""
     labels = np.asarray(labels)
+    majority = int(np.bincount(labels).argmax())
     predicted = probabilities.argmax(axis=1)
     rng = np.random.default_rng(seed)
     f1s, eces = [], []
