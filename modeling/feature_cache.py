@@ -66,13 +66,17 @@ class FeatureCache:
         except (OSError, ValueError) as exc:
             raise KeyError(f"no cached features for image {sha256[:12]} under {self.root}") from exc
 
-    def load(self, shas: list[str], view: int | None = None) -> np.ndarray:
-        """``(n, VIEWS, h, w, c)`` float16, or ``(n, h, w, c)`` of one view (0: the photo)."""
+    def load(self, shas: list[str], view: int | None = None, views: int = VIEWS) -> np.ndarray:
+        """``(n, views, h, w, c)`` float16: the first ``views`` views of each image, or
+        ``(n, h, w, c)`` of one view (0: the photo). Images cached with more views than
+        asked (a fine-tuned model's four, where a head round wants two) are cut to ``views``."""
         if view is not None:
             arrays = [self.get(sha)[view] for sha in shas]
             return np.stack(arrays) if arrays else np.zeros((0, 1, 1, 1), np.float16)
-        arrays = [self.get(sha) for sha in shas]
-        return np.stack(arrays) if arrays else np.zeros((0, VIEWS, 1, 1, 1), np.float16)
+        arrays = [self.get(sha)[:views] for sha in shas]
+        if any(len(a) < views for a in arrays):
+            raise KeyError(f"fewer than {views} cached views for some images under {self.root}")
+        return np.stack(arrays) if arrays else np.zeros((0, views, 1, 1, 1), np.float16)
 
     def pooled(self, shas: list[str]) -> np.ndarray:
         """Spatially averaged activations of the photo itself: ``(n, c)`` float32."""

@@ -343,9 +343,7 @@ def upper_pooled(
     pooled = inception_pooled(model)
     out = []
     for start in range(0, len(shas), batch_size):
-        acts = cache.load(list(shas[start : start + batch_size]), view=view)
-        if view is None:
-            acts = acts[:, :n_views]
+        acts = cache.load(list(shas[start : start + batch_size]), view=view, views=n_views)
         flat = acts.reshape((-1, *acts.shape[-3:])).astype("float32")
         features = np.asarray(pooled.predict_on_batch(flat))
         out.append(features if view is not None else features.reshape(len(acts), -1, features.shape[-1]))

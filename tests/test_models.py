@@ -111,6 +111,25 @@ def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
     assert again.details["activations_computed"] == 0 and not again.details["new_head"]
 
 
+def test_head_round_after_finetuning_mixes_photos_cached_with_four_and_two_views(tmp_path: Path) -> None:
+    """A fine-tuned model caches four views per photo, a head round two for photos added since:
+    the head round must read both kinds (the README tour's order)."""
+    from modeling.fitting import InceptionConfig, train_inception
+
+    paths, labels = synthetic(tmp_path / "photos", per_brand=4)
+    shas = [f"{i:064x}" for i in range(len(paths))]
+    cache = FeatureCache(tmp_path / "cache", "test")
+    config = InceptionConfig(input_size=75, finetune_epochs=1, batch_size=8)
+    first = train_inception(shas[:8], paths[:8], labels[:8], cache=cache, weights=None, mode="finetune", config=config)
+    assert cache.views(shas[0]) == VIEWS
+    again = train_inception(
+        shas, paths, labels, cache=cache, weights=None, mode="head", config=config, parent=(first.model, first.class_names)
+    )
+    assert cache.views(shas[-1]) == config.head_views < VIEWS
+    assert again.details["activations_computed"] == len(paths) - 8
+    assert cache.load(shas, views=2).shape[:2] == (len(shas), 2)
+
+
 def test_finetuning_trains_only_the_top_blocks_and_head() -> None:
     from keras import layers
 
