@@ -71,7 +71,7 @@ def review_first_half(brands: dict[str, str], pool: list[int], paths: dict[int, 
 def stored_accuracy(ids: list[int], truth: dict[int, str]) -> dict[str, float]:
     """Each current model's accuracy on ``ids``, from its stored predictions."""
     from db import get_engine, session_scope
-    from modeling.predict import stored_answers
+    from modeling.answers import stored_answers
     from modeling.registry import current_versions
 
     with session_scope(get_engine()) as session:

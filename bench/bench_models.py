@@ -240,7 +240,7 @@ def second_source(args, pool_folder, arrivals, class_names, train_feats, train, 
     from bench import probe
     from db import get_engine, session_scope
     from db.models import Image, ModelVersion, Split
-    from modeling.predict import stored_answers
+    from modeling.answers import stored_answers
 
     truth_by_name = arrivals_truth(arrivals)
     with session_scope(get_engine()) as session:

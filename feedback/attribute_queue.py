@@ -26,9 +26,9 @@ from db.labels import answered_by, effective_labels, labelled_set, latest_says_n
 from db.models import BRAND_ID, Image, Prediction, PredictionKind, QueueEntry, ReviewAction
 from feedback.queue import QueueItem, claim_photos, claimed_elsewhere
 from feedback.reviews import ReviewError, clean_reviewer, record_review
+from modeling.answers import ModelAnswer, stored_answers
 from modeling.feature_cache import inception_activation_cache
 from modeling.jobs import JobBusyError
-from modeling.predict import ModelAnswer, stored_answers
 from modeling.registry import ARCHITECTURES, current_versions
 from modeling.typiclust import typical_picks
 

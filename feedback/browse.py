@@ -38,7 +38,7 @@ from db.labels import (
 )
 from db.models import BRAND_ID, Image, LabelClass, ModelVersion, Prediction, PredictionKind, Review
 from feedback.reviews import review_history
-from modeling.predict import ModelAnswer, stored_answers
+from modeling.answers import ModelAnswer, stored_answers
 from modeling.registry import current_versions
 from shoelabel.errors import UserError
 

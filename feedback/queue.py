@@ -55,8 +55,8 @@ from db.queue_entries import RANDOM_RANGE, SCOPE_STAGES, catalogue_counts
 from feedback.agreement import read_qc_share, second_look
 from feedback.reviews import clean_reviewer
 from feedback.strategies import SCOPES, Candidates, Strategy, get_strategy
+from modeling.answers import ModelAnswer, stored_answers
 from modeling.feature_cache import inception_activation_cache
-from modeling.predict import ModelAnswer, stored_answers
 from modeling.queue_scores import ensure_scored
 from modeling.registry import ARCHITECTURES, current_versions
 

@@ -14,7 +14,7 @@ from db.catalog import require_class
 from db.evaluation_part import draw_part
 from db.labels import DECISIVE
 from db.models import BRAND_ID, NOT_A_SHOE, Attribute, Image, ImageClaim, Review, ReviewAction, utcnow
-from modeling.predict import ModelAnswer
+from modeling.answers import ModelAnswer
 from shoelabel.errors import UserError
 from shoelabel.settings import get_settings
 

@@ -10,8 +10,8 @@ the pool. Starting from a few labels per class, each round the strategy picks ``
 images, the oracle labels them, and the InceptionV3 head (a softmax layer, fitted as
 multinomial logistic regression) is retrained on cached features; held-out accuracy and macro
 F1 are recorded after every round. ``disagreement`` uses a committee of two heads, one on
-``mixed8`` and one on ``mixed10`` features. Classes with too few photos to hold one out and
-seed the pool are left out, with a message.
+the frozen ``mixed5``-``mixed8`` features and one on ``mixed9``-``mixed10``. Classes with too
+few photos to hold one out and seed the pool are left out, with a message.
 
 ``--cold-start`` measures a new attribute's first labels instead: with no label at all, the
 first 20, 50 and 100 photos chosen by TypiClust (typical photos of as many clusters) against
@@ -35,7 +35,7 @@ from sklearn.preprocessing import StandardScaler
 
 from feedback.strategies import UNLABELLED_STRATEGIES, Candidates, get_strategy
 from modeling.evaluate import read_labelled_folder, read_manifest_labels
-from modeling.feature_cache import inception_activation_cache
+from modeling.feature_cache import CUT_CHANNELS, LOW_FEATURES, inception_activation_cache
 from modeling.typiclust import typical_picks
 from shoelabel.cli import command
 from shoelabel.errors import UserError
@@ -43,7 +43,7 @@ from shoelabel.images import ImageError, inspect
 from shoelabel.progress import Progress, TerminalProgress
 from shoelabel.settings import get_settings
 
-MIXED8_DIM = 1280  # the first columns of the pooled features; the rest are mixed10
+FROZEN_DIM = LOW_FEATURES + CUT_CHANNELS  # the pooled features' first columns: mixed5-8; the rest, mixed9-10
 
 
 class SimulationError(UserError, ValueError):
@@ -121,8 +121,8 @@ def simulate(
         probabilities = {"inception": head.predict_proba(features[unlabelled])}
         if strategy == "disagreement":
             committee = {
-                "mixed8": Head(slice(0, MIXED8_DIM)).fit(features[labelled], labels[labelled], n_classes),
-                "mixed10": Head(slice(MIXED8_DIM, None)).fit(features[labelled], labels[labelled], n_classes),
+                "mixed5-8": Head(slice(0, FROZEN_DIM)).fit(features[labelled], labels[labelled], n_classes),
+                "mixed9-10": Head(slice(FROZEN_DIM, None)).fit(features[labelled], labels[labelled], n_classes),
             }
             probabilities = {name: h.predict_proba(features[unlabelled]) for name, h in committee.items()}
         candidates = Candidates(

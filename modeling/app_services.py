@@ -20,7 +20,8 @@ from db import get_engine, session_scope
 from db.catalog import attributes
 from db.labels import effective_labels
 from db.models import BRAND_ID, NOT_A_SHOE, ClassChange, Image, LabelClass, Round, RoundStatus
-from modeling.predict import ModelAnswer, ModelHandle, predict_sources, store_predictions
+from modeling.answers import ModelAnswer
+from modeling.predict import ModelHandle, predict_sources, store_predictions
 from modeling.predict import current_handles as every_current_handle
 from modeling.registry import ARCH_NAMES, ARCHITECTURES, current_versions, load_keras
 from shoelabel.images import ImageError, inspect_upload

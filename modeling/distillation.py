@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from db.labels import LabelledSet
 from db.models import Image, ModelVersion, Prediction, PredictionKind, Split
+from modeling.answers import stored_answers
 from modeling.registry import current
 from shoelabel.settings import number_setting
 
@@ -76,20 +77,6 @@ def targets(
     return np.where(known, mixed, one_hot).astype("float32")
 
 
-def _stored(session: Session, version_id: int, image_ids: Sequence[int], chunk: int = 900) -> dict[int, dict]:
-    found: dict[int, dict] = {}
-    for start in range(0, len(image_ids), chunk):
-        rows = session.execute(
-            select(Prediction.image_id, Prediction.probabilities).where(
-                Prediction.model_version_id == version_id,
-                Prediction.kind == PredictionKind.MODEL,
-                Prediction.image_id.in_(image_ids[start : start + chunk]),
-            )
-        )
-        found.update(dict(rows.all()))
-    return found
-
-
 def _pool(session: Session, version_id: int, labelled: LabelledSet, limit: int) -> list[tuple[int, str, dict]]:
     """The most recent photos the teacher answered that have no label here and are not held out."""
     known = {i.image_id for part in (labelled.train, labelled.holdout, labelled.rejected_train) for i in part}
@@ -120,9 +107,10 @@ def teacher_for(
     version: ModelVersion | None = current(session, "inception", attribute_id)
     if version is None:
         return None
-    stored = _stored(session, version.id, [i.image_id for i in labelled.train])
+    stored = stored_answers(session, {"teacher": version}, [i.image_id for i in labelled.train])
+    answered = {image_id: answers["teacher"].probabilities for image_id, answers in stored.items()}
     labelled_rows = (
-        np.stack([in_class_order(stored.get(i.image_id, {}), class_names) for i in labelled.train])
+        np.stack([in_class_order(answered.get(i.image_id, {}), class_names) for i in labelled.train])
         if labelled.train
         else np.zeros((0, len(class_names)))
     )

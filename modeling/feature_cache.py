@@ -1,11 +1,12 @@
 """On-disk cache of what the frozen part of InceptionV3 computes for each image.
 
 The lower InceptionV3 blocks (up to ``mixed8``) never change, so their output is
-computed once per image and weights file: one ``.npy`` per image, holding the
-activation maps (float16) of the photo, its mirror image, and augmented views
-(random flip, rotation, zoom, shift, brightness, contrast). Head training,
-fine-tuning of the top blocks, evaluation and pool refreshes all start from
-here; only new images cost a forward pass through the lower network.
+computed once per image and weights file: one ``.npy`` per image, holding (float16)
+the ``mixed8`` maps with the pooled ``mixed5``-``mixed7`` outputs packed in as extra
+channels, of the photo, its mirror image, and augmented views (random flip, rotation,
+zoom, shift, brightness, contrast). Head training, fine-tuning of the top blocks,
+evaluation and pool refreshes all start from here; only new images cost a forward
+pass through the lower network.
 
 This module needs numpy only, so queues can read features without loading Keras.
 """
@@ -23,6 +24,10 @@ from shoelabel.settings import get_settings
 
 VIEWS = 4  # the photo, its mirror image, and two augmented views
 INCEPTION_CUT = "mixed8"  # InceptionV3 is frozen up to this block, fine-tuned above it
+CUT_CHANNELS = 1280  # the channels of the cut's maps; a cached array packs the pooled lower blocks after them
+LOW_BLOCKS = ("mixed5", "mixed6", "mixed7")  # frozen blocks whose pooled outputs the head also sees
+LOW_FEATURES = 3 * 768
+LAYOUT = 2  # 1: mixed8 maps only; 2: mixed8 maps and the pooled lower blocks
 
 
 class FeatureCache:
@@ -79,12 +84,13 @@ class FeatureCache:
         return np.stack(arrays) if arrays else np.zeros((0, views, 1, 1, 1), np.float16)
 
     def pooled(self, shas: list[str]) -> np.ndarray:
-        """Spatially averaged activations of the photo itself: ``(n, c)`` float32."""
-        return np.stack([self.get(sha)[0].astype(np.float32).mean(axis=(0, 1)) for sha in shas])
+        """Spatially averaged ``mixed8`` maps of the photo itself: ``(n, c)`` float32."""
+        maps = [self.get(sha)[0, ..., :CUT_CHANNELS] for sha in shas]
+        return np.stack([m.astype(np.float32).mean(axis=(0, 1)) for m in maps])
 
 
 def inception_activation_cache(weights_id: str, input_size: int, root: Path | None = None) -> FeatureCache:
-    """The cache of ``mixed8`` activations for one weights file and input size."""
+    """The cache of what the frozen part computes, for one weights file and input size."""
     if root is None:
         root = get_settings().cache_dir / "activations"
-    return FeatureCache(root, f"inception-{weights_id}-{input_size}-{INCEPTION_CUT}-v{VIEWS}")
+    return FeatureCache(root, f"inception-{weights_id}-{input_size}-{INCEPTION_CUT}-v{VIEWS}-l{LAYOUT}")

@@ -76,3 +76,41 @@ class RandomAffine(keras.layers.Layer):
 
 #: Every custom object a saved model may hold, for ``keras.saving.load_model`` in any process.
 CUSTOM_OBJECTS: dict[str, type] = {"shoelabel>RandomAffine": RandomAffine, "RandomAffine": RandomAffine}
+
+
+class PackPooled(keras.layers.Layer):
+    """``[maps (b, h, w, c), vector (b, d)]`` -> ``(b, h, w, c + k)``: the vector, zero-padded to
+    ``h * w * k`` values, laid out as ``k`` extra channels. The frozen part of InceptionV3 then hands the
+    trainable part one array per photo (one cache file, one batch), whatever it pools below the cut."""
+
+    def compute_output_shape(self, input_shape: list[tuple]) -> tuple:
+        (b, h, w, c), (_, d) = input_shape
+        return (b, h, w, c + math.ceil(d / (h * w)))
+
+    def call(self, inputs: list[KerasTensor]) -> KerasTensor:
+        maps, vector = inputs
+        _, h, w, _ = maps.shape
+        k = math.ceil(vector.shape[-1] / (h * w))
+        padded = ops.pad(vector, [[0, 0], [0, h * w * k - vector.shape[-1]]])
+        return ops.concatenate([maps, ops.reshape(padded, (-1, h, w, k))], axis=-1)
+
+
+class UnpackPooled(keras.layers.Layer):
+    """The inverse of :class:`PackPooled`: ``(b, h, w, c + k)`` -> ``[maps (b, h, w, c), vector (b, d)]``."""
+
+    def __init__(self, channels: int, length: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.channels, self.length = channels, length
+
+    def compute_output_shape(self, input_shape: tuple) -> list[tuple]:
+        b, h, w, _ = input_shape
+        return [(b, h, w, self.channels), (b, self.length)]
+
+    def call(self, packed: KerasTensor) -> list[KerasTensor]:
+        maps = packed[..., : self.channels]
+        _, h, w, c = packed.shape
+        vector = ops.reshape(packed[..., self.channels :], (-1, h * w * (c - self.channels)))
+        return [maps, vector[:, : self.length]]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "channels": self.channels, "length": self.length}

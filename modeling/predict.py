@@ -19,7 +19,7 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,13 +29,12 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 from sqlalchemy import Engine, Select, delete, exists, func, select
-from sqlalchemy.orm import Session
 
 from db import get_engine, session_scope
 from db.catalog import attributes, prediction_class, require_attribute
 from db.models import BRAND_ID, Image, ModelVersion, Prediction, PredictionKind
 from modeling import uncertainty
-from modeling.feature_cache import INCEPTION_CUT, FeatureCache, inception_activation_cache
+from modeling.feature_cache import CUT_CHANNELS, FeatureCache, inception_activation_cache
 from modeling.jobs import JobLock, job_record, mark_abandoned_jobs
 from modeling.queue_scores import score_images
 from modeling.registry import (
@@ -69,52 +68,6 @@ MAX_PASSES = 5  # refresh passes while new photos keep arriving
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelAnswer:
-    """One model's probabilities for one photo, as a reviewer or the Predict page shows them."""
-
-    arch: str
-    model_version_id: int
-    probabilities: dict[str, float]
-
-    @property
-    def brand(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities[self.brand]
-
-    @property
-    def label(self) -> str:
-        return f"{self.arch} v{self.model_version_id}"
-
-
-def stored_answers(
-    session: Session,
-    versions: Mapping[str, ModelVersion],
-    image_ids: Sequence[int],
-    kind: PredictionKind = PredictionKind.MODEL,
-    chunk: int = 500,
-) -> dict[int, dict[str, ModelAnswer]]:
-    """What each model version in ``versions`` (by architecture) said about these photos, as stored."""
-    arch_of = {v.id: arch for arch, v in versions.items()}
-    answers: dict[int, dict[str, ModelAnswer]] = {}
-    ids = list(image_ids)
-    for start in range(0, len(ids) if arch_of else 0, chunk):
-        rows = session.execute(
-            select(Prediction.image_id, Prediction.model_version_id, Prediction.probabilities).where(
-                Prediction.model_version_id.in_(list(arch_of)),
-                Prediction.kind == kind,
-                Prediction.image_id.in_(ids[start : start + chunk]),
-            )
-        )
-        for image_id, version_id, probabilities in rows:
-            arch = arch_of[version_id]
-            answers.setdefault(image_id, {})[arch] = ModelAnswer(arch, version_id, probabilities)  # stored as floats
-    return answers
 
 
 @dataclass(frozen=True)
@@ -181,10 +134,12 @@ class ShoeLook:
     activation map of its answer, a crop around it seen again, the two answers averaged."""
 
     def __init__(self, model: keras.Model, lower: FixedBatches, upper: FixedBatches, input_size: int) -> None:
+        from modeling.architectures import cam_kernels
+
         self.lower, self.upper, self.input_size = lower, upper, input_size
-        self.top = FixedBatches(_inception_top(model), upper.batch_size)  # mixed8 -> mixed10 maps
+        self.top = FixedBatches(_inception_top(model), upper.batch_size)  # the cut -> mixed10 maps
         with INFERENCE_LOCK:  # not while another thread's call has the weights
-            self.kernel = np.asarray(model.get_layer("brand").kernel, dtype=np.float32)
+            self.kernels = list(cam_kernels(model))
 
     def boxes(self, paths: Sequence[Source], cut: np.ndarray, probs: np.ndarray) -> dict[int, Box]:
         """The crop box of each large photo whose map points at a small part of it, by position."""
@@ -200,11 +155,10 @@ class ShoeLook:
             return {}
         positions = list(sizes)
         top = self.top.predict_on_batch(cut[positions])
-        channels = cut.shape[-1]
-        kernels = [self.kernel[:channels], self.kernel[channels:]]
         boxes = {}
         for j, i in enumerate(positions):
-            cam = class_activation_map([cut[i], top[j]], kernels, int(np.argmax(probs[i])))
+            maps = [cut[i][..., :CUT_CHANNELS], top[j]]
+            cam = class_activation_map(maps, self.kernels, int(np.argmax(probs[i])))
             if (box := shoe_box(cam, *sizes[i])) is not None:
                 boxes[i] = box
         return boxes
@@ -366,13 +320,11 @@ _tops: WeakKeyDictionary[keras.Model, keras.Model] = WeakKeyDictionary()
 
 
 def _inception_top(model: keras.Model) -> keras.Model:
-    """``mixed8`` activations -> the last block's maps (for class activation maps), made once per model."""
+    """The cached cut -> the last block's maps (for class activation maps), made once per model."""
     if model not in _tops:
-        import keras
+        from modeling.architectures import inception_top
 
-        from modeling.architectures import INCEPTION_TOP
-
-        _tops[model] = keras.Model(model.get_layer(INCEPTION_CUT).output, model.get_layer(INCEPTION_TOP).output)
+        _tops[model] = inception_top(model, _inception_parts(model)[0])
     return _tops[model]
 
 

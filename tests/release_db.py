@@ -145,7 +145,8 @@ from feedback.reviews import record_review, undo_last
 from feedback.uploads import store_upload
 from modeling.fitting import CnnConfig
 from modeling.jobs import JobLock, dismiss_job, job_record, open_job
-from modeling.predict import current_versions, refresh_predictions, stored_answers
+from modeling.answers import stored_answers
+from modeling.predict import current_versions, refresh_predictions
 from modeling.rounds import open_round, run_round
 
 PACKAGES = ("db", "feedback", "modeling", "shoelabel")  # every module of these must come from the release

@@ -15,7 +15,7 @@ from db.labels import NOT_A_SHOE, ReviewRow, conflicts, derive, effective_labels
 from db.models import Review, ReviewAction
 from feedback.ingest import ingest_folder
 from feedback.reviews import ReviewError, record_review, review_history, undo_last
-from modeling.predict import ModelAnswer
+from modeling.answers import ModelAnswer
 from tests.app_support import register_brand_model
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)

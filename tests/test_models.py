@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import modeling  # noqa: F401
-from modeling.feature_cache import VIEWS, FeatureCache
+from modeling.feature_cache import CUT_CHANNELS, LOW_FEATURES, VIEWS, FeatureCache
 from tests.conftest import make_brand_photo
 
 
@@ -88,7 +88,8 @@ def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
     outcome = train_inception(shas, paths, labels, cache=cache, weights=None, mode="finetune", config=config)
     assert outcome.details["activations_computed"] == len(paths)
     assert all(cache.has(sha) for sha in shas)
-    assert cache.get(shas[0]).shape == (VIEWS, 1, 1, 1280) and cache.get(shas[0]).dtype == np.float16
+    packed = CUT_CHANNELS + LOW_FEATURES  # at 75 px mixed8 is 1 x 1: the pooled mixed5-7 make extra channels
+    assert cache.get(shas[0]).shape == (VIEWS, 1, 1, packed) and cache.get(shas[0]).dtype == np.float16
     assert outcome.details["finetune_epochs"] == 1 and outcome.details["new_head"]
     assert outcome.model.get_layer(INCEPTION_CUT) is not None
 
@@ -123,7 +124,14 @@ def test_head_round_after_finetuning_mixes_photos_cached_with_four_and_two_views
     first = train_inception(shas[:8], paths[:8], labels[:8], cache=cache, weights=None, mode="finetune", config=config)
     assert cache.views(shas[0]) == VIEWS
     again = train_inception(
-        shas, paths, labels, cache=cache, weights=None, mode="head", config=config, parent=(first.model, first.class_names)
+        shas,
+        paths,
+        labels,
+        cache=cache,
+        weights=None,
+        mode="head",
+        config=config,
+        parent=(first.model, first.class_names),
     )
     assert cache.views(shas[-1]) == config.head_views < VIEWS
     assert again.details["activations_computed"] == len(paths) - 8
@@ -231,3 +239,57 @@ def test_only_the_most_recently_used_models_stay_in_memory(tmp_path: Path, monke
     registry.remember(tmp_path / "new.keras", object())
     held = [Path(key).name for key in registry._loaded]
     assert held == ["3.keras", "4.keras", "5.keras", "2.keras", "new.keras"][-registry.MODELS_IN_MEMORY :]
+
+
+@pytest.mark.parametrize("side", [1, 5, 8])
+def test_pooled_lower_blocks_pack_into_the_cut_and_back(side: int) -> None:
+    from modeling.layers import PackPooled, UnpackPooled
+
+    rng = np.random.default_rng(side)
+    maps = rng.normal(size=(2, side, side, 6)).astype("float32")
+    vector = rng.normal(size=(2, LOW_FEATURES)).astype("float32")
+    packed = np.asarray(PackPooled()([maps, vector]))
+    assert packed.shape[:3] == (2, side, side) and packed.shape[3] * side * side >= 6 * side * side + LOW_FEATURES
+    back_maps, back_vector = (np.asarray(a) for a in UnpackPooled(6, LOW_FEATURES)(packed))
+    np.testing.assert_array_equal(back_maps, maps)
+    np.testing.assert_array_equal(back_vector, vector)
+
+
+def _old_layout_inception(n_classes: int, size: int) -> object:
+    """InceptionV3 as earlier releases saved it: the head pools ``mixed8`` and ``mixed10`` only."""
+    import keras
+
+    from modeling.architectures import _head, inception_base
+
+    inputs = keras.Input((size, size, 3), name="pixels")
+    base = inception_base(None, size, input_tensor=keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs))
+    pool = keras.layers.Concatenate(name="pool")(
+        [
+            keras.layers.GlobalAveragePooling2D(name="pool_cut")(base.get_layer("mixed8").output),
+            keras.layers.GlobalAveragePooling2D(name="pool_top")(base.get_layer("mixed10").output),
+        ]
+    )
+    return keras.Model(inputs, _head(pool, n_classes, 0.3), name="inception")
+
+
+def test_split_inception_answers_as_the_whole_network_in_both_pooling_layouts(tmp_path: Path) -> None:
+    """The cached cut (mixed8 maps with the pooled mixed5-7 packed in) through the upper part gives
+    the whole network's answer, for a model of this release and one saved by an earlier release."""
+    import keras
+
+    from modeling.architectures import build_inception, cam_kernels, split_inception
+    from modeling.registry import load_fresh
+
+    pixels = np.random.default_rng(0).uniform(0, 255, size=(2, 75, 75, 3)).astype("float32")
+    old_file = tmp_path / "old.keras"
+    _old_layout_inception(3, 75).save(old_file)
+    for model in (build_inception(3, None, 75), load_fresh(old_file)):
+        kernel = np.random.default_rng(1).normal(size=model.get_layer("brand").kernel.shape)
+        model.get_layer("brand").set_weights([kernel.astype("float32"), np.zeros(3, "float32")])
+        lower, upper = split_inception(model)
+        cut = np.asarray(lower.predict_on_batch(pixels))
+        assert cut.shape == (2, 1, 1, CUT_CHANNELS + LOW_FEATURES)
+        whole = np.asarray(model.predict_on_batch(pixels))
+        np.testing.assert_allclose(np.asarray(upper.predict_on_batch(cut)), whole, atol=1e-5)
+        assert [k.shape[0] for k in cam_kernels(model)] == [CUT_CHANNELS, 2048]
+        assert isinstance(model, keras.Model)

@@ -414,7 +414,7 @@ def test_not_a_shoe_answers_teach_the_brand_models_to_reject_such_photos(catalog
     from db.labels import effective_labels
     from db.models import NOT_A_SHOE, Review
     from feedback.reviews import record_review
-    from modeling.predict import stored_answers
+    from modeling.answers import stored_answers
     from modeling.registry import current_versions
     from modeling.rounds import MIN_NOT_A_SHOE
 

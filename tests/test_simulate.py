@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from feedback.simulate import (
+    FROZEN_DIM,
     Curve,
     cold_start,
     full_data_accuracy,
@@ -23,8 +24,9 @@ from feedback.simulate import (
 def blobs(n_per: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = np.repeat([0, 1, 2], n_per)
-    centres = rng.normal(0, 3, (3, 1400))
-    features = centres[labels] + rng.normal(0, 6, (len(labels), 1400))
+    dims = FROZEN_DIM + 120  # the disagreement committee splits the columns at FROZEN_DIM
+    centres = rng.normal(0, 3, (3, dims))
+    features = centres[labels] + rng.normal(0, 6, (len(labels), dims))
     return features, labels
 
 

@@ -16,8 +16,8 @@ from db.models import Image, Prediction, Split
 from feedback.ingest import ingest_folder
 from feedback.queue import next_items
 from feedback.uploads import store_upload, store_uploads
+from modeling.answers import ModelAnswer
 from modeling.app_services import store_upload_predictions
-from modeling.predict import ModelAnswer
 from shoelabel.images import ImageError
 from tests.app_support import fake_models
 

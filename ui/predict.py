@@ -9,6 +9,7 @@ import streamlit as st
 
 from db.access import Permission
 from feedback.uploads import store_uploads
+from modeling.answers import ModelAnswer
 from modeling.app_services import (
     KnownPhoto,
     UploadPrediction,
@@ -19,7 +20,7 @@ from modeling.app_services import (
     predict_uploads,
     store_upload_predictions,
 )
-from modeling.predict import ModelAnswer, ModelHandle
+from modeling.predict import ModelHandle
 from modeling.registry import ARCH_NAMES
 from shoelabel.images import ImageError, inspect_upload, open_rgb
 from shoelabel.settings import get_settings

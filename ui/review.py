@@ -43,8 +43,8 @@ from feedback.queue import (
 )
 from feedback.reviews import UNDO_DEPTH, UNDO_WINDOW, record_review, undo_last
 from feedback.strategies import STRATEGIES, get_strategy
+from modeling.answers import ModelAnswer
 from modeling.app_services import answers_now
-from modeling.predict import ModelAnswer
 from modeling.registry import ARCH_NAMES, ARCHITECTURES
 from shoelabel.images import ImageError
 from shoelabel.paths import shown_path
