@@ -140,12 +140,14 @@ def token_hash(token: str) -> str:
 def clean_name(name: str) -> str:
     """An account name: recorded as the reviewer of the account's answers."""
     cleaned = " ".join(str(name or "").split())
-    if not cleaned:
-        raise AccountError("An account needs a name.")
-    if len(cleaned) > MAX_NAME_LENGTH:
-        raise AccountError(f"An account name has at most {MAX_NAME_LENGTH} characters.")
-    if any(not ch.isprintable() for ch in cleaned):
-        raise AccountError("An account name cannot hold control characters.")
+    problems = {
+        "An account needs a name.": not cleaned,
+        f"An account name has at most {MAX_NAME_LENGTH} characters.": len(cleaned) > MAX_NAME_LENGTH,
+        "An account name cannot hold control characters.": any(not ch.isprintable() for ch in cleaned),
+    }
+    for message, found in problems.items():
+        if found:
+            raise AccountError(message)
     return cleaned
 
 

@@ -478,7 +478,8 @@ def _store_chunk(session: Session, state: _Import, chunk: list[Checked]) -> None
         others = [label_class(value, state.attribute_ids[name]) for name, value in row.labels.items()]
         image = stored.get(sha)
         if image is None:
-            assert info is not None, "a photo not stored was checked from its file"
+            if info is None:  # each photo not stored yet was read and checked from its file above
+                raise ManifestError(f"{path}: the photo was not checked before it was to be stored; import again.")
             added.append(_new_row(state, row, path, info, brand, others))
         else:
             _offer(session, report, row, image, [brand, *others] if brand else others, labels)

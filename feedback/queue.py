@@ -482,22 +482,27 @@ def next_items(
             return []
         if claim:
             claim_photos(session, picked, reviewer, session_id)
-        images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(picked)))}
-        labels = effective_labels(session, picked)
-        answers = stored_answers(session, current_versions(session), picked)
-        return [
-            QueueItem(
-                i,
-                images[i].path,
-                images[i].sha256,
-                images[i].width,
-                images[i].height,
-                labels[i],
-                answers.get(i, {}),
-                second_look=i in seconds,
-            )
-            for i in picked
-        ]
+        return _queue_items(session, picked, set(seconds))
+
+
+def _queue_items(session: Session, picked: list[int], second_looks: set[int]) -> list[QueueItem]:
+    """The picked photos as a reviewer sees them: file, label now and each current model's answer."""
+    images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(picked)))}
+    labels = effective_labels(session, picked)
+    answers = stored_answers(session, current_versions(session), picked)
+    return [
+        QueueItem(
+            i,
+            images[i].path,
+            images[i].sha256,
+            images[i].width,
+            images[i].height,
+            labels[i],
+            answers.get(i, {}),
+            second_look=i in second_looks,
+        )
+        for i in picked
+    ]
 
 
 def claim_photos(session: Session, image_ids: list[int], reviewer: str, session_id: str) -> None:
@@ -559,11 +564,6 @@ def renew_claims(session_id: str, *, engine: Engine | None = None) -> int:
             update(ImageClaim).where(ImageClaim.session_id == session_id).values(expires_at=expires)
         )
         return result.rowcount or 0
-
-
-def release_claims(session_id: str, *, engine: Engine | None = None) -> None:
-    with session_scope(engine or get_engine(), write=True) as session:
-        session.execute(delete(ImageClaim).where(ImageClaim.session_id == session_id))
 
 
 def queue_summary(engine: Engine | None = None) -> dict[str, Any]:

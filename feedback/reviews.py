@@ -36,6 +36,29 @@ def clean_reviewer(name: str) -> str:
     return cleaned
 
 
+def _what_was_answered(
+    action: ReviewAction | str, label: str | None, shown: ModelAnswer | None
+) -> tuple[ReviewAction, str | None]:
+    """The action and class to store: a confirm takes the class shown, "not a shoe" confirmed or picked
+    is that action, and only confirmations and corrections carry a class."""
+    try:
+        action = ReviewAction(action)
+    except ValueError as exc:
+        choices = ", ".join(a.value for a in ReviewAction)
+        raise ReviewError(f"Unknown review action {action!r}; use one of: {choices}.") from exc
+    if action == ReviewAction.CONFIRM and label is None:
+        label = shown.brand if shown and shown.probabilities else None
+        if label is None:
+            raise ReviewError("Nothing to confirm: no prediction was shown. Pick the class instead.")
+    if action == ReviewAction.CORRECT and label is None:
+        raise ReviewError("A correction needs the class the image really shows.")
+    if action in (ReviewAction.CONFIRM, ReviewAction.CORRECT) and label == NOT_A_SHOE:
+        action = ReviewAction.NOT_A_SHOE  # the brand models' "not a shoe", confirmed or picked
+    if action not in (ReviewAction.CONFIRM, ReviewAction.CORRECT):
+        label = None
+    return action, label
+
+
 def record_review(
     image_id: int,
     reviewer: str,
@@ -60,21 +83,7 @@ def record_review(
     require(actor, Permission.SETTLE if resolves_conflict else Permission.REVIEW)
     answer_as(actor, reviewer)
     reviewer = clean_reviewer(reviewer)
-    try:
-        action = ReviewAction(action)
-    except ValueError as exc:
-        choices = ", ".join(a.value for a in ReviewAction)
-        raise ReviewError(f"Unknown review action {action!r}; use one of: {choices}.") from exc
-    if action == ReviewAction.CONFIRM and label is None:
-        label = shown.brand if shown and shown.probabilities else None
-        if label is None:
-            raise ReviewError("Nothing to confirm: no prediction was shown. Pick the class instead.")
-    if action == ReviewAction.CORRECT and label is None:
-        raise ReviewError("A correction needs the class the image really shows.")
-    if action in (ReviewAction.CONFIRM, ReviewAction.CORRECT) and label == NOT_A_SHOE:
-        action = ReviewAction.NOT_A_SHOE  # the brand models' "not a shoe", confirmed or picked
-    if action not in (ReviewAction.CONFIRM, ReviewAction.CORRECT):
-        label = None
+    action, label = _what_was_answered(action, label, shown)
     if action == ReviewAction.NOT_A_SHOE:
         attribute_id = BRAND_ID
     with session_scope(engine or get_engine(), write=True) as session:

@@ -298,7 +298,7 @@ def folder_features(
 
 
 @command
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feedback.simulate", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data", type=Path, required=True, help="a labelled folder (one subfolder per class) or a manifest"
@@ -316,12 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the curves and summary as JSON")
     parser.add_argument("--plot", type=Path, default=None, help="save the learning curves as a PNG")
     parser.add_argument("--input-size", type=int, default=299, help="InceptionV3 input size in pixels")
-    args = parser.parse_args(argv)
-    strategies = UNLABELLED_STRATEGIES if args.strategy == "all" else [args.strategy]
-    for name in strategies:
-        if name not in UNLABELLED_STRATEGIES:
-            parser.error(f"unknown strategy {name!r}; choose from {', '.join(UNLABELLED_STRATEGIES)} or 'all'")
+    return parser
 
+
+def _learnable_features(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, int]]:
+    """Features and labels of the data, classes too thin to seed and hold out left out (said on stderr)."""
     bar = TerminalProgress("InceptionV3 features")
     try:
         features, labels, names = folder_features(args.data, args.input_size, bar, args.attribute.lower())
@@ -332,15 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     if left_out:
         listed = ", ".join(f"{name} ({n})" for name, n in sorted(left_out.items()))
         print(f"left out, with fewer than {fewest} photos: {listed}", file=sys.stderr)
-    if args.cold_start:
-        starts = cold_start(features, labels, seeds=args.seeds)
-        if args.json:
-            print(json.dumps({"classes": names, "left_out": left_out, "cold_start": starts}, indent=2))
-        else:
-            print(format_cold_start(starts, args.attribute))
-        return 0
-    full = full_data_accuracy(features, labels)
-    pool_size = len(labels) - int(np.ceil(0.15 * len(labels)))
+    return features, labels, names, left_out
+
+
+def _curves(
+    args: argparse.Namespace, strategies: list[str], features: np.ndarray, labels: np.ndarray, names: list[str]
+) -> list[Curve]:
     curves = []
     for strategy in strategies:
         for seed in range(args.seeds):
@@ -359,27 +355,37 @@ def main(argv: list[str] | None = None) -> int:
                 f"{strategy:<17} seed {seed}: final accuracy {curve.accuracy[-1]:.3f} with {curve.labels[-1]} labels",
                 file=sys.stderr,
             )
+    return curves
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    strategies = list(UNLABELLED_STRATEGIES) if args.strategy == "all" else [args.strategy]
+    for name in strategies:
+        if name not in UNLABELLED_STRATEGIES:
+            parser.error(f"unknown strategy {name!r}; choose from {', '.join(UNLABELLED_STRATEGIES)} or 'all'")
+    features, labels, names, left_out = _learnable_features(args)
+    if args.cold_start:
+        starts = cold_start(features, labels, seeds=args.seeds)
+        if args.json:
+            print(json.dumps({"classes": names, "left_out": left_out, "cold_start": starts}, indent=2))
+        else:
+            print(format_cold_start(starts, args.attribute))
+        return 0
+    full = full_data_accuracy(features, labels)
+    pool_size = len(labels) - int(np.ceil(0.15 * len(labels)))
+    curves = _curves(args, strategies, features, labels, names)
     table = summarise(curves, full, pool_size, args.target)
     if args.plot:
         plot_curves(curves, full, args.plot, pool_size, args.target)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "classes": names,
-                    "left_out": left_out,
-                    "target": args.target,
-                    "pool_size": pool_size,
-                    "full_data_accuracy": full,
-                    "summary": table,
-                    "curves": [c.__dict__ for c in curves],
-                },
-                indent=2,
-            )
-        )
-    else:
+    if not args.json:
         print(f"full-data accuracy (all {pool_size} pool labels): {full:.3f}")
         print(format_table(table, pool_size, args.target))
+        return 0
+    run = {"classes": names, "left_out": left_out, "target": args.target, "pool_size": pool_size}
+    run |= {"full_data_accuracy": full, "summary": table, "curves": [c.__dict__ for c in curves]}
+    print(json.dumps(run, indent=2))
     return 0
 
 

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import Engine
 
 from db import get_engine, session_scope
 from db.catalog import attributes, clean_attribute_name, require_attribute
@@ -134,7 +135,7 @@ def evaluate_holdout(handle: ModelHandle, progress: Progress | None = None) -> M
 
 
 @command
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data",
@@ -146,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attribute", default=None, help="one attribute (default: every attribute with a model)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON, per attribute and model")
     parser.add_argument("--plot-dir", type=Path, default=None, help="where to save confusion-matrix PNGs")
-    args = parser.parse_args(argv)
-    engine = get_engine()
+    return parser
+
+
+def _models_to_evaluate(engine: Engine, args: argparse.Namespace) -> tuple[list[ModelHandle], dict[int, str]]:
+    """The current models asked for, and every attribute's name by id."""
     manifest = args.data is not None and args.data.is_file()
     with session_scope(engine) as session:
         names = {a.id: a.name for a in attributes(session)}
@@ -158,48 +162,63 @@ def main(argv: list[str] | None = None) -> int:
     handles = [h for h in current_handles(engine, archs) if wanted is None or h.attribute_id == wanted]
     if not handles:
         raise ModelNotFoundError(f"No current {args.model} model yet; train one with python -m modeling.train.")
+    return handles, names
+
+
+def _evaluate(
+    handle: ModelHandle, attribute: str, args: argparse.Namespace, files: list, labels: list | None
+) -> tuple[Metrics, list[str]]:
+    """(metrics, skipped lines) of one model on the manifest column ``labels``, the folder, or the held-out set."""
+    bar = TerminalProgress(f"evaluating {handle.label} ({attribute})")
+    try:
+        if labels is not None:
+            return evaluate_manifest_attribute(handle, files, labels, bar)
+        if args.data:
+            return evaluate_folder(handle, args.data, bar)
+        return evaluate_holdout(handle, bar), []
+    finally:
+        bar.close()
+
+
+def _report(
+    handle: ModelHandle, attribute: str, args: argparse.Namespace, metrics: Metrics, skipped: list[str]
+) -> dict:
+    """One model's result: its confusion plot saved, its report printed unless ``--json``."""
+    where = args.data.name if args.data else "holdout"
+    png = plot_confusion(
+        metrics,
+        (args.plot_dir or get_settings().reports_dir) / f"evaluate-{handle.arch}-v{handle.id}-{where}.png",
+        title=f"{handle.label} {attribute} on {where}",
+    )
+    if not args.json:
+        print(format_report(metrics, f"\n== {handle.label} ({attribute}) on {args.data or 'the held-out set'}"))
+        for line in skipped:
+            print(f"skipped {line}")
+        print(f"confusion matrix: {png}")
+    return {"model_version": handle.id, **metrics.summary(), "skipped": skipped, "confusion_png": str(png)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    engine = get_engine()
+    handles, names = _models_to_evaluate(engine, args)
+    manifest = args.data is not None and args.data.is_file()
     files, columns = read_manifest_labels(args.data) if manifest else ([], {})
     results: dict[str, dict[str, dict]] = {}
     for handle in handles:
         attribute = names[handle.attribute_id]
         if manifest and attribute not in columns:
             continue
-        bar = TerminalProgress(f"evaluating {handle.label} ({attribute})")
         try:
-            if manifest:
-                metrics, skipped = evaluate_manifest_attribute(handle, files, columns[attribute], bar)
-            elif args.data:
-                metrics, skipped = evaluate_folder(handle, args.data, bar)
-            else:
-                metrics, skipped = evaluate_holdout(handle, bar), []
+            metrics, skipped = _evaluate(handle, attribute, args, files, columns[attribute] if manifest else None)
         except EvaluationError:
             raise  # the data, not this model: the same for every model
         except Exception as exc:  # one broken model never stops the others
             print(f"error: {handle.label} could not be evaluated: {exc}", file=sys.stderr)
-            results.setdefault(attribute, {})[handle.arch] = {
-                "model_version": handle.id,
-                "error": str(exc) or type(exc).__name__,
-            }
+            error = {"model_version": handle.id, "error": str(exc) or type(exc).__name__}
+            results.setdefault(attribute, {})[handle.arch] = error
             continue
-        finally:
-            bar.close()
-        where = args.data.name if args.data else "holdout"
-        png = plot_confusion(
-            metrics,
-            (args.plot_dir or get_settings().reports_dir) / f"evaluate-{handle.arch}-v{handle.id}-{where}.png",
-            title=f"{handle.label} {attribute} on {where}",
-        )
-        results.setdefault(attribute, {})[handle.arch] = {
-            "model_version": handle.id,
-            **metrics.summary(),
-            "skipped": skipped,
-            "confusion_png": str(png),
-        }
-        if not args.json:
-            print(format_report(metrics, f"\n== {handle.label} ({attribute}) on {args.data or 'the held-out set'}"))
-            for line in skipped:
-                print(f"skipped {line}")
-            print(f"confusion matrix: {png}")
+        results.setdefault(attribute, {})[handle.arch] = _report(handle, attribute, args, metrics, skipped)
     if not results:
         raise EvaluationError(f"{args.data} has no column for an attribute with a current model.")
     if args.json:

@@ -278,7 +278,8 @@ def ensure_activations(
     if not todo:
         return ActivationReport(0)
     if lower is None:
-        assert make_lower is not None, "give the lower network or a way to build it"
+        if make_lower is None:
+            raise TypeError("ensure_activations needs the lower network or make_lower to build it")
         lower = make_lower()
     augment = augmentation(seed=0) if views > 2 else None
     report = ActivationReport(0)

@@ -560,9 +560,21 @@ def update_predictions(
             total=total,
             rows_per_result=chunk,
         )
+
+    def advance(photos: int) -> None:
+        nonlocal done
+        done += photos
+        show(done)
+
+    return _store_while_predicting(engine, handle, results, advance)
+
+
+def _store_while_predicting(
+    engine: Engine, handle: ModelHandle, results: Iterator[Scored], advance: Callable[[int], None]
+) -> tuple[int, dict[str, str]]:
+    """Store each chunk of ``results`` in a thread of its own while the next one is predicted; an
+    exception (Ctrl-C) still lets the chunk being committed finish. Returns (stored, unreadable)."""
     stored, unreadable = 0, {}
-    # a chunk is committed in a thread of its own while the next one is predicted; an exception
-    # (Ctrl-C) still lets the chunk being committed finish
     with ThreadPoolExecutor(1, thread_name_prefix="store-predictions") as writer:
         committing: Future[int] | None = None
         for n, probabilities, errors in results:
@@ -570,8 +582,7 @@ def update_predictions(
                 stored += committing.result()
             committing = writer.submit(store_predictions, engine, handle, probabilities)
             unreadable.update(errors)
-            done += n
-            show(done)
+            advance(n)
         if committing is not None:
             stored += committing.result()
     return stored, unreadable
@@ -633,7 +644,7 @@ def _ray_cluster(args: argparse.Namespace) -> RayCluster | None:
 
 
 @command
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m modeling.predict", description="Predict the brand and every other attribute of photos."
     )
@@ -663,6 +674,56 @@ def main(argv: list[str] | None = None) -> int:
         "--ray-gpus-per-worker", type=_positive(float, zero=True), default=0.0, help="GPUs each worker reserves"
     )
     parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)  # set by a background start
+    return parser
+
+
+def _answer_rows(
+    handle: ModelHandle, files: Sequence[Path], probabilities: dict[int, np.ndarray], attribute: str
+) -> list[dict[str, object]]:
+    """One printed row per photo: the top class, its confidence and every class's probability."""
+    rows: list[dict[str, object]] = []
+    for i, probs in sorted(probabilities.items()):
+        top = int(np.argmax(probs))
+        rows.append(
+            {
+                "path": str(files[i]),
+                "model": handle.label,
+                "attribute": attribute,
+                "class": handle.class_names[top],
+                "confidence": round(float(probs[top]), 4),
+                **{f"p_{name}": round(float(v), 4) for name, v in zip(handle.class_names, probs, strict=True)},
+            }
+        )
+    return rows
+
+
+def _predict_files(engine: Engine, args: argparse.Namespace, files: list[Path]) -> int:
+    """Predict photo files with every model asked for; print the answers, then the photos skipped."""
+    handles, attribute_names = _handles(engine, args.model, args.attribute)
+    rows: list[dict[str, object]] = []
+    failed: dict[int, ImageError] = {}
+    broken = 0
+    for handle in handles:
+        bar = TerminalProgress(f"predicting with {handle.label}")
+        try:
+            probabilities, errors = predict_sources(handle, files, args.batch_size, bar)
+        except Exception as exc:  # one broken model never stops the others
+            log.debug("%s could not predict", handle.label, exc_info=True)
+            print(f"error: {handle.label} could not predict: {exc}", file=sys.stderr)
+            broken += 1
+            continue
+        finally:
+            bar.close()
+        failed.update(errors)
+        rows += _answer_rows(handle, files, probabilities, attribute_names.get(handle.attribute_id, ""))
+    _print_rows(rows, args)
+    for i, exc in sorted(failed.items()):
+        print(f"skipped {files[i]}: {exc.reason}", file=sys.stderr)
+    return 0 if rows and not broken else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.ray is not None and not args.refresh:
         parser.error("--ray runs a refresh: add --refresh")
@@ -682,38 +743,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"error: no files under {', '.join(args.paths)}", file=sys.stderr)
         return 2
-    handles, attribute_names = _handles(engine, args.model, args.attribute)
-    rows: list[dict[str, object]] = []
-    failed: dict[int, ImageError] = {}
-    broken = 0
-    for handle in handles:
-        bar = TerminalProgress(f"predicting with {handle.label}")
-        try:
-            probabilities, errors = predict_sources(handle, files, args.batch_size, bar)
-        except Exception as exc:  # one broken model never stops the others
-            log.debug("%s could not predict", handle.label, exc_info=True)
-            print(f"error: {handle.label} could not predict: {exc}", file=sys.stderr)
-            broken += 1
-            continue
-        finally:
-            bar.close()
-        failed.update(errors)
-        for i, probs in sorted(probabilities.items()):
-            top = int(np.argmax(probs))
-            rows.append(
-                {
-                    "path": str(files[i]),
-                    "model": handle.label,
-                    "attribute": attribute_names.get(handle.attribute_id, ""),
-                    "class": handle.class_names[top],
-                    "confidence": round(float(probs[top]), 4),
-                    **{f"p_{name}": round(float(v), 4) for name, v in zip(handle.class_names, probs, strict=True)},
-                }
-            )
-    _print_rows(rows, args)
-    for i, exc in sorted(failed.items()):
-        print(f"skipped {files[i]}: {exc.reason}", file=sys.stderr)
-    return 0 if rows and not broken else 1
+    return _predict_files(engine, args, files)
 
 
 def refresh_until_done(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -60,6 +61,8 @@ from shoelabel.settings import get_settings
 
 if TYPE_CHECKING:
     from modeling.fitting import CnnConfig, InceptionConfig, TrainOutcome
+
+log = logging.getLogger(__name__)
 
 
 #: "Not a shoe" answers a brand round needs before its models learn to reject such photos (a class of
@@ -129,8 +132,8 @@ def progress_writer(engine: Engine, round_id: int) -> Progress:
                 row = session.get(Round, round_id)
                 if row is not None:
                     row.progress, row.progress_text = float(fraction), text[:500]
-        except Exception:
-            pass
+        except Exception:  # a progress line is not worth failing the round for; say why it is missing
+            log.warning("round %s: its progress could not be written", round_id, exc_info=True)
 
     return Throttled(write, interval=1.0)
 
@@ -138,7 +141,8 @@ def progress_writer(engine: Engine, round_id: int) -> Progress:
 def finish_round(engine: Engine, round_id: int, **values: Any) -> None:
     with session_scope(engine, write=True) as session:
         row = session.get(Round, round_id)
-        assert row is not None
+        if row is None:
+            raise RoundError(f"No round with id {round_id}: it was deleted while it ran.")
         for key, value in values.items():
             setattr(row, key, value)
         row.finished_at = utcnow()
@@ -227,7 +231,7 @@ def discard_candidate(engine: Engine, round_id: int) -> None:
             }
         _delete_files(files - referenced)
     except Exception:  # never hide the error that failed the round
-        pass
+        log.warning("round %s: its candidate model could not be discarded", round_id, exc_info=True)
 
 
 def save_model(model: Any, path: Path) -> None:
@@ -334,9 +338,8 @@ def run_round(
     report = fan_out(progress, progress_writer(engine, round_id))
     started = time.monotonic()
     try:
-        result = _run(
-            engine, round_id, arch, attribute_id, mode, force, from_scratch, report, cnn_config, inception_config
-        )
+        plan = RoundPlan(arch, attribute_id, mode, force, from_scratch, cnn_config, inception_config)
+        result = _run(engine, round_id, plan, report)
     except Exception as exc:
         finish_round(
             engine,
@@ -481,44 +484,36 @@ def _settle(
         rescore_all(engine)  # the queues now rank by the new model's predictions
 
 
-def _run(
-    engine: Engine,
-    round_id: int,
-    arch: str,
-    attribute_id: int,
-    mode: str,
-    force: bool,
-    from_scratch: bool,
-    report: Progress,
-    cnn_config: CnnConfig | None,
-    inception_config: InceptionConfig | None,
-) -> RoundResult:
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a round was asked to do."""
+
+    arch: str
+    attribute_id: int
+    mode: str
+    force: bool
+    from_scratch: bool
+    cnn_config: CnnConfig | None
+    inception_config: InceptionConfig | None
+
+
+def _run(engine: Engine, round_id: int, plan: RoundPlan, report: Progress) -> RoundResult:
     report(0.0, "collecting labels")
-    start = _start(engine, arch, from_scratch, attribute_id)
+    start = _start(engine, plan.arch, plan.from_scratch, plan.attribute_id)
     train_stage = Stage(report, 0.02, 0.80)
-    if arch == "inception":
-        outcome, weights = _train_inception(start.labelled, start.parent, mode, inception_config, train_stage)
+    if plan.arch == "inception":
+        outcome, weights = _train_inception(start.labelled, start.parent, plan.mode, plan.inception_config, train_stage)
     else:
-        outcome, weights = _train_cnn(engine, start.labelled, start.parent, cnn_config, attribute_id, train_stage)
+        outcome, weights = _train_cnn(
+            engine, start.labelled, start.parent, plan.cnn_config, plan.attribute_id, train_stage
+        )
     report(0.80, "saving the candidate")
-    candidate = _register_candidate(engine, round_id, arch, start, outcome, weights)
+    candidate = _register_candidate(engine, round_id, plan.arch, start, outcome, weights)
     scores = _score_on_holdout(start, candidate, Stage(report, 0.82, 0.92))
-    accepted, message = decide(scores.candidate, scores.current, start.current is not None, force)
-    if thin := start.data.get("left_out_brands"):
-        listed = ", ".join(f"{b} ({n})" for b, n in sorted(thin.items()))
-        message += (
-            f" Left out of training, with fewer than {MIN_PHOTOS_PER_BRAND} labelled photos: {listed}; "
-            f"label more of them to add the {start.attribute}."
-        )
-    png = None
-    if scores.candidate is not None:
-        title = f"Round {round_id}: {arch} {start.attribute} candidate v{candidate.id}"
-        png = str(
-            plot_confusion(
-                scores.candidate, get_settings().reports_dir / f"round-{round_id}-{arch}-confusion.png", title=title
-            )
-        )
-    _settle(engine, arch, start, candidate, scores, accepted, Stage(report, 0.92, 1.0))
+    accepted, message = decide(scores.candidate, scores.current, start.current is not None, plan.force)
+    message += _left_out_note(start)
+    png = _confusion_png(round_id, plan.arch, start, candidate, scores)
+    _settle(engine, plan.arch, start, candidate, scores, accepted, Stage(report, 0.92, 1.0))
     status = RoundStatus.ACCEPTED if accepted else RoundStatus.REJECTED
     finish_round(
         engine,
@@ -534,24 +529,33 @@ def _run(
             "candidate": scores.candidate.summary() if scores.candidate else None,
             "current": scores.current.summary() if scores.current else None,
         },
-        confusion={
-            "class_names": scores.class_names,
-            "matrix": scores.candidate.confusion if scores.candidate else [],
-        },
+        confusion={"class_names": scores.class_names, "matrix": scores.candidate.confusion if scores.candidate else []},
     )
-    return RoundResult(
-        round_id,
-        arch,
-        status,
-        message,
-        scores.candidate,
-        scores.current,
-        0.0,
-        candidate.id,
-        start.data,
-        png,
-        start.attribute,
+    scored = {"candidate": scores.candidate, "current": scores.current, "duration_s": 0.0}
+    where = {"candidate_id": candidate.id, "data": start.data, "confusion_png": png, "attribute": start.attribute}
+    return RoundResult(round_id, plan.arch, status, message, **scored, **where)
+
+
+def _left_out_note(start: RoundStart) -> str:
+    """The classes left out of training for too few photos, and what to do, or nothing."""
+    thin = start.data.get("left_out_brands")
+    if not thin:
+        return ""
+    listed = ", ".join(f"{b} ({n})" for b, n in sorted(thin.items()))
+    return (
+        f" Left out of training, with fewer than {MIN_PHOTOS_PER_BRAND} labelled photos: {listed}; "
+        f"label more of them to add the {start.attribute}."
     )
+
+
+def _confusion_png(
+    round_id: int, arch: str, start: RoundStart, candidate: ModelHandle, scores: HeldOutScores
+) -> str | None:
+    if scores.candidate is None:
+        return None
+    title = f"Round {round_id}: {arch} {start.attribute} candidate v{candidate.id}"
+    path = get_settings().reports_dir / f"round-{round_id}-{arch}-confusion.png"
+    return str(plot_confusion(scores.candidate, path, title=title))
 
 
 def _train_inception(

@@ -391,3 +391,10 @@ def server(home: Path) -> Iterator[str]:
             yield url
     except AppServerError as exc:
         pytest.fail(str(exc))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A browser test is a slow one: the fast lane (``pytest -m "not slow"``) leaves Chromium out."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.slow)

@@ -160,6 +160,7 @@ def run_command(home: Path, *args: str, stdin: str = "") -> subprocess.Completed
     )
 
 
+@pytest.mark.slow
 def test_the_command_manages_accounts(home: Path, engine: Engine) -> None:
     added = run_command(home, "add", "Ann Lee", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr

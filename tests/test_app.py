@@ -163,6 +163,7 @@ def test_undo_takes_back_this_tabs_answers_first(reviewing: AppTest, catalogue: 
     assert undone[other_tab] is False and sum(undone.values()) == 1  # this tab's skip, although older
 
 
+@pytest.mark.slow
 def test_empty_queue_suggests_other_queues(reviewing: AppTest, catalogue: Engine) -> None:
     for _ in pool_ids(catalogue):
         reviewing.button(key=f"brand_{shown_image(reviewing)}_1").click().run()
@@ -201,6 +202,7 @@ def test_review_page_without_brands_says_what_to_do(engine: Engine, pool_folder:
     assert any("There are no brand classes yet" in i.value for i in at.info)
 
 
+@pytest.mark.slow
 def test_retrain_is_refused_while_a_job_runs(catalogue: Engine) -> None:
     at = new_app().run()
     at.switch_page("ui/pages/rounds.py").run()
@@ -350,6 +352,7 @@ def test_import_page_imports_a_manifest(catalogue: Engine, tmp_path: Path) -> No
 # --------------------------------------------------------------------------- issue #10: what reviewers saw
 
 
+@pytest.mark.slow
 def test_undo_names_the_answer_it_takes_back(reviewing: AppTest) -> None:
     first = shown_image(reviewing)
     reviewing.button(key=f"brand_{first}_3").click().run()
@@ -359,6 +362,7 @@ def test_undo_names_the_answer_it_takes_back(reviewing: AppTest) -> None:
     assert any(f"last: Undone: photo #{first} corrected to crest" in m for m in texts(reviewing.markdown))
 
 
+@pytest.mark.slow
 def test_the_chosen_photos_scope_stays_when_the_strategy_changes(reviewing: AppTest) -> None:
     reviewing.selectbox(key="scope_least_confidence").set_value("unreviewed").run()
     reviewing.selectbox(key="strategy").set_value("margin").run()
@@ -457,6 +461,7 @@ def test_retrain_is_disabled_with_the_reason_while_a_job_runs(catalogue: Engine)
     assert not at.button(key="retrain").disabled and not at.button(key="refresh").disabled
 
 
+@pytest.mark.slow
 def test_inception_training_choice_is_off_for_the_cnn(catalogue: Engine) -> None:
     at = rounds_page()
     assert not at.radio(key="retrain_mode").disabled
@@ -531,6 +536,7 @@ def test_retrain_of_models_that_exist_gives_no_long_training_warning(cnn_only: E
     assert not any("ten minutes" in w for w in texts(at.warning))
 
 
+@pytest.mark.slow
 def test_browse_sorts_by_confidence(catalogue: Engine) -> None:
     pool = pool_ids(catalogue)
     at = new_app().run()
@@ -670,13 +676,14 @@ def answering(choice: str) -> AppTest:
     """The Review page, ann signed in, answering ``choice`` (an attribute, or every attribute at once)."""
     at = reviewing_as_ann()
     at.selectbox(key="review_attribute").set_value(choice).run()
+    assert_clean(at)
     return at
 
 
+@pytest.mark.slow
 def test_a_reviewer_answers_another_attribute_by_key(with_colour: Engine) -> None:
     catalogue = with_colour
     at = answering("colour")
-    assert_clean(at)
     first = shown_image(at)
     assert [b.label for b in at.button if b.key.startswith(f"brand_{first}_")] == ["1 · Black", "2 · White"]
     assert any("**1–9** colour" in c.value for c in at.caption)
@@ -692,6 +699,7 @@ def test_a_reviewer_answers_another_attribute_by_key(with_colour: Engine) -> Non
         assert session.get(Review, reviews(catalogue)[-1].id).attribute.name == "brand"
 
 
+@pytest.mark.slow
 def test_the_classes_page_adds_an_attribute_and_merges_classes(catalogue: Engine) -> None:
     at = open_page("classes")
     assert_clean(at)
@@ -712,10 +720,10 @@ def test_the_classes_page_adds_an_attribute_and_merges_classes(catalogue: Engine
     assert any("merged 'bolt' into 'acme'" in c.value for c in at.code)
 
 
+@pytest.mark.slow
 def test_every_attribute_of_a_photo_on_one_screen(with_colour: Engine) -> None:
     catalogue = with_colour
     at = answering("Every attribute at once")
-    assert_clean(at)
     first = shown_image(at)
     brand = at.session_state[f"every_{first}_brand"]
     assert brand in ("acme", "bolt", "crest")  # the photo's label, else the model's top brand

@@ -72,6 +72,7 @@ class FakeCache:
         return np.stack([self.features[s] for s in shas])
 
 
+@pytest.mark.slow
 def test_cold_start_offers_typical_photos_then_trains_a_first_model(
     engine, colours: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,6 +146,7 @@ def test_not_a_shoe_and_brand_answers_stay_out_of_an_attributes_queue(engine, co
     assert pool_photo in offered
 
 
+@pytest.mark.slow
 def test_commands_train_and_evaluate_per_attribute(
     engine, home: Path, brand_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

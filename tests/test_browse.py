@@ -404,6 +404,7 @@ FILTERS = [
 ]
 
 
+@pytest.mark.slow
 def test_filters_and_orders_match_python_page_by_page(disputed: Engine, count_cap: int) -> None:
     facts = known(disputed)
     for flt in FILTERS:
@@ -494,6 +495,7 @@ def page_box(at: AppTest) -> Any:
     return box
 
 
+@pytest.mark.slow
 def test_the_page_shows_one_page_at_a_time(catalogue: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     everything = ids(BrowseFilter(), catalogue)
     at = new_app().run()
@@ -517,6 +519,7 @@ def test_the_page_shows_one_page_at_a_time(catalogue: Engine, monkeypatch: pytes
     assert captions(at) == everything[24:48]
 
 
+@pytest.mark.slow
 def test_conflicts_are_listed_a_page_at_a_time(catalogue: Engine) -> None:
     disputed = imported_as(catalogue, "acme")[:12]
     for image_id in disputed:

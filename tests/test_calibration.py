@@ -112,6 +112,7 @@ np.save(sys.argv[1] + ".after.npy", model.predict(np.load(sys.argv[1] + ".x.npy"
 """
 
 
+@pytest.mark.slow
 def test_a_folded_temperature_is_applied_by_a_model_loaded_in_a_new_process(tmp_path: Path) -> None:
     path, temperature = str(tmp_path / "model.keras"), 2.5
     for script, args in ((SAVE_AND_PREDICT, [path, str(temperature)]), (LOAD_AND_PREDICT, [path])):

@@ -38,6 +38,7 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_catalogue_imports_with_every_attribute_and_round_trips(labels_csv: Path, home: Path, tmp_path: Path) -> None:
     with labels_csv.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -104,6 +104,7 @@ def test_a_new_attribute_is_answered_per_photo(engine, brand_folder: Path) -> No
     assert classes.schema()["colour"] == ["Black", "White"]
 
 
+@pytest.mark.slow
 def test_command_line_in_its_own_process(engine, home: Path, brand_folder: Path) -> None:
     ingest_folder(brand_folder, holdout_fraction=0.0)
     env = {**os.environ, "SHOELABEL_HOME": str(home)}
@@ -191,6 +192,7 @@ def test_a_merge_counts_the_photos_it_relabels_and_can_be_undone(engine, brand_f
     assert [c.kind for c in classes.history()] == ["merge", "merge", "unmerge", "unmerge"]
 
 
+@pytest.mark.slow
 def test_the_readme_merge_example_runs_on_the_catalogue_it_names(home: Path, tmp_path: Path) -> None:
     labels = shared_dir() / "data" / "catalogue-shoes" / "labels.csv"
     if not labels.is_file():

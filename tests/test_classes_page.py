@@ -3,6 +3,7 @@ with the photos it relabels and can be undone, and the tabs stay where the admin
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
@@ -42,6 +43,7 @@ def test_add_attribute_with_a_name_that_exists_adds_nothing_and_says_so(catalogu
     assert schema(engine=catalogue)["colour"] == ["Black"]
 
 
+@pytest.mark.slow
 def test_a_new_attribute_reports_a_class_given_twice(catalogue: Engine) -> None:
     at = submit_new_attribute("Material", "Leather, Canvas, leather")
     assert texts(at.success) == [
@@ -51,6 +53,7 @@ def test_a_new_attribute_reports_a_class_given_twice(catalogue: Engine) -> None:
     assert schema(engine=catalogue)["material"] == ["Canvas", "Leather"]
 
 
+@pytest.mark.slow
 def test_add_classes_has_its_own_control_and_says_what_it_did(catalogue: Engine) -> None:
     at = on_tab("Add classes")
     assert forms(at) == {"add_classes"}
@@ -68,6 +71,7 @@ def test_add_classes_has_its_own_control_and_says_what_it_did(catalogue: Engine)
     assert at.session_state["classes_tab"] == "Add classes"
 
 
+@pytest.mark.slow
 def test_the_tabs_stay_on_rename_after_a_rename(catalogue: Engine) -> None:
     at = on_tab("Rename")
     at.selectbox(key="rename_attribute").set_value("brand")
@@ -81,6 +85,7 @@ def test_the_tabs_stay_on_rename_after_a_rename(catalogue: Engine) -> None:
     assert forms(at) == {"rename_class"}  # the Rename tab is the one shown, not Add attribute
 
 
+@pytest.mark.slow
 def test_a_merge_asks_first_with_the_photos_it_relabels_and_can_be_undone(catalogue: Engine) -> None:
     at = on_tab("Merge")
     assert at.selectbox(key="merge_source").value is None and at.selectbox(key="merge_into").value is None

@@ -181,6 +181,7 @@ def test_a_read_only_home_folder_is_an_error_line(engine: Engine, home: Path, tm
     assert count_rows(engine, Image.id) == 0
 
 
+@pytest.mark.slow
 def test_training_checks_the_models_folder_before_it_starts(engine: Engine, home: Path, tmp_path: Path) -> None:
     ingest_folder(photo_folder(tmp_path / "brands", 6), engine=engine)
     models = home / "models"
@@ -198,6 +199,7 @@ def test_training_checks_the_models_folder_before_it_starts(engine: Engine, home
 # --------------------------------------------------------------------------- hostile manifests
 
 
+@pytest.mark.slow
 def test_a_nul_character_in_a_manifest_path_is_refused_naming_the_row(engine: Engine, tmp_path: Path) -> None:
     make_brand_photo(tmp_path / "a.jpg", 0, seed=1)
     csv_manifest = tmp_path / "m.csv"

@@ -133,6 +133,7 @@ def _write_reviews(url: str, reviewer: str, image_id: int, count: int) -> None:
             session.scalar(select(Review.id).order_by(Review.id.desc()).limit(1))
 
 
+@pytest.mark.slow
 def test_two_processes_writing_at_once_lose_nothing(db_engine: Engine) -> None:
     url = db_engine.url.render_as_string(hide_password=False)
     with session_scope(db_engine, write=True) as session:

@@ -57,6 +57,7 @@ def _grey16(path: Path, size: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_16_bit_greyscale_png_under_the_cap_decodes_within_the_budget(tmp_path: Path) -> None:
     path = _grey16(tmp_path / "scan.png", 7000)  # 49 MP in about 100 kB
     assert Image.open(path).mode == "I;16"
@@ -69,6 +70,7 @@ def test_a_16_bit_greyscale_png_under_the_cap_decodes_within_the_budget(tmp_path
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "RGB"])
+@pytest.mark.slow
 def test_big_pngs_of_every_mode_decode_within_the_budget(tmp_path: Path, mode: str) -> None:
     image = Image.new("RGBA", (7000, 7000), (200, 30, 30, 0))
     image.paste((10, 20, 30, 255), (1000, 1000, 4000, 4000))
@@ -80,6 +82,7 @@ def test_big_pngs_of_every_mode_decode_within_the_budget(tmp_path: Path, mode: s
         assert measured["over_idle"] <= DECODE_BUDGET + path.stat().st_size + BUFFERS, (how, measured)
 
 
+@pytest.mark.slow
 def test_a_169_mp_png_is_refused_by_its_header(tmp_path: Path) -> None:
     path = tmp_path / "poster.png"
     Image.new("RGB", (13000, 13000), (5, 6, 7)).save(path)
@@ -91,6 +94,7 @@ def test_a_169_mp_png_is_refused_by_its_header(tmp_path: Path) -> None:
         assert measured["over_idle"] < 30e6, (how, measured)
 
 
+@pytest.mark.slow
 def test_a_webp_that_would_cost_more_than_the_budget_is_refused_before_decoding(tmp_path: Path) -> None:
     path = tmp_path / "banner.webp"
     Image.new("RGB", (7000, 7000), (5, 6, 7)).save(path, quality=10)  # Pillow's WebP decoder holds 4 copies

@@ -58,6 +58,7 @@ def answer_all(ids: list[int], brands: list[str], reviewer: str = "ann") -> None
         record_review(image_id, reviewer, "correct", label=brand)
 
 
+@pytest.mark.slow
 def test_a_seeded_stratified_share_of_answered_pool_photos_is_held_out(engine: Engine) -> None:
     ids = add_pool(engine, 160, {"acme": 0, "bolt": 0})
     brands = ["acme"] * 120 + ["bolt"] * 40

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from sqlalchemy import Engine
 
@@ -41,6 +42,7 @@ def _command(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_strip_shaped_photo_is_ingested_and_predicted_with_the_rest(
     engine: Engine, home: Path, tmp_path: Path
 ) -> None:

@@ -32,6 +32,7 @@ def _run_while_locked(home: Path, args: list[str]) -> subprocess.CompletedProces
 
 
 @pytest.mark.parametrize("command", ["ingest", "manifest import"])
+@pytest.mark.slow
 def test_commands_say_the_database_is_locked_and_write_nothing(
     engine, home: Path, tmp_path: Path, command: str
 ) -> None:

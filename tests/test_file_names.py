@@ -47,6 +47,7 @@ def test_stored_paths_reopen_the_file_and_show_unreadable_bytes_as_replacement_c
     assert shown_path(str(plain)) == str(plain)
 
 
+@pytest.mark.slow
 def test_a_name_that_is_not_utf8_is_ingested_predicted_exported_and_imported_again(
     db_engine: Engine, home: Path, odd_folder: Path, tmp_path: Path
 ) -> None:

@@ -61,6 +61,7 @@ def _jpeg(seed: int) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_photos_added_on_the_predict_page_are_counted_in_the_same_run(engine: Engine, brand_folder: Path) -> None:
     ingest_folder(brand_folder, engine=engine)
     at = new_app().run()

@@ -361,6 +361,7 @@ def test_progress_text_has_the_rate_and_the_time_left() -> None:
     assert rate.text(1000, 1000) == "1,000/1,000 photos, 125 photos/s"
 
 
+@pytest.mark.slow
 def test_an_ingest_killed_with_sigkill_resumes_without_duplicates(engine, brand_folder: Path, tmp_path: Path) -> None:
     killed = killed_at_third_chunk("feedback.ingest", str(brand_folder), "--holdout-fraction", "0.25")
     assert killed.returncode == -signal.SIGKILL, killed.stderr

@@ -68,6 +68,7 @@ def test_log_tail_reads_the_end_only_and_keeps_a_progress_bar_s_last_state(tmp_p
     assert log_tail(tmp_path / "missing.log") == ""
 
 
+@pytest.mark.slow
 def test_a_failed_background_refresh_names_the_model_and_its_log(catalogue: Engine) -> None:
     """The fake models' files do not exist: the refresh fails for each, names it, and shows the log."""
     from modeling.background import start_refresh
@@ -111,6 +112,7 @@ def cnn_predicted(engine: Engine, handle: ModelHandle) -> int:
         return session.scalar(select(func.count(Prediction.id)).where(Prediction.model_version_id == handle.id))
 
 
+@pytest.mark.slow
 def test_photos_ingested_in_the_app_are_predicted_at_once(engine: Engine, real_cnn: ModelHandle, tmp_path: Path):
     pool = tmp_path / "arrivals"
     for i in range(5):
@@ -128,6 +130,7 @@ def test_photos_ingested_in_the_app_are_predicted_at_once(engine: Engine, real_c
     assert any(f"Predicted {n_images} new photo(s) with cnn v{real_cnn.id}" in c.value for c in at.code)
 
 
+@pytest.mark.slow
 def test_ingest_command_predicts_new_photos_in_a_new_process(engine: Engine, real_cnn: ModelHandle, home: Path):
     pool = home.parent / "arrivals"
     for i in range(4):

@@ -80,6 +80,7 @@ def test_a_large_import_commits_in_chunks_and_another_writer_gets_in_between(
     other.dispose()
 
 
+@pytest.mark.slow
 def test_an_import_killed_with_sigkill_resumes_without_duplicates_and_draws_as_if_never_killed(
     db_engine: Engine, brand_folder: Path, tmp_path: Path
 ) -> None:

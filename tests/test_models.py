@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ def test_keras_runs_on_jax_without_the_user_setting_it() -> None:
     assert keras.backend.backend() == "jax"
 
 
+@pytest.mark.slow
 def test_cnn_learns_synthetic_brands(tmp_path: Path) -> None:
     from modeling.fitting import CnnConfig, load_pixels, train_cnn
 
@@ -76,6 +78,25 @@ def test_replace_head_keeps_known_brands(tmp_path: Path) -> None:
     assert bigger.output.shape[-1] == 4
 
 
+@pytest.mark.slow
+def head_round(
+    shas: list[str], paths: list[str], labels: list[str], cache: FeatureCache, config: Any, parent: Any
+) -> Any:
+    """A head-only InceptionV3 round continuing ``parent`` (a training outcome)."""
+    from modeling.fitting import train_inception
+
+    return train_inception(
+        shas,
+        paths,
+        labels,
+        cache=cache,
+        weights=None,
+        mode="head",
+        config=config,
+        parent=(parent.model, parent.class_names),
+    )
+
+
 def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
     """weights=None and 75 px inputs: the real architecture and training path, at test size."""
     from modeling.architectures import INCEPTION_CUT
@@ -99,19 +120,11 @@ def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
 
     assert ensure_activations(None, cache, shas, paths, 75, make_lower=must_not_run).computed == 0
     assert ensure_activations(None, cache, shas, paths, 75, views=1, make_lower=must_not_run).computed == 0
-    again = train_inception(
-        shas,
-        paths,
-        labels,
-        cache=cache,
-        weights=None,
-        mode="head",
-        config=config,
-        parent=(outcome.model, outcome.class_names),
-    )
+    again = head_round(shas, paths, labels, cache, config, outcome)
     assert again.details["activations_computed"] == 0 and not again.details["new_head"]
 
 
+@pytest.mark.slow
 def test_head_round_after_finetuning_mixes_photos_cached_with_four_and_two_views(tmp_path: Path) -> None:
     """A fine-tuned model caches four views per photo, a head round two for photos added since:
     the head round must read both kinds (the README tour's order)."""
@@ -123,16 +136,7 @@ def test_head_round_after_finetuning_mixes_photos_cached_with_four_and_two_views
     config = InceptionConfig(input_size=75, finetune_epochs=1, batch_size=8)
     first = train_inception(shas[:8], paths[:8], labels[:8], cache=cache, weights=None, mode="finetune", config=config)
     assert cache.views(shas[0]) == VIEWS
-    again = train_inception(
-        shas,
-        paths,
-        labels,
-        cache=cache,
-        weights=None,
-        mode="head",
-        config=config,
-        parent=(first.model, first.class_names),
-    )
+    again = head_round(shas, paths, labels, cache, config, first)
     assert cache.views(shas[-1]) == config.head_views < VIEWS
     assert again.details["activations_computed"] == len(paths) - 8
     assert cache.load(shas, views=2).shape[:2] == (len(shas), 2)
@@ -197,6 +201,7 @@ def test_imagenet_download_failure_explains_the_offline_setting(monkeypatch: pyt
         inception_base("imagenet", 75)
 
 
+@pytest.mark.slow
 def test_random_affine_flips_exactly_and_is_idle_at_inference() -> None:
     from modeling.layers import RandomAffine
 

@@ -168,6 +168,7 @@ def test_two_columns_of_one_name_are_refused(
 # --------------------------------------------------------------------------- what a terminal shows
 
 
+@pytest.mark.slow
 def test_names_printed_to_a_terminal_show_control_characters_escaped(engine: Engine, tmp_path: Path) -> None:
     root = _photos(tmp_path / "brands")
     (root / "acme" / "\x1b]0;owned\x07\x1b[2J.jpg").write_bytes(b"not a photo")
@@ -197,6 +198,7 @@ def test_names_printed_to_a_terminal_show_control_characters_escaped(engine: Eng
 # --------------------------------------------------------------------------- the Import page
 
 
+@pytest.mark.slow
 def test_a_path_too_long_for_the_system_gets_a_clear_message_on_the_import_page(engine: Engine, tmp_path: Path) -> None:
     ingest_folder(_photos(tmp_path / "brands"), engine=engine)
     at = new_app().run()

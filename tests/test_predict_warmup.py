@@ -77,6 +77,7 @@ def test_the_models_are_made_ready_once_the_first_page_is_drawn(tiny_cnn: ModelH
     assert ui.predict.warmup() is state  # started once per process and database
 
 
+@pytest.mark.slow
 def test_the_predict_page_shows_which_models_are_ready(catalogue: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     warming = Warmup(catalogue)
     warming.models = [WarmModel("cnn", "CNN v2", "ready", 2.5), WarmModel("inception", "InceptionV3 v1", "loading")]
@@ -91,6 +92,7 @@ def test_the_predict_page_shows_which_models_are_ready(catalogue: Engine, monkey
     assert not at.get("progress")
 
 
+@pytest.mark.slow
 def test_a_photo_already_in_the_catalogue_shows_its_label(catalogue: Engine, brand_folder: Path) -> None:
     known = sorted((brand_folder / "bolt").iterdir())[0]
     at = new_app().run()

@@ -49,6 +49,7 @@ def as_array(stored: dict[int, dict[str, float]], handle: ModelHandle) -> np.nda
     return np.array([[stored[i][name] for name in handle.class_names] for i in sorted(stored)])
 
 
+@pytest.mark.slow
 def test_the_refresh_command_on_ray_workers_stores_what_one_process_stores(
     ray_address: str, engine: Engine, catalogue: tuple[ModelHandle, str], home: Path
 ) -> None:

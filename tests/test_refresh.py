@@ -124,6 +124,7 @@ def refresh(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_refresh_command_predicts_what_is_missing_with_its_rate(
     engine: Engine, cnn: ModelHandle, home: Path
 ) -> None:

@@ -61,6 +61,7 @@ def upgraded(release: tuple[str, dict[str, Any]]):
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_every_table_keeps_its_rows(release, upgraded) -> None:
     _, before = release
     tables = set(inspect(upgraded).get_table_names())

@@ -64,6 +64,7 @@ def test_queue_settings_survive_a_page_change(colour: Engine) -> None:
     assert at.selectbox(key="strategy").value == "margin"
 
 
+@pytest.mark.slow
 def test_skipped_and_unsure_photos_come_back(reviewing: AppTest, catalogue: Engine) -> None:
     pool = pool_ids(catalogue)
     for n in range(len(pool)):

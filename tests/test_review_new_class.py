@@ -94,6 +94,7 @@ def sign_in(name: str) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_a_reviewer_adds_a_class_only_when_an_admin_allows_it(many_brands: Engine) -> None:
     for name, role in (("ann", "admin"), ("rita", "reviewer")):
         add_account(name, role, password=PASSWORD, engine=many_brands)

@@ -47,6 +47,7 @@ def catalogue(engine, brand_folder: Path):
     return engine
 
 
+@pytest.mark.slow
 def test_cnn_round_trains_evaluates_promotes_and_predicts(catalogue, home: Path) -> None:
     result = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
     assert result.status == RoundStatus.ACCEPTED and "First model" in result.message
@@ -65,6 +66,7 @@ def test_cnn_round_trains_evaluates_promotes_and_predicts(catalogue, home: Path)
         assert predicted == session.scalar(select(func.count(Image.id))) == 36
 
 
+@pytest.mark.slow
 def test_worse_candidate_is_rejected_and_current_model_stays(catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
     first = run_round("cnn", cnn_config=TINY_CNN, engine=catalogue)
     import modeling.rounds as rounds
@@ -89,6 +91,7 @@ def test_worse_candidate_is_rejected_and_current_model_stays(catalogue, monkeypa
     assert forced.status == RoundStatus.ACCEPTED and "--force" in forced.message
 
 
+@pytest.mark.slow
 def test_inception_round_uses_cached_activations_and_stores_out_of_fold(catalogue, weights_path: Path) -> None:
     first = run_round("inception", inception_config=TINY_INCEPTION, engine=catalogue)
     assert first.status == RoundStatus.ACCEPTED
@@ -133,6 +136,7 @@ def test_retrain_cli_refuses_while_a_round_runs(catalogue, capsys) -> None:
         assert session.scalar(select(func.count(Round.id))) == 0
 
 
+@pytest.mark.slow
 def test_train_retrain_evaluate_predict_commands(catalogue, brand_folder: Path, tmp_path: Path, capsys) -> None:
     from modeling.evaluate import main as evaluate
     from modeling.predict import main as predict
@@ -172,6 +176,7 @@ def test_predict_without_a_model_says_how_to_train(engine, brand_folder: Path, c
     assert "python -m modeling.train" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_both_models_train_end_to_end_on_real_photos(
     engine, photos_dir: Path, weights_path: Path, tmp_path: Path, capsys
 ) -> None:
@@ -205,6 +210,7 @@ def test_both_models_train_end_to_end_on_real_photos(
     assert all(abs(sum(v for k, v in r.items() if k.startswith("p_")) - 1) < 1e-3 for r in rows)
 
 
+@pytest.mark.slow
 def test_current_model_is_rescored_only_when_the_held_out_set_changes(catalogue) -> None:
     from db.labels import labelled_set
     from feedback.reviews import record_review
@@ -225,6 +231,7 @@ def test_current_model_is_rescored_only_when_the_held_out_set_changes(catalogue)
         assert holdout_fingerprint(labelled_set(session).holdout) != fingerprint
 
 
+@pytest.mark.slow
 def test_a_thin_new_brand_and_a_brand_left_only_in_the_holdout_do_not_block_a_round(catalogue, tmp_path: Path) -> None:
     from db.labels import labelled_set
     from feedback.reviews import record_review
@@ -374,6 +381,7 @@ def test_a_round_that_fails_after_registering_its_candidate_discards_it(
     assert f"candidate model v{version.id} was discarded" in row.message
 
 
+@pytest.mark.slow
 def test_a_round_scores_each_source_of_held_out_photos(
     catalogue, pool_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -407,6 +415,7 @@ def test_a_round_scores_each_source_of_held_out_photos(
     assert frame.loc["accuracy, imported (n=9)", "candidate"] == result.candidate.by_source["imported"]["accuracy"]
 
 
+@pytest.mark.slow
 def test_not_a_shoe_answers_teach_the_brand_models_to_reject_such_photos(catalogue, tmp_path: Path) -> None:
     from PIL import Image as PILImage
 

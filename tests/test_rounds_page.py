@@ -122,6 +122,7 @@ def everything(at: AppTest) -> str:
     return "\n".join(unescaped(str(e.value)) for kind in kinds for e in getattr(at, kind))
 
 
+@pytest.mark.slow
 def test_reviewers_are_not_told_to_press_a_retrain_button_they_do_not_have(team: Engine) -> None:
     for page in ("rounds", "predict"):
         reviewer = signed_in("rita", page)
@@ -165,6 +166,7 @@ def test_the_score_legend_has_its_whole_title_and_draws_each_score_as_its_line(c
     assert dash["titleLimit"] == 0 and dash["labelLimit"] == 0  # nothing cut off
 
 
+@pytest.mark.slow
 def test_retrain_form_trains_the_attribute_chosen(catalogue: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     import ui.rounds
 
@@ -187,6 +189,7 @@ class _Started:
     round_id, log = 1, Path("round-1.log")
 
 
+@pytest.mark.slow
 def test_a_running_round_can_be_cancelled_from_the_page(catalogue: Engine, home: Path) -> None:
     round_id = open_round(catalogue, "cnn", "app", "train")
     lock = JobLock.acquire()

@@ -68,6 +68,7 @@ def test_a_crop_is_cut_from_the_upright_photo_at_full_resolution(tmp_path: Path)
     assert ((red[..., 0] > 150) & (red[..., 1] < 80))[16:48].mean() > 0.9
 
 
+@pytest.mark.slow
 def test_inception_looks_again_at_the_shoe_in_a_large_photo_and_caches_the_crop(tmp_path: Path) -> None:
     from modeling.architectures import build_inception, split_inception
     from modeling.feature_cache import FeatureCache

@@ -99,6 +99,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waited
 
 
+@pytest.mark.slow
 def test_known_unknown_and_slowed_names_are_answered_alike(
     engine: Engine, gated: GatedHasher, waits: list[float]
 ) -> None:
@@ -118,6 +119,7 @@ def test_known_unknown_and_slowed_names_are_answered_alike(
     assert [waited for *_, waited in answers["rita"][-2:]] == [[2.0], [4.0]]
 
 
+@pytest.mark.slow
 def test_wrong_passwords_slow_a_name_down_but_the_owner_still_gets_in(engine: Engine, waits: list[float]) -> None:
     add_account("rita", "reviewer", password=PASSWORD, engine=engine)
     for _ in range(FREE_TRIES + 7):

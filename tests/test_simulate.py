@@ -65,6 +65,7 @@ def test_full_data_accuracy_is_high_on_separable_data() -> None:
     assert full_data_accuracy(features, labels) > 0.9
 
 
+@pytest.mark.slow
 def test_simulate_command_on_a_labelled_folder(home: Path, brand_folder: Path, weights_path: Path, capsys) -> None:
     (brand_folder / "acme" / "broken.jpg").write_text("not an image")
     code = main(
@@ -123,6 +124,7 @@ def test_thin_classes_are_left_out_with_their_counts() -> None:
     assert names == ["a"] and left_out == {"b": 3, "c": 1} and len(kept) == 6 and set(relabelled) == {0}
 
 
+@pytest.mark.slow
 def test_simulate_reads_one_attribute_of_a_manifest(home: Path, brand_folder: Path, weights_path: Path, capsys) -> None:
     manifest = brand_folder / "labels.csv"
     rows = [

@@ -33,6 +33,7 @@ def state_of(engine: Engine, name: str) -> str:
     return next(a.state() for a in list_accounts(engine=engine) if a.name == name)
 
 
+@pytest.mark.slow
 def test_an_admin_unlocks_resets_and_adds_accounts(team: Engine) -> None:
     for _ in range(FREE_TRIES + 1):
         with pytest.raises(SignInError):

@@ -103,6 +103,7 @@ def test_an_anonymous_visitor_sees_only_the_sign_in_form(team: Engine) -> None:
     assert not [b for b in at.button if b.key.startswith("confirm_")]
 
 
+@pytest.mark.slow
 def test_a_reviewer_reviews_under_their_account_and_sees_no_admin_actions(team: Engine) -> None:
     at = sign_in(new_app().run(), "rita")
     assert not [t for t in at.text_input if t.key in ("reviewer_name", "sign_in_name")]  # no free-text name
@@ -118,6 +119,7 @@ def test_a_reviewer_reviews_under_their_account_and_sees_no_admin_actions(team: 
     assert not [b for b in at.button if b.key in ("retrain", "refresh")]
 
 
+@pytest.mark.slow
 def test_a_viewer_browses_but_neither_reviews_nor_settles(team: Engine) -> None:
     image = pool_ids(team)[0]
     record_review(image, "ann", "correct", label="acme", engine=team)
@@ -132,6 +134,7 @@ def test_a_viewer_browses_but_neither_reviews_nor_settles(team: Engine) -> None:
     assert not [b for b in at.button if b.key.startswith("resolve_")]
 
 
+@pytest.mark.slow
 def test_an_admin_settles_and_imports_only_inside_the_roots(
     team: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,6 +157,7 @@ def test_an_admin_settles_and_imports_only_inside_the_roots(
         assert session.scalar(select(func.count(Image.id))) == 44
 
 
+@pytest.mark.slow
 def test_an_ended_session_returns_to_the_sign_in_form(team: Engine) -> None:
     at = sign_in(new_app().run(), "rita")
     assert at.session_state["reviewer"] == "rita"
@@ -165,6 +169,7 @@ def test_an_ended_session_returns_to_the_sign_in_form(team: Engine) -> None:
     assert not at.image
 
 
+@pytest.mark.slow
 def test_sign_out_ends_the_session(team: Engine) -> None:
     at = sign_in(new_app().run(), "rita")
     with session_scope(team) as session:
@@ -176,6 +181,7 @@ def test_sign_out_ends_the_session(team: Engine) -> None:
         assert session.scalar(select(func.count()).select_from(SignInSession)) == 0
 
 
+@pytest.mark.slow
 def test_single_sign_on_maps_the_email_to_an_account(team: Engine) -> None:
     at = new_app()
     at.secrets = SECRETS

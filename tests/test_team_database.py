@@ -55,6 +55,7 @@ def _open(barrier: threading.Barrier, url: str) -> None:
     get_engine(url)
 
 
+@pytest.mark.slow
 def test_two_processes_opening_a_new_database_at_once_migrate_it_once(empty_db_url: str) -> None:
     run_at_once(_open, (empty_db_url,), (empty_db_url,))
     engine = create_db_engine(empty_db_url)
@@ -72,6 +73,7 @@ def _ingest(barrier: threading.Barrier, url: str, folder: Path) -> None:
     ingest_folder(folder, holdout_fraction=0.25, engine=engine)
 
 
+@pytest.mark.slow
 def test_two_processes_ingesting_the_same_folder_at_once_store_each_photo_and_brand_once(
     db_engine: Engine, brand_folder: Path
 ) -> None:
@@ -125,6 +127,7 @@ def _review_all(barrier: threading.Barrier, url: str, reviewer: str, brand: str,
         record_review(image_id, reviewer, "correct", label=brand, engine=engine)
 
 
+@pytest.mark.slow
 def test_two_reviewers_answering_the_same_photos_at_once_lose_no_answer(db_engine: Engine, brand_folder: Path) -> None:
     from feedback.ingest import ingest_folder
 
@@ -175,6 +178,7 @@ def test_claims_two_reviewers_asking_at_once_never_get_the_same_photo(
 
 
 @pytest.mark.parametrize("db_engine", ["postgresql"], indirect=True)  # SQLite: tests/test_tour.py, step 6
+@pytest.mark.slow
 def test_a_background_refresh_reports_into_the_shared_database_from_its_own_process(
     db_engine: Engine, home: Path, brand_folder: Path
 ) -> None:

@@ -56,6 +56,44 @@ def _any(value: object) -> str:
     return "any" if value is None else str(value)
 
 
+def _model_filters(options: FilterOptions, brands: list[str | None]) -> tuple[str | None, object, tuple, str]:
+    """The second row: model, its predicted class and confidence, and the order."""
+    e, f, g, h = st.columns([1, 1, 2, 1])
+    models = [m for m in ARCHITECTURES if m in options.models] + [m for m in options.models if m not in ARCHITECTURES]
+    has_models = bool(models)
+    model = e.selectbox(
+        "Model", models or [None], format_func=lambda m: m or "no model yet", key="f_model", disabled=not has_models
+    )
+    predicted = f.selectbox("Predicted brand", brands, format_func=_any, key="f_predicted", disabled=not has_models)
+    confidence = g.slider(
+        "Confidence of the prediction", 0.0, 1.0, (0.0, 1.0), step=0.05, key="f_confidence", disabled=not has_models
+    )
+    sort = h.selectbox(
+        "Order",
+        SORTS,
+        format_func=SORT_WORDS.__getitem__,
+        key="f_sort",
+        help="Confidence: that of the model chosen on the left; photos it has not predicted come last.",
+    )
+    if not has_models:
+        return model, None, (0.0, 1.0), sort
+    return model, predicted, tuple(confidence), sort
+
+
+def _attribute_filters(options: FilterOptions) -> tuple[tuple[str, str], ...]:
+    """A row for every attribute besides brand: the label it has now."""
+    if not options.attributes:
+        return ()
+    chosen = []
+    for column, (name, classes) in zip(st.columns(len(options.attributes)), options.attributes.items(), strict=True):
+        wanted = column.selectbox(
+            common.plain(name), [None, *classes, UNLABELLED, IN_CONFLICT], format_func=_any, key=f"f_attribute_{name}"
+        )
+        if wanted is not None:
+            chosen.append((name, wanted))
+    return tuple(chosen)
+
+
 def _filters(options: FilterOptions) -> tuple[BrowseFilter, str]:
     """The filter and the order chosen above the grid."""
     brands: list[str | None] = [None, *options.brands]
@@ -76,51 +114,17 @@ def _filters(options: FilterOptions) -> tuple[BrowseFilter, str]:
             key="f_reviewed",
         )
         reviewer = d.selectbox("Reviewer", [None, *options.reviewers], format_func=_any, key="f_reviewer")
-        e, f, g, h = st.columns([1, 1, 2, 1])
-        models = [m for m in ARCHITECTURES if m in options.models] + [
-            m for m in options.models if m not in ARCHITECTURES
-        ]
-        has_models = bool(models)
-        model = e.selectbox(
-            "Model",
-            models or [None],
-            format_func=lambda m: m or "no model yet",
-            key="f_model",
-            disabled=not has_models,
-        )
-        predicted = f.selectbox("Predicted brand", brands, format_func=_any, key="f_predicted", disabled=not has_models)
-        confidence = g.slider(
-            "Confidence of the prediction", 0.0, 1.0, (0.0, 1.0), step=0.05, key="f_confidence", disabled=not has_models
-        )
-        sort = h.selectbox(
-            "Order",
-            SORTS,
-            format_func=SORT_WORDS.__getitem__,
-            key="f_sort",
-            help="Confidence: that of the model chosen on the left; photos it has not predicted come last.",
-        )
-        others: list[tuple[str, str]] = []
-        if options.attributes:  # every attribute besides brand: its label now
-            for column, (name, classes) in zip(
-                st.columns(len(options.attributes)), options.attributes.items(), strict=True
-            ):
-                wanted = column.selectbox(
-                    common.plain(name),
-                    [None, *classes, UNLABELLED, IN_CONFLICT],
-                    format_func=_any,
-                    key=f"f_attribute_{name}",
-                )
-                if wanted is not None:
-                    others.append((name, wanted))
+        model, predicted, confidence, sort = _model_filters(options, brands)
+        others = _attribute_filters(options)
     flt = BrowseFilter(
         imported=imported,
         label=label,
         model=model,
-        predicted=predicted if has_models else None,
-        confidence=tuple(confidence) if has_models else (0.0, 1.0),
+        predicted=predicted,
+        confidence=confidence,
         reviewed=reviewed,
         reviewer=reviewer,
-        attributes=tuple(others),
+        attributes=others,
     )
     return flt, sort
 
@@ -171,43 +175,50 @@ def details_dialog(image_id: int) -> None:
         _table(facts, ("", "value"))
         if auth.allowed(Permission.REVIEW):
             _photo_actions(details.image_id)
-    st.markdown("**Reviews** (oldest first; undone ones stay listed)")
-    if details.reviews:
-        rows = [
-            (
-                _when(r["at"]),
-                r["reviewer"],
-                readable(r["action"]),
-                r["attribute"],
-                r["class"] or "-",
-                "-" if r["model_version_id"] is None else f"v{r['model_version_id']}",
-                "yes" if r["resolves_conflict"] else "",
-                _when(r["undone_at"]) if r["undone_at"] else "",
-            )
-            for r in details.reviews
-        ]
-        header = ("at", "reviewer", "action", "attribute", "answer", "model shown", "settles", "undone at")
+    reviews = [_review_row(r) for r in details.reviews]
+    header = ("at", "reviewer", "action", "attribute", "answer", "model shown", "settles", "undone at")
+    _section("**Reviews** (oldest first; undone ones stay listed)", reviews, header, "No reviews yet.")
+    predictions = [_prediction_row(p) for p in details.predictions]
+    header = ("model", "status", "kind", "brand", "confidence", "probabilities", "at")
+    _section("**Predictions**", predictions, header, "No model has predicted this photo yet.")
+
+
+def _section(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...], empty: str) -> None:
+    st.markdown(title)
+    if rows:
         _table(rows, header)
     else:
-        st.caption("No reviews yet.")
-    st.markdown("**Predictions**")
-    if details.predictions:
-        rows = [
-            (
-                f"{readable(p['arch'])} v{p['model_version_id']}",
-                readable(p["model_status"]),
-                readable(p["kind"]),
-                p["brand"],
-                f"{p['confidence']:.2f}",
-                ", ".join(f"{b} {v:.2f}" for b, v in sorted(p["probabilities"].items())),
-                _when(p["at"]),
-            )
-            for p in details.predictions
-        ]
-        header = ("model", "status", "kind", "brand", "confidence", "probabilities", "at")
-        _table(rows, header)
-    else:
-        st.caption("No model has predicted this photo yet.")
+        st.caption(empty)
+
+
+def _review_row(r: dict) -> tuple[str, ...]:
+    model = "-" if r["model_version_id"] is None else f"v{r['model_version_id']}"
+    undone = _when(r["undone_at"]) if r["undone_at"] else ""
+    settles = "yes" if r["resolves_conflict"] else ""
+    return (
+        _when(r["at"]),
+        r["reviewer"],
+        readable(r["action"]),
+        r["attribute"],
+        r["class"] or "-",
+        model,
+        settles,
+        undone,
+    )
+
+
+def _prediction_row(p: dict) -> tuple[str, ...]:
+    probabilities = ", ".join(f"{b} {v:.2f}" for b, v in sorted(p["probabilities"].items()))
+    model = f"{readable(p['arch'])} v{p['model_version_id']}"
+    return (
+        model,
+        readable(p["model_status"]),
+        readable(p["kind"]),
+        p["brand"],
+        f"{p['confidence']:.2f}",
+        probabilities,
+        _when(p["at"]),
+    )
 
 
 def _relabel(image_id: int) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import streamlit as st
 
 from db.access import Permission
-from modeling.arrivals import ArrivalReport
 from modeling.jobs import JobView, dismiss_job, failed_jobs, running_jobs
 from shoelabel.progress import duration
 from ui import auth, common
@@ -66,12 +65,3 @@ def job_notices() -> None:
         if running_jobs(engine):
             with st.sidebar:
                 _running_fragment()
-
-
-def show_arrivals(report: ArrivalReport) -> None:
-    """What happened to the predictions of photos just added."""
-    for label, reason in report.failed.items():
-        st.error(f"{label} could not predict the new photos: {common.plain(reason)}", icon=":material/error:")
-    for line in report.lines():
-        if " could not predict " not in line:
-            st.caption(common.plain(line))
