@@ -383,15 +383,17 @@ def _fine_tune(
     cache: FeatureCache,
     shas: Sequence[str],
     labels: np.ndarray,
+    parts: tuple[np.ndarray, np.ndarray],
     new_head: bool,
     config: InceptionConfig,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Fine-tune ``mixed9``/``mixed10`` at a low learning rate over every cached view, leaving out a
-    validation slice whose photos then fit the temperature of the fine-tuned model."""
+    """Fine-tune ``mixed9``/``mixed10`` at a low learning rate over every cached view of the ``parts``
+    fit rows; the validation rows (none when the model continues one that saw them) then fit the
+    temperature of the fine-tuned model."""
+    fit, validation = parts
     epochs = config.finetune_epochs if new_head else config.round_finetune_epochs
     lr = config.finetune_learning_rate if new_head else config.round_learning_rate
-    fit, validation = validation_slice(labels, config.validation_share, config.seed)
     set_frozen_below_cut(model)
     upper.compile(
         optimizer=keras.optimizers.Adam(lr),
@@ -410,12 +412,25 @@ def _fine_tune(
         "final_train_loss": float(history.history["loss"][-1]),
         "final_train_accuracy": float(history.history["accuracy"][-1]),
     }
+    details["finetune_calibration"] = None
     if len(validation):
         activations = cache.load([shas[i] for i in validation], view=0).astype("float32")
         calibration = calibrate(logits_of(upper.predict(activations, verbose=0)), labels[validation])
         fold_temperature(model, calibration.temperature)
         details["finetune_calibration"] = calibration.to_dict()
     return details
+
+
+def _calibration_parts(
+    labels: np.ndarray, mode: str, new_head: bool, config: InceptionConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) rows. A new fine-tuned model leaves a validation slice out of its head's fit and
+    of fine-tuning, to fit its temperature on photos it never learned from. A round continuing a model
+    has no such photos (the model it continues saw them): it learns from every photo and keeps that
+    model's temperature. The head alone fits its temperature on its own cross-validation."""
+    if mode == "finetune" and new_head:
+        return validation_slice(labels, config.validation_share, config.seed)
+    return np.arange(len(labels)), np.zeros(0, dtype=int)
 
 
 def train_inception(
@@ -468,10 +483,15 @@ def train_inception(
         "n_train": len(shas),
     }
     head_end = 0.55 if mode == "finetune" else 1.0
+    fit, validation = _calibration_parts(labels, mode, new_head, config)
     if new_head or mode == "head":
-        details.update(_fit_head(model, cache, shas, labels, config, Stage(progress, 0.45, head_end)))
+        rows = [shas[i] for i in fit]
+        details.update(_fit_head(model, cache, rows, labels[fit], config, Stage(progress, 0.45, head_end)))
     if mode == "finetune":
-        details.update(_fine_tune(model, upper, cache, shas, labels, new_head, config, Stage(progress, head_end, 1.0)))
+        stage = Stage(progress, head_end, 1.0)
+        details.update(_fine_tune(model, upper, cache, shas, labels, (fit, validation), new_head, config, stage))
+        if not new_head:
+            details["finetune_calibration_note"] = "the temperature is kept from the model this round continues"
     for layer in model.layers:
         layer.trainable = True
     return TrainOutcome(model, class_names, input_size, details)

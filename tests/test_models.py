@@ -298,3 +298,38 @@ def test_split_inception_answers_as_the_whole_network_in_both_pooling_layouts(tm
         np.testing.assert_allclose(np.asarray(upper.predict_on_batch(cut)), whole, atol=1e-5)
         assert [k.shape[0] for k in cam_kernels(model)] == [CUT_CHANNELS, 2048]
         assert isinstance(model, keras.Model)
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_models_temperature_is_fitted_on_photos_it_never_learned_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The validation slice that fits the temperature is left out of the head's fit as well as of
+    fine-tuning (a head fitted on it classifies it perfectly and the temperature sharpens without end);
+    a round continuing a model that saw those photos keeps that model's temperature."""
+    import modeling.fitting as fitting
+    from modeling.fitting import InceptionConfig, train_inception
+
+    paths, labels = synthetic(tmp_path / "photos", per_brand=10)
+    shas = [f"{i:064x}" for i in range(len(paths))]
+    cache = FeatureCache(tmp_path / "cache", "test")
+    config = InceptionConfig(input_size=75, finetune_epochs=1, batch_size=8, validation_share=0.2)
+    head_fitted_on: list[int] = []
+    fit_head = fitting.fit_linear_head
+    monkeypatch.setattr(
+        fitting, "fit_linear_head", lambda x, y, *a, **k: head_fitted_on.append(len(y)) or fit_head(x, y, *a, **k)
+    )
+    first = train_inception(shas, paths, labels, cache=cache, weights=None, mode="finetune", config=config)
+    validated = first.details["finetune_calibration"]["n"]
+    assert validated == 6 and head_fitted_on == [len(paths) - validated]
+    again = train_inception(
+        shas,
+        paths,
+        labels,
+        cache=cache,
+        weights=None,
+        mode="finetune",
+        config=config,
+        parent=(first.model, first.class_names),
+    )
+    assert again.details["finetune_calibration"] is None and "kept" in again.details["finetune_calibration_note"]
