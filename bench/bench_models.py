@@ -198,7 +198,7 @@ def shoes(args: argparse.Namespace) -> dict:
     )
     times["probe"] = round(time.perf_counter() - started, 1)
     result, times["inception"] = timed_round("inception", BRAND_ID, args)
-    details["inception"] = result.data.get("training", {}) if hasattr(result, "data") else {}
+    details["inception"] = result.data.get("training", {})
     inception = current_handle("inception", BRAND_ID)
     rows["inception"] = predicted(inception, holdout, class_names)
     pool_folder = subset(arrivals / "images", 120, flat=True) if args.quick else arrivals / "images"

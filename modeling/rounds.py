@@ -532,7 +532,8 @@ def _run(engine: Engine, round_id: int, plan: RoundPlan, report: Progress) -> Ro
         confusion={"class_names": scores.class_names, "matrix": scores.candidate.confusion if scores.candidate else []},
     )
     scored = {"candidate": scores.candidate, "current": scores.current, "duration_s": 0.0}
-    where = {"candidate_id": candidate.id, "data": start.data, "confusion_png": png, "attribute": start.attribute}
+    data = {**start.data, "training": outcome.details}
+    where = {"candidate_id": candidate.id, "data": data, "confusion_png": png, "attribute": start.attribute}
     return RoundResult(round_id, plan.arch, status, message, **scored, **where)
 
 
