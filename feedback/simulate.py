@@ -297,7 +297,6 @@ def folder_features(
     return features, np.array([names.index(b) for b in brands]), names
 
 
-@command
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feedback.simulate", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -358,6 +357,7 @@ def _curves(
     return curves
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)

@@ -134,7 +134,6 @@ def evaluate_holdout(handle: ModelHandle, progress: Progress | None = None) -> M
     return evaluate_handle(handle, holdout, names, progress or (lambda f, t: None))
 
 
-@command
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -198,6 +197,7 @@ def _report(
     return {"model_version": handle.id, **metrics.summary(), "skipped": skipped, "confusion_png": str(png)}
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     engine = get_engine()

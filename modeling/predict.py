@@ -643,7 +643,6 @@ def _ray_cluster(args: argparse.Namespace) -> RayCluster | None:
     return cluster
 
 
-@command
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m modeling.predict", description="Predict the brand and every other attribute of photos."
@@ -722,6 +721,7 @@ def _predict_files(engine: Engine, args: argparse.Namespace, files: list[Path]) 
     return 0 if rows and not broken else 1
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)

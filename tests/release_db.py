@@ -145,8 +145,7 @@ from feedback.reviews import record_review, undo_last
 from feedback.uploads import store_upload
 from modeling.fitting import CnnConfig
 from modeling.jobs import JobLock, dismiss_job, job_record, open_job
-from modeling.answers import stored_answers
-from modeling.predict import current_versions, refresh_predictions
+from modeling.predict import current_versions, refresh_predictions, stored_answers
 from modeling.rounds import open_round, run_round
 
 PACKAGES = ("db", "feedback", "modeling", "shoelabel")  # every module of these must come from the release
