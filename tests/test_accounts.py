@@ -85,6 +85,7 @@ def test_sign_in_opens_a_session_stored_as_a_hash_that_expires(engine: Engine) -
     assert session_actor(signed.token, engine=engine) is None
 
 
+@pytest.mark.slow
 def test_a_password_reset_clears_the_wait_and_ends_sessions(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
     monkeypatch.setattr(accounts, "sleep", waits.append)

@@ -56,6 +56,7 @@ def reviewing(catalogue: Engine) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_empty_database_says_how_to_ingest_and_ingests_from_the_app(engine: Engine, brand_folder: Path) -> None:
     at = new_app().run()
     assert_clean(at)
@@ -172,6 +173,7 @@ def test_empty_queue_suggests_other_queues(reviewing: AppTest, catalogue: Engine
     assert any("unreviewed" in s.value and "likely mislabelled" in s.value for s in reviewing.success)
 
 
+@pytest.mark.slow
 def test_likely_mislabelled_reviews_labelled_photos(reviewing: AppTest, catalogue: Engine) -> None:
     reviewing.selectbox(key="strategy").set_value("likely_mislabelled").run()
     assert_clean(reviewing)
@@ -400,6 +402,7 @@ def test_disagreement_with_both_models_needs_no_notice(catalogue: Engine) -> Non
     assert not at.sidebar.info
 
 
+@pytest.mark.slow
 def test_sidebar_and_review_page_say_what_they_count(reviewing: AppTest) -> None:
     for _ in range(3):
         reviewing.button(key=f"skip_{shown_image(reviewing)}").click().run()
@@ -549,6 +552,7 @@ def test_browse_sorts_by_confidence(catalogue: Engine) -> None:
     assert next(c for c in texts(at.caption) if c.startswith("#")).startswith(f"#{pool[-1]} ·")
 
 
+@pytest.mark.slow
 def test_claim_renewal_tolerates_a_busy_database_a_few_times_then_warns(
     reviewing: AppTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:

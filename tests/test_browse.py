@@ -368,6 +368,7 @@ def known(engine: Engine) -> Known:
     return Known(labels, decided, answered, predicted)
 
 
+@pytest.mark.slow
 def test_the_fixture_has_every_kind_of_label(disputed: Engine) -> None:
     labels = known(disputed).labels.values()
     assert sum(label.conflict for label in labels) == 3
@@ -376,6 +377,7 @@ def test_the_fixture_has_every_kind_of_label(disputed: Engine) -> None:
     assert sum(label.origin == "review" and not label.conflict for label in labels) == 7
 
 
+@pytest.mark.slow
 def test_label_filters_match_the_derived_labels(disputed: Engine, count_cap: int) -> None:
     facts = known(disputed)
     for sort in SORTS:

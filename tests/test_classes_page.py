@@ -34,6 +34,7 @@ def submit_new_attribute(name: str, classes: str) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_add_attribute_with_a_name_that_exists_adds_nothing_and_says_so(catalogue: Engine) -> None:
     add_attribute("colour", engine=catalogue)
     add_classes("colour", ["Black"], engine=catalogue)

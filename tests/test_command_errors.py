@@ -84,6 +84,7 @@ def test_a_malformed_shoelabel_db_is_named_without_its_password(home: Path, url:
     assert "secret" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_stops_an_ingest_with_an_error_line_and_keeps_the_database(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -167,6 +168,7 @@ def read_only(folder: Path) -> Callable[[], list[str]]:
     return lambda: wrap
 
 
+@pytest.mark.slow
 def test_a_read_only_home_folder_is_an_error_line(engine: Engine, home: Path, tmp_path: Path) -> None:
     folder = photo_folder(tmp_path / "brands", 2)
     engine.dispose()
@@ -211,6 +213,7 @@ def test_a_nul_character_in_a_manifest_path_is_refused_naming_the_row(engine: En
     assert count_rows(engine, Image.id) == 0
 
 
+@pytest.mark.slow
 def test_a_json_manifest_nested_200000_deep_is_refused(engine: Engine, tmp_path: Path) -> None:
     manifest = tmp_path / "deep.json"
     manifest.write_text('{"images": [{"path": "a.jpg", "brand": ' + "[" * 200_000 + "]" * 200_000 + "}]}")
@@ -218,6 +221,7 @@ def test_a_json_manifest_nested_200000_deep_is_refused(engine: Engine, tmp_path:
     assert count_rows(engine, Image.id) == 0
 
 
+@pytest.mark.slow
 def test_a_nul_character_in_a_class_name_is_taken_out_on_every_database(db_engine: Engine, tmp_path: Path) -> None:
     make_brand_photo(tmp_path / "a.jpg", 0, seed=1)
     manifest = tmp_path / "m.json"

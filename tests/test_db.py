@@ -177,6 +177,7 @@ def test_locked_database_gives_a_clear_error_and_writes_nothing(
 
 
 @pytest.mark.parametrize("db_engine", ["postgresql"], indirect=True)  # SQLite has one writer at a time
+@pytest.mark.slow
 def test_a_deadlock_between_two_writers_is_a_busy_error_for_one_and_the_other_commits(db_engine: Engine) -> None:
     """Sessions that write without the writers' lock may deadlock on PostgreSQL: the server rolls one back."""
     with session_scope(db_engine, write=True) as session:
@@ -206,6 +207,7 @@ def test_a_deadlock_between_two_writers_is_a_busy_error_for_one_and_the_other_co
         assert sorted(session.scalars(select(LabelClass.name))) in (["a1", "b2"], ["a2", "b1"])
 
 
+@pytest.mark.slow
 def test_a_database_that_cannot_be_opened_is_named_with_the_reason(tmp_path: Path) -> None:
     env = {
         **os.environ,

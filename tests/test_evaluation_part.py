@@ -84,6 +84,7 @@ def test_a_seeded_stratified_share_of_answered_pool_photos_is_held_out(engine: E
     assert parts(engine) == drawn
 
 
+@pytest.mark.slow
 def test_a_photo_keeps_its_part_whatever_later_answers_say(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOELABEL_REVIEW_HOLDOUT", "0.5")
     ids = add_pool(engine, 40, {"acme": 0, "bolt": 0})
@@ -104,6 +105,7 @@ def test_a_photo_keeps_its_part_whatever_later_answers_say(engine: Engine, monke
     assert trained[0] in {i.image_id for i in labelled.train}
 
 
+@pytest.mark.slow
 def test_imported_photos_skips_and_a_zero_share_hold_nothing_out_of_the_pool(
     engine: Engine, brand_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -46,6 +46,7 @@ def test_photos_added_without_a_brand_stay_counted_when_their_answers_hold_them_
     assert after["train"] + after["holdout"] + after["pool"] - after["pool_held_out"] == after["images"]
 
 
+@pytest.mark.slow
 def test_the_sidebar_says_how_many_pool_photos_are_held_out(ingested: Engine) -> None:
     held_out = _answer_the_pool(ingested)
     at = new_app().run()

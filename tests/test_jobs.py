@@ -81,6 +81,7 @@ def test_a_failed_background_refresh_names_the_model_and_its_log(catalogue: Engi
     assert "could not predict" in notice.log_tail()
 
 
+@pytest.mark.slow
 def test_the_app_shows_a_failed_job_until_it_is_dismissed(catalogue: Engine, home: Path) -> None:
     log = home / "logs" / "refresh-1.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ def _held_out(engine) -> set[str]:
         return set(session.scalars(select(Image.sha256).where(Image.split == Split.HOLDOUT)))
 
 
+@pytest.mark.slow
 def test_a_large_import_commits_in_chunks_and_another_writer_gets_in_between(
     db_engine: Engine, brand_folder: Path, pool_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

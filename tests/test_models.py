@@ -97,6 +97,7 @@ def head_round(
     )
 
 
+@pytest.mark.slow
 def test_inception_trains_from_cached_activations(tmp_path: Path) -> None:
     """weights=None and 75 px inputs: the real architecture and training path, at test size."""
     from modeling.architectures import INCEPTION_CUT
@@ -142,6 +143,7 @@ def test_head_round_after_finetuning_mixes_photos_cached_with_four_and_two_views
     assert cache.load(shas, views=2).shape[:2] == (len(shas), 2)
 
 
+@pytest.mark.slow
 def test_finetuning_trains_only_the_top_blocks_and_head() -> None:
     from keras import layers
 
@@ -160,6 +162,7 @@ def test_finetuning_trains_only_the_top_blocks_and_head() -> None:
     assert len(model.trainable_weights) == 18 + 2
 
 
+@pytest.mark.slow
 def test_real_imagenet_weights_load(weights_path: Path) -> None:
     from keras import layers
 
@@ -215,6 +218,7 @@ def test_random_affine_flips_exactly_and_is_idle_at_inference() -> None:
     assert moved.shape == x.shape and not np.allclose(moved, x)
 
 
+@pytest.mark.slow
 def test_saved_models_load_with_their_custom_layers(tmp_path: Path) -> None:
     import keras
 
@@ -277,6 +281,7 @@ def _old_layout_inception(n_classes: int, size: int) -> object:
     return keras.Model(inputs, _head(pool, n_classes, 0.3), name="inception")
 
 
+@pytest.mark.slow
 def test_split_inception_answers_as_the_whole_network_in_both_pooling_layouts(tmp_path: Path) -> None:
     """The cached cut (mixed8 maps with the pooled mixed5-7 packed in) through the upper part gives
     the whole network's answer, for a model of this release and one saved by an earlier release."""

@@ -39,6 +39,7 @@ def tiny_cnn(engine: Engine, home: Path, brand_folder: Path) -> ModelHandle:
     return current_cnn(engine, home, build_cnn(3, input_size=32, widths=(8, 8, 8, 8)))
 
 
+@pytest.mark.slow
 def test_simultaneous_uploads_on_a_model_just_loaded_all_get_predictions(tiny_cnn: ModelHandle) -> None:
     """Eight sessions' uploads at once, as right after a start (each session is a thread of the server)."""
     results: dict[int, list[UploadPrediction]] = {}
@@ -63,6 +64,7 @@ def test_simultaneous_uploads_on_a_model_just_loaded_all_get_predictions(tiny_cn
         assert result.error is None and set(result.answers["cnn"].probabilities) == {"acme", "bolt", "crest"}
 
 
+@pytest.mark.slow
 def test_the_models_are_made_ready_once_the_first_page_is_drawn(tiny_cnn: ModelHandle) -> None:
     from modeling import registry
 
@@ -106,6 +108,7 @@ def test_a_photo_already_in_the_catalogue_shows_its_label(catalogue: Engine, bra
     assert len(shown) == 1 and "brand: bolt" in shown[0]
 
 
+@pytest.mark.slow
 def test_the_first_page_imports_no_model_or_table_library() -> None:
     """What the first page imports is what the server does before drawing it (a fresh process)."""
     modules = first_page_modules(REPO)

@@ -124,6 +124,7 @@ def test_not_a_shoe_photos_leave_the_labelled_queue_until_overruled(engine, pool
     assert pending_count("bob", "tab-b", scope="labelled") == total
 
 
+@pytest.mark.slow
 def test_confirm_means_the_label_is_right_when_there_is_one(engine, pool: list[int]) -> None:
     with session_scope(engine) as session:
         labelled = session.scalars(select(Image.id).where(Image.split == Split.TRAIN).order_by(Image.id)).first()

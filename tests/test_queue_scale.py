@@ -122,6 +122,7 @@ def _qmarks(statement: str) -> tuple[object, ...]:
     return tuple(0 for _ in range(statement.count("?")))
 
 
+@pytest.mark.slow
 def test_slice_strategies_rank_a_bounded_slice_once(engine, pool: list[int], monkeypatch) -> None:
     import feedback.queue as queue
 

@@ -82,6 +82,7 @@ def test_the_refresh_command_on_ray_workers_stores_what_one_process_stores(
     ("address", "message"),
     [("nonsense", "--ray 'nonsense' is not an address"), ("127.0.0.1:1", "Could not reach the Ray cluster at")],
 )
+@pytest.mark.slow
 def test_an_address_without_a_cluster_is_named_before_anything_starts(
     engine: Engine, address: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

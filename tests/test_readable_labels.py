@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine
 
 from feedback.reviews import record_review
@@ -11,6 +12,7 @@ from tests.app_support import assert_clean, new_app, open_page
 CODE_NAMES = ("least_confidence", "likely_mislabelled", "not_a_shoe", "out_of_fold")
 
 
+@pytest.mark.slow
 def test_the_strategy_choice_reads_as_words(catalogue: Engine) -> None:
     at = new_app().run()
     at.text_input(key="reviewer_name").input("ann")
@@ -22,6 +24,7 @@ def test_the_strategy_choice_reads_as_words(catalogue: Engine) -> None:
     assert not any(name in (strategy.help or "") for name in CODE_NAMES)
 
 
+@pytest.mark.slow
 def test_photo_details_are_tables_in_words(catalogue: Engine) -> None:
     at = open_page("browse")
     photo = next(int(b.key.removeprefix("open_")) for b in at.button if b.key and b.key.startswith("open_"))

@@ -33,6 +33,7 @@ def image_paths(engine: Engine) -> dict[int, str]:
         return {image_id: path for image_id, path in session.execute(select(Image.id, Image.path))}
 
 
+@pytest.mark.slow
 def test_refresh_asks_for_one_chunk_at_a_time_and_stores_the_models_answers(
     engine: Engine, cnn: ModelHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -74,6 +75,7 @@ def test_refresh_asks_for_one_chunk_at_a_time_and_stores_the_models_answers(
     assert np.allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_killed_refresh_keeps_its_committed_chunks_and_a_rerun_does_the_rest(
     engine: Engine, cnn: ModelHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,6 +101,7 @@ def test_a_killed_refresh_keeps_its_committed_chunks_and_a_rerun_does_the_rest(
     assert len(per_image) == 44 and {n for _, n in per_image} == {1}
 
 
+@pytest.mark.slow
 def test_one_broken_model_never_stops_the_other(engine: Engine, cnn: ModelHandle, home: Path) -> None:
     from modeling.predict import refresh_predictions
     from tests.app_support import fake_models

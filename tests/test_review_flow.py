@@ -43,6 +43,7 @@ def colour(catalogue: Engine) -> Engine:
     return catalogue
 
 
+@pytest.mark.slow
 def test_queue_settings_survive_a_page_change(colour: Engine) -> None:
     at = sign_in(new_app().run())
     at.selectbox(key="strategy").set_value("margin").run()
@@ -91,6 +92,7 @@ def test_skipped_and_unsure_photos_come_back(reviewing: AppTest, catalogue: Engi
     assert shown_image(later) == pool[1]
 
 
+@pytest.mark.slow
 def test_undo_survives_a_reload_for_the_reviewers_recent_answers(reviewing: AppTest, catalogue: Engine) -> None:
     from datetime import timedelta
 
@@ -118,6 +120,7 @@ def test_undo_survives_a_reload_for_the_reviewers_recent_answers(reviewing: AppT
     assert not {r.id: r.undone_at for r in reviews(catalogue)}[other]  # never another reviewer's answer
 
 
+@pytest.mark.slow
 def test_photo_details_relabel_and_send_to_review(catalogue: Engine) -> None:
     from db.labels import effective_labels
 
@@ -149,6 +152,7 @@ def test_photo_details_relabel_and_send_to_review(catalogue: Engine) -> None:
     assert image_id in [item.image_id for item in queue.session_state["review_queue"]]
 
 
+@pytest.mark.slow
 def test_settling_a_conflict_needs_an_explicit_choice_and_its_photo_can_be_enlarged(catalogue: Engine) -> None:
     image_id = pool_ids(catalogue)[0]
     record_review(image_id, "ann", "correct", label="acme", engine=catalogue)

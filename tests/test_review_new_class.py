@@ -69,6 +69,7 @@ def test_an_admin_adds_a_new_class_after_a_confirmation_naming_it(many_brands: E
     assert shown(at) != first and not at.warning
 
 
+@pytest.mark.slow
 def test_a_new_class_can_be_cancelled(many_brands: Engine) -> None:
     at = reviewing_as_ann()
     first = shown(at)

@@ -3,6 +3,7 @@ starts afresh."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
@@ -31,6 +32,7 @@ def test_the_single_users_name_survives_a_reload(catalogue: Engine) -> None:
     assert reloaded.session_state["reviewer"] == "Ann Lee"
 
 
+@pytest.mark.slow
 def test_a_new_reviewer_starts_with_their_own_count_and_last_answer(catalogue: Engine) -> None:
     at = start_as(new_app().run(), "ann")
     first = at.session_state["review_queue"][0].image_id

@@ -64,6 +64,7 @@ def frames_with(at: AppTest, column: str) -> list:
     return [d for d in at.dataframe if column in d.value.columns]
 
 
+@pytest.mark.slow
 def test_most_frequent_mistakes_show_shares_as_percentages(many_brands: Engine) -> None:
     at = open_page("rounds")
     [mistakes] = frames_with(at, "predicted")
@@ -74,6 +75,7 @@ def test_most_frequent_mistakes_show_shares_as_percentages(many_brands: Engine) 
     assert shown["type_config"]["max_value"] == 100
 
 
+@pytest.mark.slow
 def test_the_rounds_page_shows_a_models_classes_through_renames_and_merges(many_brands: Engine) -> None:
     rename_class("brand", "ADIDAS", "Adidas", engine=many_brands)
     merge_classes("brand", "ADIDAS Originals", "Adidas", engine=many_brands)
@@ -157,6 +159,7 @@ def chart_specs(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("vega_lite_chart")]
 
 
+@pytest.mark.slow
 def test_the_score_legend_has_its_whole_title_and_draws_each_score_as_its_line(catalogue: Engine) -> None:
     add_round(catalogue, arch="cnn", mode="train", metrics={"candidate": fake_metrics(0.7)})
     at = open_page("rounds")

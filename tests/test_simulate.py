@@ -31,6 +31,7 @@ def blobs(n_per: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("strategy", ["margin", "random", "disagreement", "diverse"])
+@pytest.mark.slow
 def test_curves_grow_by_the_batch_and_learn(strategy: str) -> None:
     features, labels = blobs()
     curve = simulate(features, labels, strategy, seed=1, seed_per_class=2, batch=5, rounds=6)

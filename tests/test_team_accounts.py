@@ -71,6 +71,7 @@ def test_an_admin_unlocks_resets_and_adds_accounts(team: Engine) -> None:
     assert sign_in("vic", "vic's long password", engine=team).actor.role.value == "viewer"
 
 
+@pytest.mark.slow
 def test_a_reviewer_sees_no_account_controls(team: Engine) -> None:
     at = team_page_as("rita")
     assert not [w for w in at.text_input if w.key.startswith("account_")]
@@ -78,6 +79,7 @@ def test_a_reviewer_sees_no_account_controls(team: Engine) -> None:
     assert any("Only an admin can add accounts" in text for text in texts(at.caption))
 
 
+@pytest.mark.slow
 def test_the_first_account_added_by_the_single_user_is_an_admin(engine: Engine) -> None:
     at = new_app().run()
     at.switch_page("ui/pages/team.py").run()

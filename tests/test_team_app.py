@@ -90,6 +90,7 @@ def test_localhost_without_accounts_keeps_the_single_user_flow(catalogue: Engine
     assert registered(at, "ui/pages/imports.py")
 
 
+@pytest.mark.slow
 def test_an_anonymous_visitor_sees_only_the_sign_in_form(team: Engine) -> None:
     at = new_app().run()
     assert_clean(at)

@@ -19,12 +19,14 @@ def team_page() -> object:
     return open_page("team")
 
 
+@pytest.mark.slow
 def test_team_page_without_reviews_says_so(catalogue: Engine) -> None:
     at = team_page()
     assert any("No reviews yet" in text for text in texts(at.info))
     assert any("0%" in text for text in texts(at.markdown))  # the quality-control share, off
 
 
+@pytest.mark.slow
 def test_team_page_shows_rates_kappa_and_disagreements(catalogue: Engine) -> None:
     pool = pool_ids(catalogue)
     for image_id, (ann, bob) in zip(pool, [("acme", "acme"), ("bolt", "bolt"), ("acme", "crest")], strict=False):
@@ -57,6 +59,7 @@ def answer_at(engine: Engine, image_id: int, reviewer: str, label: str, minutes:
         session.execute(update(Review).where(Review.id == review_id).values(created_at=when))
 
 
+@pytest.mark.slow
 def test_team_figures_need_twenty_photos_and_ten_active_minutes(catalogue: Engine) -> None:
     with session_scope(catalogue) as session:
         photos = list(session.scalars(select(Image.id).order_by(Image.id)))[:22]
@@ -83,6 +86,7 @@ def test_team_figures_need_twenty_photos_and_ten_active_minutes(catalogue: Engin
     assert len(spec["encoding"]["x"]["axis"]["values"]) <= 10
 
 
+@pytest.mark.slow
 def test_the_local_admin_sets_the_quality_control_share(catalogue: Engine) -> None:
     at = team_page()
     at.slider(key="qc_share_percent").set_value(10)
