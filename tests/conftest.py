@@ -398,3 +398,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("browser") is not None:
             item.add_marker(pytest.mark.slow)
+
+
+def conflicting_answers(engine: Engine, image_id: int, first: str, second: str) -> None:
+    """``first`` answers acme and ``second`` crest for the photo: a conflict an admin settles."""
+    from feedback.reviews import record_review
+
+    record_review(image_id, first, "correct", label="acme", engine=engine)
+    record_review(image_id, second, "correct", label="crest", engine=engine)

@@ -78,11 +78,16 @@ def test_replace_head_keeps_known_brands(tmp_path: Path) -> None:
     assert bigger.output.shape[-1] == 4
 
 
-@pytest.mark.slow
 def head_round(
-    shas: list[str], paths: list[str], labels: list[str], cache: FeatureCache, config: Any, parent: Any
+    shas: list[str],
+    paths: list[str],
+    labels: list[str],
+    cache: FeatureCache,
+    config: Any,
+    parent: Any,
+    mode: str = "head",
 ) -> Any:
-    """A head-only InceptionV3 round continuing ``parent`` (a training outcome)."""
+    """An InceptionV3 round (head-only by default) continuing ``parent`` (a training outcome)."""
     from modeling.fitting import train_inception
 
     return train_inception(
@@ -91,7 +96,7 @@ def head_round(
         labels,
         cache=cache,
         weights=None,
-        mode="head",
+        mode=mode,
         config=config,
         parent=(parent.model, parent.class_names),
     )
@@ -327,14 +332,5 @@ def test_a_fine_tuned_models_temperature_is_fitted_on_photos_it_never_learned_fr
     first = train_inception(shas, paths, labels, cache=cache, weights=None, mode="finetune", config=config)
     validated = first.details["finetune_calibration"]["n"]
     assert validated == 6 and head_fitted_on == [len(paths) - validated]
-    again = train_inception(
-        shas,
-        paths,
-        labels,
-        cache=cache,
-        weights=None,
-        mode="finetune",
-        config=config,
-        parent=(first.model, first.class_names),
-    )
+    again = head_round(shas, paths, labels, cache, config, first, mode="finetune")
     assert again.details["finetune_calibration"] is None and "kept" in again.details["finetune_calibration_note"]

@@ -12,6 +12,7 @@ from db.models import Review, ReviewAction
 from feedback.classes import add_attribute, add_classes
 from feedback.reviews import record_review
 from tests.app_support import assert_clean, new_app, pool_ids
+from tests.conftest import conflicting_answers
 
 
 def reviews(engine: Engine) -> list[Review]:
@@ -155,8 +156,7 @@ def test_photo_details_relabel_and_send_to_review(catalogue: Engine) -> None:
 @pytest.mark.slow
 def test_settling_a_conflict_needs_an_explicit_choice_and_its_photo_can_be_enlarged(catalogue: Engine) -> None:
     image_id = pool_ids(catalogue)[0]
-    record_review(image_id, "ann", "correct", label="acme", engine=catalogue)
-    record_review(image_id, "bob", "correct", label="crest", engine=catalogue)
+    conflicting_answers(catalogue, image_id, "ann", "bob")
     at = sign_in(new_app().run(), "carol")
     at.switch_page("ui/pages/browse.py").run()
     at.session_state["browse_tab"] = "Conflicts"

@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 from db import session_scope
 from db.models import Image, Review, SignInSession
 from feedback.accounts import add_account, set_disabled
-from feedback.reviews import record_review
 from tests.app_support import assert_clean, new_app, pool_ids, submit_sign_in, texts
+from tests.conftest import conflicting_answers
 
 PASSWORD = "correct horse battery"
 SECRETS = {
@@ -123,8 +123,7 @@ def test_a_reviewer_reviews_under_their_account_and_sees_no_admin_actions(team: 
 @pytest.mark.slow
 def test_a_viewer_browses_but_neither_reviews_nor_settles(team: Engine) -> None:
     image = pool_ids(team)[0]
-    record_review(image, "ann", "correct", label="acme", engine=team)
-    record_review(image, "rita", "correct", label="crest", engine=team)
+    conflicting_answers(team, image, "ann", "rita")
     at = sign_in(new_app().run(), "vic")
     assert not registered(at, "ui/pages/review.py") and not registered(at, "ui/pages/predict.py")
     at.switch_page("ui/pages/browse.py").run()
