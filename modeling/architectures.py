@@ -173,10 +173,10 @@ def _has_low(model: keras.Model) -> bool:
     return any(layer.name == "pool_low" for layer in model.layers)
 
 
-def _from_cut(model: keras.Model, output: keras.KerasTensor, lower: keras.Model) -> keras.Model:
+def _from_cut(model: keras.Model, output: keras.KerasTensor) -> keras.Model:
     """A network from the lower part's packed output (see :func:`split_inception`) to ``output``."""
     cut = model.get_layer(INCEPTION_CUT).output
-    packed = keras.Input(lower.output.shape[1:], name="cut")
+    packed = keras.Input(PackPooled().compute_output_shape([cut.shape, (None, LOW_FEATURES)])[1:], name="cut")
     maps, low = UnpackPooled(int(cut.shape[-1]), LOW_FEATURES)(packed)
     if _has_low(model):
         core = keras.Model([cut, model.get_layer("pool_low").output], output)
@@ -193,17 +193,17 @@ def split_inception(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     cut = model.get_layer(INCEPTION_CUT).output
     low = model.get_layer("pool_low").output if _has_low(model) else _low_pooled(model)
     lower = keras.Model(model.input, PackPooled()([cut, low]), name="inception_lower")
-    return lower, _from_cut(model, model.output, lower)
+    return lower, _from_cut(model, model.output)
 
 
-def inception_pooled(model: keras.Model, lower: keras.Model | None = None) -> keras.Model:
+def inception_pooled(model: keras.Model) -> keras.Model:
     """The lower part's output -> the pooled features the head sees (``pool`` layer)."""
-    return _from_cut(model, model.get_layer("pool").output, lower or split_inception(model)[0])
+    return _from_cut(model, model.get_layer("pool").output)
 
 
-def inception_top(model: keras.Model, lower: keras.Model | None = None) -> keras.Model:
+def inception_top(model: keras.Model) -> keras.Model:
     """The lower part's output -> the last block's maps (for class activation maps)."""
-    return _from_cut(model, model.get_layer(INCEPTION_TOP).output, lower or split_inception(model)[0])
+    return _from_cut(model, model.get_layer(INCEPTION_TOP).output)
 
 
 def cam_kernels(model: keras.Model) -> tuple[np.ndarray, np.ndarray]:

@@ -89,8 +89,8 @@ class PackPooled(keras.layers.Layer):
 
     def call(self, inputs: list[KerasTensor]) -> KerasTensor:
         maps, vector = inputs
-        _, h, w, _ = maps.shape
-        k = math.ceil(vector.shape[-1] / (h * w))
+        _, h, w, c = maps.shape
+        k = self.compute_output_shape([maps.shape, vector.shape])[-1] - c
         padded = ops.pad(vector, [[0, 0], [0, h * w * k - vector.shape[-1]]])
         return ops.concatenate([maps, ops.reshape(padded, (-1, h, w, k))], axis=-1)
 

@@ -324,7 +324,7 @@ def _inception_top(model: keras.Model) -> keras.Model:
     if model not in _tops:
         from modeling.architectures import inception_top
 
-        _tops[model] = inception_top(model, _inception_parts(model)[0])
+        _tops[model] = inception_top(model)
     return _tops[model]
 
 

@@ -531,10 +531,19 @@ def _run(engine: Engine, round_id: int, plan: RoundPlan, report: Progress) -> Ro
         },
         confusion={"class_names": scores.class_names, "matrix": scores.candidate.confusion if scores.candidate else []},
     )
-    scored = {"candidate": scores.candidate, "current": scores.current, "duration_s": 0.0}
-    data = {**start.data, "training": outcome.details}
-    where = {"candidate_id": candidate.id, "data": data, "confusion_png": png, "attribute": start.attribute}
-    return RoundResult(round_id, plan.arch, status, message, **scored, **where)
+    return RoundResult(
+        round_id,
+        plan.arch,
+        status,
+        message,
+        scores.candidate,
+        scores.current,
+        duration_s=0.0,
+        candidate_id=candidate.id,
+        data={**start.data, "training": outcome.details},
+        confusion_png=png,
+        attribute=start.attribute,
+    )
 
 
 def _left_out_note(start: RoundStart) -> str:
