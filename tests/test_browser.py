@@ -53,12 +53,17 @@ WATCH_LATENCY = """() => {
 }"""
 
 
+#: True once the page holds no element left over from the previous run of the script.
+NO_STALE = "() => !document.querySelector('[data-stale=true]')"
+
+
 def ready(page: object, image_id: int) -> None:
     """Wait until photo ``image_id`` and its keys are on screen. The keys belong to the photo (a key
     pressed on a photo already answered does nothing), and bind just after the redraw, so pause the
     way a reviewer looks at the photo before answering."""
+    page.locator(f'.st-key-skip_{image_id}:not([data-stale="true"])').wait_for()
+    page.wait_for_function(NO_STALE)  # a redraw's leftovers share keys with the new elements
     photo_caption(page, image_id).wait_for()
-    page.locator(f".st-key-skip_{image_id}").wait_for()
     page.wait_for_timeout(SETTLE_MS)
 
 
